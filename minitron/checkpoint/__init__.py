@@ -1,0 +1,1 @@
+"""Checkpoints: megatron-core dist_checkpointing with a manifest; HF safetensors I/O."""

@@ -1,0 +1,190 @@
+"""minitron checkpoints: megatron-core ``dist_checkpointing`` weights plus a manifest.
+
+Layout of a checkpoint directory::
+
+    manifest.json     format, architecture, dtype, the layout it was saved from,
+                      versions, extra stage info, and size + sha256 of every file
+    weights/          megatron-core dist_checkpointing (torch_dist): global tensors,
+                      so the checkpoint loads at any TP/PP layout
+    tokenizer/        the source model's tokenizer and generation config
+    hf_config.json    the source model's HF config (the template for export)
+
+The directory is written under a temp name and renamed when complete
+(:mod:`minitron.checkpoint.atomic`); the manifest is the last file written.
+Loading checks the manifest and every file's size (and by default its sha256)
+before megatron-core reads a byte, so a truncated or altered checkpoint is
+reported, never loaded as garbage.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from minitron.checkpoint import atomic
+from minitron.checkpoint.hf_io import copy_tokenizer
+from minitron.errors import CheckpointError
+from minitron.models.arch import ModelArch
+from minitron.parallel import collectives, runtime
+
+MANIFEST = "manifest.json"
+FORMAT = "minitron-checkpoint"
+VERSION = 1
+VERIFY_MODES = ("full", "size", "none")
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"torch": torch.__version__}
+    for dist in ("megatron-core", "minitron", "transformers"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def save_checkpoint(model, out: str | Path, *, arch: ModelArch, hf_config: dict,
+                    tokenizer_src: Optional[Path], dtype: str, overwrite: bool = False,
+                    extra: Optional[dict[str, Any]] = None) -> Path:
+    """Save ``model`` (every rank calls this) to ``out`` atomically; returns ``out``."""
+    from megatron.core import dist_checkpointing
+
+    out = Path(out)
+    lay = runtime.layout()
+    if out.exists() and not overwrite:
+        raise CheckpointError(f"{out} already exists; pass overwrite=true to replace it")
+    tmp = atomic.temp_dir_for(out)
+    if lay.is_main:
+        atomic.begin(out)
+        (tmp / "weights").mkdir()
+    runtime.barrier()
+    dist_checkpointing.save(model.sharded_state_dict(), str(tmp / "weights"))
+    runtime.barrier()
+    if lay.is_main:
+        if tokenizer_src is not None:
+            (tmp / "tokenizer").mkdir()
+            copy_tokenizer(Path(tokenizer_src), tmp / "tokenizer")
+        (tmp / "hf_config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True))
+        from minitron.models.builder import spec_kind
+
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "arch": arch.to_dict(),
+            "dtype": dtype,
+            "saved_layout": {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "spec": spec_kind()},
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "versions": _versions(),
+            "extra": extra or {},
+            "files": atomic.checksums(tmp),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        atomic.commit(tmp, out, overwrite)
+    runtime.barrier()
+    return out
+
+
+def read_manifest(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_dir():
+        raise CheckpointError(f"{p}: no such checkpoint directory")
+    mf = p / MANIFEST
+    if not mf.is_file():
+        hint = (" (an unfinished write was left at " f"{atomic.temp_dir_for(p)})"
+                if atomic.temp_dir_for(p).exists() else "")
+        raise CheckpointError(f"{p}: no {MANIFEST}; not a minitron checkpoint, or its write did "
+                              f"not finish{hint}")
+    try:
+        m = json.loads(mf.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{mf} is corrupted ({e})") from None
+    if m.get("format") != FORMAT:
+        raise CheckpointError(f"{mf}: format {m.get('format')!r} is not {FORMAT!r}")
+    if m.get("version", 0) > VERSION:
+        raise CheckpointError(f"{mf}: version {m['version']} is newer than this minitron "
+                              f"reads ({VERSION}); upgrade minitron")
+    for key in ("arch", "files", "dtype"):
+        if key not in m:
+            raise CheckpointError(f"{mf}: missing {key!r}")
+    return m
+
+
+def verify_files(path: str | Path, manifest: dict, mode: str = "full") -> None:
+    """Check every file the manifest lists: present, same size, and (``full``) same sha256."""
+    if mode not in VERIFY_MODES:
+        raise CheckpointError(f"verify={mode!r}: valid are {', '.join(VERIFY_MODES)}")
+    if mode == "none":
+        return
+    root = Path(path)
+    for rel, info in manifest["files"].items():
+        f = root / rel
+        if not f.is_file():
+            raise CheckpointError(f"{root}: {rel} is missing; the checkpoint is incomplete")
+        size = f.stat().st_size
+        if size != info["size"]:
+            raise CheckpointError(f"{root}: {rel} has {size} bytes, the manifest says "
+                                  f"{info['size']}; the file is truncated or was replaced")
+        if mode == "full" and atomic.sha256(f) != info["sha256"]:
+            raise CheckpointError(f"{root}: {rel} does not match its sha256 in the manifest; "
+                                  "the file is corrupted")
+
+
+def load_weights(model, path: str | Path) -> None:
+    """Fill a built model from ``path/weights`` (any saved layout -> this layout)."""
+    from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing.validation import StrictHandling
+    from torch.distributed.checkpoint.api import CheckpointException  # a BaseException
+
+    try:
+        state, _, absent = dist_checkpointing.load(
+            model.sharded_state_dict(), str(Path(path) / "weights"),
+            strict=StrictHandling.RETURN_ALL)
+    except CheckpointError:
+        raise
+    except (Exception, CheckpointException) as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        reason = lines[-1][:400] if lines else type(e).__name__  # torch nests the cause last
+        raise CheckpointError(f"{path}: the weights do not fit this model ({reason})") from None
+    absent = sorted(k for k in absent if "_extra_state" not in k)
+    if absent:
+        raise CheckpointError(f"{path}: the checkpoint lacks {len(absent)} tensors this model "
+                              f"needs, e.g. {absent[:3]}")
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if "_extra_state" not in k]
+    if missing:
+        raise CheckpointError(f"{path}: tensors not loaded: {missing[:3]}")
+
+
+def load_checkpoint(path: str | Path, *, dtype: Optional[str] = None, impl: str = "auto",
+                    verify: str = "full"):
+    """Build this rank's model for the checkpoint's architecture and load it.
+
+    Call after ``runtime.init(tp, pp)``; any TP/PP that divides the model works.
+    Returns ``(model, manifest)``.
+    """
+    from minitron.models.builder import build_model, parse_dtype
+
+    manifest = read_manifest(path)
+    err = None
+    if runtime.layout().is_main:
+        try:
+            verify_files(path, manifest, verify)
+        except CheckpointError as e:
+            err = str(e)
+    err = collectives.broadcast_object(err)
+    if err:
+        raise CheckpointError(err)
+    arch = ModelArch.from_dict(manifest["arch"])
+    model = build_model(arch, parse_dtype(dtype or manifest["dtype"]), impl, init_weights=False)
+    load_weights(model, path)
+    return model, manifest
+
+
+def tokenizer_path(path: str | Path) -> Path:
+    return Path(path) / "tokenizer"

@@ -1,0 +1,126 @@
+"""The ``minitron`` command: a table from sub-command to (config schema, recipe).
+
+    minitron <command> [--config X.yaml] [--flag value ...] [key=value ...]
+    torchrun --nproc_per_node N -m minitron <command> ...
+
+Values apply in order: schema defaults, the YAML file, flags, ``key=value``
+overrides. ``minitron <command> --help-config`` lists every key with its doc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import os
+import sys
+import warnings
+from typing import Callable, Optional, Sequence
+
+from minitron.config import loader, schema
+from minitron.errors import MinitronError
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    schema: type
+    recipe: str  # module under minitron.recipes with main(cfg)
+    help: str
+    flags: tuple = ()  # (flag, key, kind) with kind in value | true | append
+
+
+COMMANDS: dict[str, Command] = {
+    "import": Command(schema.ImportConfig, "import_hf",
+                      "HF checkpoint -> megatron-core checkpoint (any TP/PP)",
+                      (("--hf", "hf", "value"), ("--out", "out", "value"), ("--tp", "tp", "value"),
+                       ("--pp", "pp", "value"), ("--dtype", "dtype", "value"),
+                       ("--overwrite", "overwrite", "true"))),
+    "export": Command(schema.ExportConfig, "export", "megatron-core checkpoint -> HF directory",
+                      (("--ckpt", "ckpt", "value"), ("--format", "format", "value"),
+                       ("--out", "out", "value"), ("--dtype", "dtype", "value"),
+                       ("--overwrite", "overwrite", "true"))),
+    "params": Command(schema.ParamsConfig, "params",
+                      "exact total / non-embedding parameter counts of a HF config",
+                      (("--hf-config", "hf_config", "value"), ("--json", "json", "true"))),
+    "data prepare": Command(schema.PrepareConfig, "prepare",
+                            "tokenize corpora into megatron-core indexed datasets",
+                            (("--input", "inputs", "append"), ("--tokenizer", "tokenizer", "value"),
+                             ("--out", "out", "value"), ("--overwrite", "overwrite", "true"))),
+    "loss": Command(schema.LossConfig, "loss", "held-out LM loss of a model (any TP/PP)",
+                    (("--model", "model", "value"), ("--tp", "tp", "value"),
+                     ("--pp", "pp", "value"))),
+    "demo": Command(schema.DemoConfig, "demo",
+                    "the embedded default: import SmolLM2, prepare the corpora, held-out loss"),
+}
+
+
+def quiet_megatron() -> None:
+    """megatron-core warns at import that apex/TE are absent; on CPU that is expected."""
+    for pat in (".*Transformer Engine and Apex are not installed.*", ".*Apex is not installed.*",
+                ".*TransformerEngine.*not installed.*", ".*Please use DTensor instead.*",
+                ".*full scope is deprecated.*", ".*`load_state_dict` is deprecated.*"):
+        warnings.filterwarnings("ignore", message=pat)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _usage() -> str:
+    rows = "\n".join(f"  {name:<14}{c.help}" for name, c in COMMANDS.items())
+    return ("usage: minitron <command> [--config X.yaml] [--flag value] [key=value ...]\n\n"
+            f"commands:\n{rows}\n\n`minitron <command> --help-config` lists every config key.")
+
+
+def _split_command(argv: Sequence[str]) -> tuple[Optional[str], list[str]]:
+    if len(argv) >= 2 and f"{argv[0]} {argv[1]}" in COMMANDS:
+        return f"{argv[0]} {argv[1]}", list(argv[2:])
+    if argv and argv[0] in COMMANDS:
+        return argv[0], list(argv[1:])
+    return None, list(argv)
+
+
+def parse(argv: Sequence[str]):
+    """(command name, validated config) from a command line; raises MinitronError."""
+    name, rest = _split_command(argv)
+    if name is None:
+        raise SystemExit(_usage() if not argv or argv[0] in ("-h", "--help")
+                         else f"minitron: unknown command {argv[0]!r}\n\n{_usage()}")
+    cmd = COMMANDS[name]
+    p = argparse.ArgumentParser(prog=f"minitron {name}", description=cmd.help)
+    p.add_argument("--config", help="YAML file with this command's keys")
+    p.add_argument("--help-config", action="store_true", help="list every config key and exit")
+    for flag, key, kind in cmd.flags:
+        if kind == "true":
+            p.add_argument(flag, dest=key, action="store_const", const=True, default=None)
+        elif kind == "append":
+            p.add_argument(flag, dest=key, action="append", default=None)
+        else:
+            p.add_argument(flag, dest=key, default=None)
+    args, overrides = p.parse_known_args(rest)
+    if args.help_config:
+        rows = loader.describe(cmd.schema)
+        raise SystemExit("\n".join(f"{k} ({t}, default {d})\n    {doc}" for k, t, d, doc in rows))
+    values = {key: getattr(args, key) for _, key, _ in cmd.flags if getattr(args, key) is not None}
+    cfg = loader.load(cmd.schema, args.config, overrides, values)
+    return name, cfg
+
+
+def run(argv: Sequence[str], log: Callable[[str], None] = print):
+    """Parse and run one command; returns the recipe's result."""
+    quiet_megatron()
+    name, cfg = parse(argv)
+    recipe = importlib.import_module(f"minitron.recipes.{COMMANDS[name].recipe}")
+    return recipe.main(cfg, log)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        run(argv)
+    except MinitronError as e:
+        rank = os.environ.get("RANK")
+        prefix = f"[rank {rank}] " if rank not in (None, "0") else ""
+        print(f"{prefix}error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if "minitron.parallel.runtime" in sys.modules:
+            sys.modules["minitron.parallel.runtime"].shutdown()
+    return 0

@@ -1,0 +1,1 @@
+"""Configuration: dataclass schemas (``schema``) loaded from YAML + overrides (``loader``)."""

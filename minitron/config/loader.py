@@ -1,0 +1,137 @@
+"""YAML + ``key=value`` overrides -> a validated stage config dataclass.
+
+OmegaConf (not Hydra): it merges a YAML file and dotted overrides onto a dataclass
+schema with type checks and unknown-key errors, and nothing else. Hydra adds a
+working-directory change, its own logging and launcher plugins that fight
+``torchrun``; we need none of it. See docs/configuration.md.
+
+Every config class documents each field with ``doc(...)`` metadata and may
+define ``validate(self)``, which raises :class:`ConfigError` naming the field;
+:func:`validate` walks nested configs and prefixes the dotted path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+from minitron.errors import ConfigError
+
+T = TypeVar("T")
+REQUIRED = "???"  # OmegaConf's marker for a value the user must give
+
+
+def doc(default: Any = dataclasses.MISSING, text: str = "", *, factory: Any = None):
+    """A dataclass field with its documentation (shown by ``minitron <cmd> --help-config``)."""
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"doc": text})
+    return dataclasses.field(default=default, metadata={"doc": text})
+
+
+def _field_names(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _nested(cls) -> dict[str, type]:
+    """Field name -> dataclass type, for the fields of ``cls`` that are configs themselves."""
+    hints = typing.get_type_hints(cls)
+    return {n: t for n, t in hints.items() if isinstance(t, type) and dataclasses.is_dataclass(t)}
+
+
+def _omegaconf_error(e: Exception, schema) -> ConfigError:
+    from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
+
+    key = getattr(e, "full_key", None) or "config"
+    msg = str(e).splitlines()[0]
+    if isinstance(e, ConfigKeyError):
+        parent = schema
+        for p in key.split(".")[:-1]:
+            parent = _nested(parent).get(p)
+            if parent is None:
+                break
+        valid = ", ".join(_field_names(parent)) if parent is not None else ""
+        return ConfigError(key, f"unknown key; valid keys here: {valid}")
+    if isinstance(e, MissingMandatoryValue):
+        return ConfigError(key, "is required; set it in the YAML file or as key=value")
+    if isinstance(e, ValidationError):
+        return ConfigError(key, f"invalid value ({msg})")
+    return ConfigError(key, msg)
+
+
+def validate(cfg: Any, prefix: str = "") -> Any:
+    """Run ``validate()`` on ``cfg`` and its nested configs; errors carry the dotted path."""
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, str) and v == REQUIRED:
+            raise ConfigError(prefix + f.name, "is required; set it in the YAML file or as key=value")
+        if dataclasses.is_dataclass(v):
+            validate(v, f"{prefix}{f.name}.")
+    if hasattr(cfg, "validate"):
+        try:
+            cfg.validate()
+        except ConfigError as e:
+            if prefix and not e.field.startswith(prefix):
+                raise ConfigError(prefix + e.field, e.message) from None
+            raise
+    return cfg
+
+
+def parse_overrides(args: Sequence[str]) -> list[str]:
+    bad = [a for a in args if "=" not in a or a.startswith("=")]
+    if bad:
+        raise ConfigError(bad[0], "is not an override; write key=value (e.g. tp=2)")
+    return list(args)
+
+
+def load(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
+         values: dict | None = None) -> T:
+    """Build ``schema`` from defaults <- YAML file <- ``values`` <- ``key=value`` overrides."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        cfg = OmegaConf.structured(schema)
+        if path is not None:
+            p = Path(path)
+            if not p.is_file():
+                raise ConfigError("--config", f"{p} does not exist")
+            try:
+                y = OmegaConf.load(p)
+            except Exception as e:
+                raise ConfigError("--config", f"{p} is not valid YAML ({e})") from None
+            cfg = OmegaConf.merge(cfg, y)
+        if values:
+            cfg = OmegaConf.merge(cfg, OmegaConf.create(values))
+        if overrides:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(parse_overrides(overrides)))
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        raise _omegaconf_error(e, schema) from None
+    return validate(obj)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def describe(schema: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(key, type, default, doc) for every field, nested configs flattened."""
+    rows = []
+    nested = _nested(schema)
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        if f.name in nested:
+            rows += describe(nested[f.name], f"{prefix}{f.name}.")
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "(required)"
+        t = hints[f.name]
+        tname = t.__name__ if isinstance(t, type) else str(t).replace("typing.", "")
+        rows.append((prefix + f.name, tname, default, f.metadata.get("doc", "")))
+    return rows

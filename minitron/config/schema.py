@@ -1,0 +1,216 @@
+"""The configuration of every minitron command: one dataclass per stage, one
+documented field each. ``docs/configuration.md`` is generated from these
+(``python -m minitron.config.docgen``), so the docs cannot drift.
+
+``validate()`` methods check what types cannot: ranges, choices, files that must
+exist, combinations. They run at load, before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from minitron.config.loader import REQUIRED, doc
+from minitron.errors import ConfigError
+
+DTYPE_CHOICES = ("float32", "bfloat16", "float16")
+IMPL_CHOICES = ("auto", "local", "transformer_engine")
+
+
+def _choice(value, choices, field):
+    if value not in choices:
+        raise ConfigError(field, f"{value!r} is not valid; choose one of: {', '.join(choices)}")
+
+
+def _positive(value, field):
+    if value is None or value < 1:
+        raise ConfigError(field, f"must be >= 1, got {value}")
+
+
+def _out_free(out: str, overwrite: bool, field: str = "out"):
+    p = Path(out)
+    if p.exists() and not overwrite:
+        raise ConfigError(field, f"{p} already exists; choose another path or pass overwrite=true")
+
+
+def _layout(cfg):
+    _positive(cfg.tp, "tp")
+    _positive(cfg.pp, "pp")
+
+
+@dataclass
+class ImportConfig:
+    """``minitron import``: a Hugging Face checkpoint -> a megatron-core checkpoint."""
+
+    hf: str = doc(REQUIRED, "Source model: a local HF directory (config.json + safetensors), a Hub "
+                  "id (org/name, needs internet) or an embedded model name (smollm2-135m).")
+    out: str = doc(REQUIRED, "Directory to write the minitron checkpoint to (written atomically).")
+    tp: int = doc(1, "Tensor-parallel size to build the model with while importing. The saved "
+                  "checkpoint does not depend on it: it loads at any TP/PP.")
+    pp: int = doc(1, "Pipeline-parallel size to build the model with while importing.")
+    dtype: str = doc("float32", "Parameter dtype of the saved weights: float32, bfloat16 or "
+                     "float16.")
+    vocab_pad_multiple: int = doc(1024, "Pad the embedding rows to a multiple of this, so every "
+                                  "TP size that divides it can load the checkpoint.")
+    transformer_impl: str = doc("auto", "Layer implementation: auto (Transformer Engine when it "
+                                "imports with CUDA, else local), local, transformer_engine.")
+    overwrite: bool = doc(False, "Replace ``out`` if it exists.")
+
+    def validate(self):
+        _layout(self)
+        _choice(self.dtype, DTYPE_CHOICES, "dtype")
+        _choice(self.transformer_impl, IMPL_CHOICES, "transformer_impl")
+        _positive(self.vocab_pad_multiple, "vocab_pad_multiple")
+        _out_free(self.out, self.overwrite)
+
+
+@dataclass
+class ExportConfig:
+    """``minitron export``: a minitron checkpoint -> a deployable format."""
+
+    ckpt: str = doc(REQUIRED, "minitron checkpoint directory (holds manifest.json).")
+    out: str = doc(REQUIRED, "Directory to write the exported model to (written atomically).")
+    format: str = doc("hf", "Output format: hf (a directory transformers' from_pretrained loads).")
+    dtype: str = doc("auto", "dtype of the exported weights: auto (the checkpoint's), float32, "
+                     "bfloat16, float16.")
+    overwrite: bool = doc(False, "Replace ``out`` if it exists.")
+
+    def validate(self):
+        _choice(self.format, ("hf",), "format")
+        _choice(self.dtype, ("auto",) + DTYPE_CHOICES, "dtype")
+        if not (Path(self.ckpt) / "manifest.json").is_file():
+            raise ConfigError("ckpt", f"{self.ckpt} is not a minitron checkpoint (no manifest.json); "
+                              "create one with `minitron import`")
+        _out_free(self.out, self.overwrite)
+
+
+@dataclass
+class ParamsConfig:
+    """``minitron params``: exact parameter counts of a HF config, optionally resized."""
+
+    hf_config: str = doc(REQUIRED, "A HF config.json, or a model directory holding one.")
+    hidden_size: Optional[int] = doc(None, "Override the hidden size (embedding channels).")
+    ffn_hidden_size: Optional[int] = doc(None, "Override the MLP width (intermediate_size).")
+    num_layers: Optional[int] = doc(None, "Override the number of layers.")
+    num_attention_heads: Optional[int] = doc(None, "Override the number of query heads.")
+    num_query_groups: Optional[int] = doc(None, "Override the number of KV heads (groups).")
+    json: bool = doc(False, "Print JSON instead of a table.")
+
+    def overrides(self) -> dict:
+        keys = ("hidden_size", "ffn_hidden_size", "num_layers", "num_attention_heads",
+                "num_query_groups")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+@dataclass
+class PrepareConfig:
+    """``minitron data prepare``: text/jsonl corpora -> megatron-core indexed datasets."""
+
+    inputs: List[str] = doc(REQUIRED, "Input files (.jsonl, or text) and built-in corpora "
+                            "(builtin:wiki, builtin:news, builtin:shakespeare). Each becomes one "
+                            "indexed dataset named after it.")
+    tokenizer: str = doc(REQUIRED, "Where the tokenizer comes from: a HF directory, Hub id, "
+                         "embedded model name or minitron checkpoint.")
+    out: str = doc(REQUIRED, "Output directory for <name>.bin/.idx and datasets.json.")
+    jsonl_key: str = doc("text", "Field of each jsonl object that holds the document text.")
+    text_unit: str = doc("file", "How text files split into documents: file, paragraph, line.")
+    eod_token: Optional[str] = doc(None, "Token appended after every document; default: the "
+                                   "tokenizer's eos token.")
+    add_bos: bool = doc(False, "Prepend the tokenizer's bos token to every document (Llama 3).")
+    batch_docs: int = doc(64, "Documents tokenized per call to the tokenizer.")
+    overwrite: bool = doc(False, "Re-tokenize datasets that already exist in ``out``.")
+
+    def validate(self):
+        from minitron.data.builtin import CORPORA, builtin_name, is_builtin
+        from minitron.data.readers import TEXT_UNITS
+
+        if not self.inputs:
+            raise ConfigError("inputs", "is empty; give at least one file or builtin:NAME")
+        for i, spec in enumerate(self.inputs):
+            if is_builtin(spec):
+                _choice(builtin_name(spec), CORPORA, f"inputs[{i}] (builtin:NAME)")
+            elif not Path(spec).is_file():
+                raise ConfigError(f"inputs[{i}]", f"{spec} does not exist")
+        _choice(self.text_unit, TEXT_UNITS, "text_unit")
+        _positive(self.batch_docs, "batch_docs")
+
+
+@dataclass
+class DataConfig:
+    """Which prepared data a stage reads, and how it is cut into samples."""
+
+    paths: List[str] = doc(REQUIRED, "Prepared dataset prefixes (dir/name, without .bin/.idx) or "
+                           "directories written by `minitron data prepare` (all their datasets).")
+    weights: Optional[List[float]] = doc(None, "Blend weights, one per dataset; default: "
+                                         "proportional to their sizes.")
+    split: str = doc("98,2,0", "Train,validation,test split of the documents of every dataset, "
+                     "as megatron-core reads it (contiguous document ranges).")
+    seq_length: int = doc(512, "Tokens per sample.")
+    seed: int = doc(1234, "Seed for sample shuffling: the same seed gives the same samples.")
+    cache_dir: Optional[str] = doc(None, "Where megatron-core caches sample indices; default: "
+                                   "<first dataset dir>/cache.")
+
+    def validate(self):
+        if not self.paths:
+            raise ConfigError("paths", "is empty")
+        _positive(self.seq_length, "seq_length")
+        if self.weights is not None and len(self.weights) != len(self.paths):
+            raise ConfigError("weights", f"has {len(self.weights)} entries for {len(self.paths)} "
+                              "paths; give one weight per path or none")
+        parts = self.split.split(",")
+        try:
+            nums = [float(x) for x in parts]
+        except ValueError:
+            nums = []
+        if len(nums) != 3 or min(nums) < 0 or sum(nums) <= 0:
+            raise ConfigError("split", f"{self.split!r}: write three non-negative numbers, e.g. 98,2,0")
+
+
+@dataclass
+class LossConfig:
+    """``minitron loss``: token-weighted LM loss of a model on held-out samples."""
+
+    model: str = doc(REQUIRED, "A minitron checkpoint, or a HF source (directory, Hub id, "
+                     "embedded name) imported in memory.")
+    data: DataConfig = doc(factory=DataConfig, text="The prepared data to evaluate on.")
+    split: str = doc("valid", "Which split to score: train, valid or test.")
+    num_samples: int = doc(64, "Samples scored (fixed by data.seed, so two models see the same "
+                           "tokens).")
+    micro_batch_size: int = doc(4, "Samples per forward pass.")
+    tp: int = doc(1, "Tensor-parallel size.")
+    pp: int = doc(1, "Pipeline-parallel size.")
+    dtype: str = doc("float32", "Compute dtype: float32, bfloat16, float16.")
+    out: Optional[str] = doc(None, "Also write the result as JSON here.")
+
+    def validate(self):
+        _layout(self)
+        _choice(self.split, ("train", "valid", "test"), "split")
+        _positive(self.num_samples, "num_samples")
+        _positive(self.micro_batch_size, "micro_batch_size")
+        _choice(self.dtype, DTYPE_CHOICES, "dtype")
+
+
+@dataclass
+class DemoConfig:
+    """``minitron demo``: the embedded default end to end (import, prepare, held-out loss)."""
+
+    model: str = doc("smollm2-135m", "Source model (embedded name, HF directory or Hub id).")
+    workdir: str = doc("runs/smollm2-demo", "Experiment directory: checkpoint, data, results.")
+    corpora: List[str] = doc(factory=lambda: ["builtin:wiki", "builtin:news", "builtin:shakespeare"],
+                             text="Corpora to prepare and score (files or builtin:NAME).")
+    eod_token: Optional[str] = doc("<|endoftext|>", "Document separator token (SmolLM2's).")
+    seq_length: int = doc(512, "Tokens per held-out sample.")
+    num_samples: int = doc(16, "Held-out samples scored per corpus.")
+    micro_batch_size: int = doc(4, "Samples per forward pass.")
+    tp: int = doc(1, "Tensor-parallel size (run under torchrun with tp x pp processes).")
+    pp: int = doc(1, "Pipeline-parallel size.")
+
+    def validate(self):
+        _layout(self)
+        _positive(self.seq_length, "seq_length")
+        _positive(self.num_samples, "num_samples")
+        _positive(self.micro_batch_size, "micro_batch_size")
+        if not self.corpora:
+            raise ConfigError("corpora", "is empty")

@@ -1,0 +1,1 @@
+"""Data: readers, built-in corpora, tokenization into indexed datasets, samplers."""

@@ -1,0 +1,1 @@
+"""Evaluation: LM loss (and, from the evaluation issue on, multiple-choice tasks)."""

@@ -1,0 +1,1 @@
+"""Llama-family architectures on megatron-core: config, build, HF conversion, counting."""

@@ -1,0 +1,94 @@
+"""Run megatron-core on a CPU-only torch (gloo), without touching its source.
+
+megatron-core assumes CUDA in a handful of places (see docs/design.md, "CPU
+compatibility"); each is redirected here and nowhere else:
+
+1. Factory calls and moves that name a CUDA device (``device="cuda"``,
+   ``device=torch.cuda.current_device()``, ``.cuda()``, ``.to("cuda")``) in
+   rotary embeddings, causal masks, pipeline p2p buffers and the checkpoint
+   saver: a ``TorchFunctionMode`` rewrites the device to CPU.
+2. ``torch.cuda.current_device`` returns 0; ``torch.cuda.synchronize`` and
+   ``torch.cuda.manual_seed_all`` do nothing.
+3. The tensor-parallel RNG tracker forks "CUDA" RNG states; its get/set/seed
+   functions are mapped to the CPU generator so ``model_parallel_cuda_manual_seed``
+   and ``tracker.fork()`` work.
+
+``enable()`` is a no-op when CUDA is available: on a GPU nothing is patched.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+_ENABLED = False
+_MODE: "_CpuDeviceMode | None" = None
+
+
+def _is_cuda(device) -> bool:
+    if device is None:
+        return False
+    if isinstance(device, int):  # torch.cuda.current_device() -> 0
+        return True
+    if isinstance(device, torch.device):
+        return device.type == "cuda"
+    if isinstance(device, str):
+        return device.startswith("cuda")
+    return False
+
+
+_CPU = torch.device("cpu")
+
+
+class _CpuDeviceMode(TorchFunctionMode):
+    """Rewrites CUDA devices to CPU in every torch call that names one."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.Tensor.cuda:
+            return args[0]
+        if "device" in kwargs and _is_cuda(kwargs["device"]):
+            kwargs = dict(kwargs, device=_CPU)
+        if func is torch.Tensor.to and len(args) > 1 and _is_cuda(args[1]):
+            args = (args[0], _CPU) + tuple(args[2:])
+        return func(*args, **kwargs)
+
+
+def _cpu_get_rng_state(device="cuda", clone=False, graph_safe=False):
+    state = torch.get_rng_state()
+    return state.clone() if clone else state
+
+
+def _cpu_set_rng_state(new_state, device=-1, graph_safe=False):
+    torch.set_rng_state(new_state)
+
+
+def enabled() -> bool:
+    """True when the CPU redirections are active in this process."""
+    return _ENABLED
+
+
+def enable() -> bool:
+    """Install the redirections once per process; returns whether they are active."""
+    global _ENABLED, _MODE
+    if _ENABLED:
+        return True
+    if torch.cuda.is_available():
+        return False
+
+    torch.cuda.current_device = lambda: 0
+    torch.cuda.synchronize = lambda *a, **k: None
+    torch.cuda.manual_seed_all = lambda *a, **k: None
+    torch.cuda.manual_seed = torch.manual_seed
+    torch.cuda.get_rng_state = lambda *a, **k: torch.get_rng_state()
+    torch.cuda.set_rng_state = lambda state, *a, **k: torch.set_rng_state(state)
+
+    from megatron.core.tensor_parallel import random as mcore_random
+
+    mcore_random._get_cuda_rng_state = _cpu_get_rng_state
+    mcore_random._set_cuda_rng_state = _cpu_set_rng_state
+
+    _MODE = _CpuDeviceMode()
+    _MODE.__enter__()
+    _ENABLED = True
+    return True

@@ -1,0 +1,60 @@
+"""Forward passes through a TP/PP-split model with megatron-core's pipeline schedule."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def pipeline_forward(model, batches: Sequence[dict], collect: Callable[[torch.Tensor, dict], Any],
+                     with_labels: bool = False) -> list | None:
+    """Forward-only over every micro-batch in ``batches`` (all of one shape).
+
+    ``collect(output, batch)`` runs on the last PP stage with the model output:
+    vocab-parallel logits ``[b, s, v/tp]``, or with ``with_labels`` the per-token
+    cross entropy ``[b, s]`` that megatron-core computes from ``batch["labels"]``
+    without materialising ``[b, s, v]`` logits. Its results are returned there,
+    in order; other stages return None.
+    """
+    from megatron.core import parallel_state as ps
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    if not batches:
+        return [] if ps.is_pipeline_last_stage() else None
+    device = model_device(model)
+    b, s = batches[0]["tokens"].shape
+
+    def step(data_iterator, m):
+        batch = next(data_iterator)
+        labels = batch["labels"].to(device) if with_labels else None
+        out = m(batch["tokens"].to(device), position_ids=None, attention_mask=None, labels=labels)
+        return out, lambda output, non_loss_data=True: collect(output, batch)
+
+    with torch.no_grad():
+        results = get_forward_backward_func()(
+            forward_step_func=step,
+            data_iterator=iter(batches),
+            model=[model],
+            num_microbatches=len(batches),
+            seq_length=s,
+            micro_batch_size=b,
+            forward_only=True,
+            collect_non_loss_data=True,
+        )
+    return list(results) if ps.is_pipeline_last_stage() else None
+
+
+def from_last_stage(value: Any) -> Any:
+    """Send a Python object computed on the last PP stage to every rank of its PP group."""
+    from megatron.core import parallel_state as ps
+
+    from minitron.parallel.collectives import broadcast_object
+
+    group = ps.get_pipeline_model_parallel_group()
+    src = ps.get_pipeline_model_parallel_last_rank()
+    return broadcast_object(value, src=src, group=group)

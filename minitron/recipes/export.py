@@ -1,0 +1,66 @@
+"""``minitron export``: a minitron checkpoint -> a Hugging Face directory.
+
+    minitron export --ckpt ckpt/smollm2 --format hf --out hf/smollm2
+
+The checkpoint is loaded at TP=1, PP=1 (megatron-core reshards whatever layout
+it was saved from), converted tensor by tensor, shape-checked against the
+architecture, and written atomically with a config.json that transformers loads
+as the right sizes (head_dim always explicit) and the source's tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from minitron.checkpoint import atomic
+from minitron.checkpoint.hf_io import copy_tokenizer, write_safetensors
+from minitron.checkpoint.mcore import read_manifest, tokenizer_path
+from minitron.config.schema import ExportConfig
+from minitron.errors import CheckpointError
+from minitron.models.arch import hf_config_for
+from minitron.models.builder import parse_dtype
+from minitron.models.convert import hf_shapes, mcore_to_hf
+from minitron.models.load import load_model
+from minitron.models.weights import full_tensors
+from minitron.parallel import runtime
+
+
+def hf_tensors(tensors: dict, arch, dtype) -> dict:
+    """Canonical megatron tensors -> HF tensors of ``dtype``, every shape checked."""
+    want = hf_shapes(arch)
+    out = {}
+    for name, t in mcore_to_hf(tensors, arch):
+        if tuple(t.shape) != want[name]:
+            raise CheckpointError(f"{name} has shape {tuple(t.shape)}, the architecture needs "
+                                  f"{want[name]}; refusing to write a model HF would mis-load")
+        out[name] = t.to(dtype).contiguous()
+    missing = set(want) - set(out)
+    if missing:
+        raise CheckpointError(f"export would miss {sorted(missing)[:3]}")
+    return out
+
+
+def main(cfg: ExportConfig, log=print) -> Path:
+    t0 = time.perf_counter()
+    manifest = read_manifest(cfg.ckpt)
+    dtype_name = manifest["dtype"] if cfg.dtype == "auto" else cfg.dtype
+    lay = runtime.init(1, 1)
+    model, arch, _ = load_model(cfg.ckpt)
+    tensors = hf_tensors(full_tensors(model), arch, parse_dtype(dtype_name))
+    base = json.loads((Path(cfg.ckpt) / "hf_config.json").read_text())
+    hf_config = hf_config_for(arch, base)
+    for key in ("torch_dtype", "dtype"):
+        if key in hf_config or key == "torch_dtype":
+            hf_config[key] = dtype_name
+    out = Path(cfg.out)
+    if lay.is_main:
+        tmp = atomic.begin(out)
+        files = write_safetensors(tensors.items(), tmp)
+        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True))
+        copy_tokenizer(tokenizer_path(cfg.ckpt), tmp)
+        atomic.commit(tmp, out, cfg.overwrite)
+        log(f"[export] wrote {out} ({', '.join(files)}) in {time.perf_counter() - t0:.1f}s")
+    runtime.barrier()
+    return out

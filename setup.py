@@ -1,0 +1,36 @@
+"""minitron: prune and distill Hugging Face LLMs with the Minitron recipe on megatron-core.
+
+    pip install torch==2.13.0   # CPU; on GPU keep the torch your container ships
+    pip install -e .[dev]
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="minitron",
+    version="0.1.0",
+    description="Minitron pruning and distillation (arXiv 2408.11796) on megatron-core",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["minitron", "minitron.*"]),
+    install_requires=[
+        # a range, never a pin: GPU containers keep their own torch build
+        "torch>=2.4",
+        "megatron-core>=0.16.1",
+        "transformers>=4.45",
+        "safetensors>=0.4",
+        "omegaconf>=2.3",
+        "numpy",
+        "psutil",  # megatron-core's checkpoint writer needs it but does not declare it
+        "tqdm",
+    ],
+    extras_require={
+        # the built-in offline corpora and the embedded GGUF model's reader
+        "data": ["gensim>=4.3", "gguf>=0.10", "accelerate"],
+        "dev": ["pytest>=8", "pytest-timeout", "gensim>=4.3", "gguf>=0.10", "accelerate",
+                "matplotlib"],
+    },
+    entry_points={"console_scripts": ["minitron = minitron.cli:main"]},
+)

@@ -1,0 +1,44 @@
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+warnings.filterwarnings("ignore", message=".*(Apex|Transformer Engine).*not installed.*")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """{variant: HF directory} for every tiny variant."""
+    from helpers import VARIANTS, make_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny")
+    return {v: make_tiny_model(root / v, v) for v in VARIANTS}
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir():
+    """The embedded SmolLM2-135M as a HF directory (converted once per machine)."""
+    from minitron.models.sources import resolve_model
+
+    return resolve_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def world():
+    """A one-process torch.distributed + megatron-core world (TP=1, PP=1) for in-process tests."""
+    from minitron.cli import quiet_megatron
+    from minitron.parallel import runtime
+
+    quiet_megatron()
+    return runtime.init(1, 1)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory):
+    from helpers import make_tiny_tokenizer
+
+    return make_tiny_tokenizer(tmp_path_factory.mktemp("tok"))

@@ -64,8 +64,7 @@ def free_port() -> int:
 
 def torchrun(nproc: int, args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
     """Run ``torchrun --nproc_per_node nproc <args>`` on gloo; fail with its output."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT),
-               TOKENIZERS_PARALLELISM="false")
+    env = clean_env(OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
            "--master_port", str(free_port()), *args]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -75,9 +74,17 @@ def torchrun(nproc: int, args: list[str], timeout: int = 600) -> subprocess.Comp
     return res
 
 
+DIST_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
+def clean_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
+    return dict(env, PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false", **extra)
+
+
 def minitron(args: list[str], timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
     """The real CLI in a fresh process."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false")
+    env = clean_env()
     res = subprocess.run([sys.executable, "-m", "minitron", *args], env=env, capture_output=True,
                          text=True, timeout=timeout)
     if check and res.returncode != 0:

@@ -18,40 +18,59 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "chat_template.jinja", "chat_template.json", "added_tokens.json")
 
 
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
+           "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32, "I16": torch.int16,
+           "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def _header(path: Path) -> tuple[dict, int]:
+    """(tensor table, byte offset of the data) of a safetensors file."""
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise CheckpointError(f"{path} is not a safetensors file (too short)")
+        n = int.from_bytes(raw, "little")
+        if n > 100 * 2**20:
+            raise CheckpointError(f"{path} is not a safetensors file (header of {n} bytes)")
+        try:
+            table = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CheckpointError(f"{path} is not a safetensors file (unreadable header)") from None
+    table.pop("__metadata__", None)
+    return table, 8 + n
+
+
 class HFReader:
-    """Lazy reader of the tensors of a HF model directory: opens each file once, reads
-    a tensor only when asked (a PP stage reads only its layers)."""
+    """Reads tensors of a HF model directory one at a time, on demand.
+
+    Plain reads, no mmap: only the tensor asked for occupies memory, so importing
+    needs about the model's size plus one tensor (a PP stage reads only its layers).
+    """
 
     def __init__(self, model_dir: str | Path):
-        from safetensors import safe_open
-
         self.dir = Path(model_dir)
         if (self.dir / INDEX).is_file():
-            index = json.loads((self.dir / INDEX).read_text())
-            self.where = dict(index["weight_map"])
+            files = sorted(set(json.loads((self.dir / INDEX).read_text())["weight_map"].values()))
         elif (self.dir / SINGLE).is_file():
-            self.where = None
+            files = [SINGLE]
         else:
             found = sorted(p.name for p in self.dir.glob("*.bin"))
             hint = (" (found PyTorch .bin files: convert them to safetensors first, e.g. "
                     "load with transformers and save_pretrained(safe_serialization=True))"
                     if found else "")
             raise CheckpointError(f"{self.dir}: no {SINGLE} or {INDEX}{hint}")
-        self._open = safe_open
-        self._files: dict[str, object] = {}
-        if self.where is None:
-            self.where = {k: SINGLE for k in self._file(SINGLE).keys()}
-
-    def _file(self, fname: str):
-        if fname not in self._files:
+        self.where: dict[str, tuple[Path, dict, int]] = {}
+        for fname in files:
             path = self.dir / fname
             if not path.is_file():
                 raise CheckpointError(f"{path} is listed in {INDEX} but missing")
-            try:
-                self._files[fname] = self._open(str(path), framework="pt")
-            except Exception as e:
-                raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
-        return self._files[fname]
+            table, start = _header(path)
+            size = path.stat().st_size
+            for name, info in table.items():
+                if start + info["data_offsets"][1] > size:
+                    raise CheckpointError(f"{path}: tensor {name!r} ends past the end of the file; "
+                                          "the file is truncated")
+                self.where[name] = (path, info, start)
 
     def names(self) -> list[str]:
         return list(self.where)
@@ -60,13 +79,18 @@ class HFReader:
         if name not in self.where:
             raise CheckpointError(f"{self.dir}: tensor {name!r} not found; is this a Llama/Mistral "
                                   "checkpoint with the sizes in its config.json?")
-        try:
-            return self._file(self.where[name]).get_tensor(name)
-        except CheckpointError:
-            raise
-        except Exception as e:
-            raise CheckpointError(f"{self.dir / self.where[name]}: cannot read {name!r} ({e}); "
-                                  "the file may be truncated") from None
+        path, info, start = self.where[name]
+        if info["dtype"] not in _DTYPES:
+            raise CheckpointError(f"{path}: {name!r} has unsupported dtype {info['dtype']}")
+        begin, end = info["data_offsets"]
+        buf = bytearray(end - begin)
+        with open(path, "rb") as f:
+            f.seek(start + begin)
+            if f.readinto(buf) != len(buf):
+                raise CheckpointError(f"{path}: cannot read {name!r}; the file is truncated")
+        if not buf:
+            return torch.empty(info["shape"], dtype=_DTYPES[info["dtype"]])
+        return torch.frombuffer(buf, dtype=_DTYPES[info["dtype"]]).reshape(info["shape"])
 
 
 def write_safetensors(tensors: Iterable[tuple[str, torch.Tensor]], out_dir: Path,

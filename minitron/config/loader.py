@@ -126,7 +126,7 @@ def describe(schema: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
             rows += describe(nested[f.name], f"{prefix}{f.name}.")
             continue
         if f.default is not dataclasses.MISSING:
-            default = repr(f.default)
+            default = "(required)" if f.default == REQUIRED else repr(f.default)
         elif f.default_factory is not dataclasses.MISSING:
             default = repr(f.default_factory())
         else:

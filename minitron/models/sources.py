@@ -58,7 +58,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
             sd.pop("lm_head.weight", None)
         save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp / "model.safetensors"),
                   metadata={"format": "pt"})
-        cfg = model.config.to_dict()
+        cfg = model.config.to_diff_dict()
         for k in ("quantization_config", "_name_or_path", "_model_name_or_path"):
             cfg.pop(k, None)
         cfg["dtype"] = "float32"

@@ -70,13 +70,15 @@ def init(tp: int = 1, pp: int = 1, seed: int = 1234, timeout_min: int = 30) -> L
     if not on_gpu:
         cpu_compat.enable()
     if not dist.is_initialized():
-        if "MASTER_ADDR" not in os.environ:  # a plain process: a world of one
-            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
-                              RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+        backend = "nccl" if on_gpu else "gloo"
+        timeout = datetime.timedelta(minutes=timeout_min)
         if on_gpu:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if on_gpu else "gloo",
-                                timeout=datetime.timedelta(minutes=timeout_min))
+        if "MASTER_ADDR" in os.environ:  # torchrun, srun + torchrun, ...
+            dist.init_process_group(backend, timeout=timeout)
+        else:  # a plain process: a world of one (the environment is left untouched)
+            dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}",
+                                    rank=0, world_size=1, timeout=timeout)
     if ps.model_parallel_is_initialized():
         if (ps.get_tensor_model_parallel_world_size(), ps.get_pipeline_model_parallel_world_size()) \
                 != (tp, pp):

@@ -125,3 +125,19 @@ def test_bfloat16_checkpoint(tiny_models, tmp_path, world):
     model, m = load_checkpoint(ck)
     assert m["dtype"] == "bfloat16"
     assert next(model.parameters()).dtype == torch.bfloat16
+
+
+def test_truncated_hf_safetensors_is_reported(tiny_models, tmp_path):
+    from minitron.checkpoint.hf_io import HFReader
+
+    src = tiny_models["llama-untied"]
+    dst = tmp_path / "hf"
+    shutil.copytree(src, dst)
+    f = dst / "model.safetensors"
+    f.write_bytes(f.read_bytes()[:-1000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        HFReader(dst)
+    (dst / "model.safetensors").unlink()
+    (dst / "pytorch_model.bin").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match="convert them to safetensors"):
+        HFReader(dst)

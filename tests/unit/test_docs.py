@@ -1,0 +1,9 @@
+"""Generated docs match the code."""
+
+from helpers import ROOT
+from minitron.config.docgen import render
+
+
+def test_configuration_reference_is_current():
+    committed = (ROOT / "docs" / "configuration.md").read_text()
+    assert committed == render(), "run: python -m minitron.config.docgen > docs/configuration.md"

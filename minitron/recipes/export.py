@@ -51,9 +51,9 @@ def main(cfg: ExportConfig, log=print) -> Path:
     tensors = hf_tensors(full_tensors(model), arch, parse_dtype(dtype_name))
     base = json.loads((Path(cfg.ckpt) / "hf_config.json").read_text())
     hf_config = hf_config_for(arch, base)
-    for key in ("torch_dtype", "dtype"):
-        if key in hf_config or key == "torch_dtype":
-            hf_config[key] = dtype_name
+    hf_config["torch_dtype"] = dtype_name  # transformers 4.x name
+    if "dtype" in hf_config:  # transformers 5.x name
+        hf_config["dtype"] = dtype_name
     out = Path(cfg.out)
     if lay.is_main:
         tmp = atomic.begin(out)

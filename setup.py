@@ -29,8 +29,10 @@ setup(
     extras_require={
         # the built-in offline corpora and the embedded GGUF model's reader
         "data": ["gensim>=4.3", "gguf>=0.10", "accelerate"],
+        # the lm-evaluation-harness adapter (minitron lm-eval)
+        "lm-eval": ["lm-eval>=0.4.5"],
         "dev": ["pytest>=8", "pytest-timeout", "gensim>=4.3", "gguf>=0.10", "accelerate",
-                "matplotlib"],
+                "matplotlib", "lm-eval>=0.4.5"],
     },
     entry_points={"console_scripts": ["minitron = minitron.cli:main"]},
 )

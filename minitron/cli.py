@@ -26,7 +26,7 @@ class Command:
     schema: type
     recipe: str  # module under minitron.recipes with main(cfg)
     help: str
-    flags: tuple = ()  # (flag, key, kind) with kind in value | true | append
+    flags: tuple = ()  # (flag, key, kind) with kind in value | true | append | task | csv
 
 
 COMMANDS: dict[str, Command] = {
@@ -49,6 +49,17 @@ COMMANDS: dict[str, Command] = {
     "loss": Command(schema.LossConfig, "loss", "held-out LM loss of a model (any TP/PP)",
                     (("--model", "model", "value"), ("--tp", "tp", "value"),
                      ("--pp", "pp", "value"))),
+    "eval": Command(schema.EvalConfig, "evaluate",
+                    "LM loss and multiple-choice accuracy (Winogrande, jsonl tasks), any TP/PP",
+                    (("--model", "model", "value"), ("--task", "tasks", "task"),
+                     ("--limit", "limit", "value"), ("--tp", "tp", "value"),
+                     ("--pp", "pp", "value"), ("--out", "out", "value"))),
+    "lm-eval": Command(schema.LmEvalConfig, "lm_eval",
+                       "lm-evaluation-harness tasks on a minitron model (needs lm-eval)",
+                       (("--model", "model", "value"), ("--tasks", "tasks", "csv"),
+                        ("--include-path", "include_path", "value"),
+                        ("--num-fewshot", "num_fewshot", "value"), ("--limit", "limit", "value"),
+                        ("--out", "out", "value"))),
     "demo": Command(schema.DemoConfig, "demo",
                     "the embedded default: import SmolLM2, prepare the corpora, held-out loss"),
 }
@@ -77,6 +88,14 @@ def _split_command(argv: Sequence[str]) -> tuple[Optional[str], list[str]]:
     return None, list(argv)
 
 
+def _task_preset(spec: str) -> dict:
+    """``--task winogrande`` -> the built-in Winogrande; ``--task path.jsonl`` -> that file."""
+    if spec == "winogrande":
+        return {"name": "winogrande", "path": "builtin:winogrande"}
+    name = spec.rsplit("/", 1)[-1].split(".")[0]
+    return {"name": name, "path": spec}
+
+
 def parse(argv: Sequence[str]):
     """(command name, validated config) from a command line; raises MinitronError."""
     name, rest = _split_command(argv)
@@ -90,7 +109,7 @@ def parse(argv: Sequence[str]):
     for flag, key, kind in cmd.flags:
         if kind == "true":
             p.add_argument(flag, dest=key, action="store_const", const=True, default=None)
-        elif kind == "append":
+        elif kind in ("append", "task"):
             p.add_argument(flag, dest=key, action="append", default=None)
         else:
             p.add_argument(flag, dest=key, default=None)
@@ -99,6 +118,11 @@ def parse(argv: Sequence[str]):
         rows = loader.describe(cmd.schema)
         raise SystemExit("\n".join(f"{k} ({t}, default {d})\n    {doc}" for k, t, d, doc in rows))
     values = {key: getattr(args, key) for _, key, _ in cmd.flags if getattr(args, key) is not None}
+    for _, key, kind in cmd.flags:
+        if kind == "task" and key in values:  # --task NAME: a task preset (builtin or a file)
+            values[key] = [_task_preset(v) for v in values[key]]
+        elif kind == "csv" and key in values:  # --tasks a,b
+            values[key] = [v for v in values[key].split(",") if v]
     cfg = loader.load(cmd.schema, args.config, overrides, values)
     return name, cfg
 

@@ -11,12 +11,19 @@ warnings.filterwarnings("ignore", message=".*(Apex|Transformer Engine).*not inst
 
 
 @pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
-    """{variant: HF directory} for every tiny variant."""
+def tiny_models(tmp_path_factory, tiny_tokenizer):
+    """{variant: HF directory} for every tiny variant, each with the tiny tokenizer."""
+    import shutil
+
     from helpers import VARIANTS, make_tiny_model
 
     root = tmp_path_factory.mktemp("tiny")
-    return {v: make_tiny_model(root / v, v) for v in VARIANTS}
+    out = {}
+    for v in VARIANTS:
+        out[v] = make_tiny_model(root / v, v)
+        for f in tiny_tokenizer.iterdir():
+            shutil.copy2(f, out[v] / f.name)
+    return out
 
 
 @pytest.fixture(scope="session")

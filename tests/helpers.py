@@ -79,7 +79,9 @@ DIST_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "L
 
 def clean_env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
-    return dict(env, PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false", **extra)
+    # tests never reach a model hub
+    return dict(env, PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1",
+                HF_DATASETS_OFFLINE="1", **extra)
 
 
 def minitron(args: list[str], timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:

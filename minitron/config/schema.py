@@ -214,3 +214,112 @@ class DemoConfig:
         _positive(self.micro_batch_size, "micro_batch_size")
         if not self.corpora:
             raise ConfigError("corpora", "is empty")
+
+
+@dataclass
+class MCTaskConfig:
+    """A multiple-choice task scored by log-likelihood."""
+
+    name: str = doc("winogrande", "Name of the task in the results.")
+    path: str = doc("builtin:winogrande", "Items: a .jsonl file, builtin:winogrande (BIG-bench's "
+                    "Winogrande pairs, shipped), bigbench or bigbench:SDIST.tar.gz (parsed from the "
+                    "bigbench package), or hf:DATASET[:CONFIG]:SPLIT (needs internet).")
+    format: str = doc("auto", "Row format: winogrande (sentence, option1, option2, answer), generic "
+                      "(context, choices, gold) or auto (from the first row's fields).")
+    num_fewshot: int = doc(0, "Examples put before each item (gold choice filled in), separated by "
+                           "blank lines.")
+    fewshot_path: Optional[str] = doc(None, "Where few-shot examples come from; default: the "
+                                      "evaluated items, never the item being scored.")
+    limit: Optional[int] = doc(None, "Score a seeded random subset of this many items (all if "
+                               "null).")
+    seed: int = doc(1234, "Seed for the subset and the few-shot draws.")
+
+    def validate(self):
+        from minitron.eval.tasks import FORMATS
+
+        _choice(self.format, FORMATS, "format")
+        if self.num_fewshot < 0:
+            raise ConfigError("num_fewshot", f"must be >= 0, got {self.num_fewshot}")
+        if self.limit is not None:
+            _positive(self.limit, "limit")
+        for field in ("path", "fewshot_path"):
+            value = getattr(self, field)
+            if value and value.endswith((".jsonl", ".jsonl.gz")) and not Path(value).is_file():
+                raise ConfigError(field, f"{value} does not exist")
+
+
+@dataclass
+class LossTaskConfig:
+    """Held-out LM loss on prepared data."""
+
+    name: str = doc(REQUIRED, "Name of this loss in the results (e.g. the corpus).")
+    data: DataConfig = doc(factory=DataConfig, text="The prepared data and how it is sampled.")
+    split: str = doc("valid", "Split to score: train, valid or test.")
+    num_samples: int = doc(64, "Samples scored (fixed by data.seed).")
+
+    def validate(self):
+        _choice(self.split, ("train", "valid", "test"), "split")
+        _positive(self.num_samples, "num_samples")
+
+
+@dataclass
+class EvalConfig:
+    """``minitron eval``: LM loss and multiple-choice accuracy of a model, at any TP/PP."""
+
+    model: str = doc(REQUIRED, "A minitron checkpoint, or a HF source (directory, Hub id, "
+                     "embedded name) imported in memory.")
+    tasks: List[MCTaskConfig] = doc(factory=list, text="Multiple-choice tasks.")
+    loss: List[LossTaskConfig] = doc(factory=list, text="LM-loss evaluations.")
+    limit: Optional[int] = doc(None, "If set, overrides every task's limit.")
+    num_fewshot: Optional[int] = doc(None, "If set, overrides every task's num_fewshot.")
+    skip_layers: List[int] = doc(factory=list, text="Evaluate with these layers (0-based, global) "
+                                 "skipped, weights untouched: a depth-pruning preview.")
+    batch_size: int = doc(32, "Multiple-choice requests (item x choice) per forward pass.")
+    micro_batch_size: int = doc(4, "LM-loss samples per forward pass.")
+    max_length: int = doc(2048, "Longest request in tokens; longer contexts lose their start.")
+    tp: int = doc(1, "Tensor-parallel size.")
+    pp: int = doc(1, "Pipeline-parallel size.")
+    dtype: str = doc("float32", "Compute dtype: float32, bfloat16, float16.")
+    out: Optional[str] = doc(None, "Write the results as JSON here.")
+    progress: bool = doc(True, "Show a progress bar (rank 0).")
+
+    def validate(self):
+        _layout(self)
+        _choice(self.dtype, DTYPE_CHOICES, "dtype")
+        _positive(self.batch_size, "batch_size")
+        _positive(self.micro_batch_size, "micro_batch_size")
+        _positive(self.max_length, "max_length")
+        if not self.tasks and not self.loss:
+            raise ConfigError("tasks", "nothing to evaluate: give tasks and/or loss")
+        names = [t.name for t in self.tasks] + [t.name for t in self.loss]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError("tasks", f"names must be unique; repeated: {', '.join(dup)}")
+        if any(i < 0 for i in self.skip_layers):
+            raise ConfigError("skip_layers", "layer indices are 0-based and non-negative")
+
+
+@dataclass
+class LmEvalConfig:
+    """``minitron lm-eval``: any lm-evaluation-harness task on a minitron model (needs lm-eval)."""
+
+    model: str = doc(REQUIRED, "A minitron checkpoint or HF source.")
+    tasks: List[str] = doc(REQUIRED, "lm-eval task names (from lm-eval, or from include_path).")
+    include_path: Optional[str] = doc(None, "Directory of extra lm-eval task YAMLs (e.g. local "
+                                      "jsonl tasks that need no Hub access).")
+    num_fewshot: Optional[int] = doc(None, "Few-shot examples; default: each task's own.")
+    limit: Optional[int] = doc(None, "Score only the first N documents of each task.")
+    batch_size: int = doc(32, "Requests per forward pass.")
+    max_length: int = doc(2048, "Longest request in tokens.")
+    tp: int = doc(1, "Tensor-parallel size.")
+    pp: int = doc(1, "Pipeline-parallel size.")
+    dtype: str = doc("float32", "Compute dtype.")
+    out: Optional[str] = doc(None, "Write lm-eval's results dict as JSON here.")
+
+    def validate(self):
+        _layout(self)
+        _choice(self.dtype, DTYPE_CHOICES, "dtype")
+        if not self.tasks:
+            raise ConfigError("tasks", "is empty")
+        if self.include_path and not Path(self.include_path).is_dir():
+            raise ConfigError("include_path", f"{self.include_path} is not a directory")

@@ -1,8 +1,16 @@
-"""Vocabulary padding under tensor parallelism (pure; no communication)."""
+"""Vocabulary padding and vocab-parallel log-probabilities under tensor parallelism.
+
+Logits stay sharded ``[..., v/tp]`` over the TP group; reductions are all-reduces
+of per-token scalars (max, target logit, sum of exponentials), never a gather of
+the vocabulary.
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
+
+from minitron.parallel.collectives import all_reduce_sum
 
 
 def vocab_range(shard_size: int, tp_rank: int) -> tuple[int, int]:
@@ -11,7 +19,7 @@ def vocab_range(shard_size: int, tp_rank: int) -> tuple[int, int]:
 
 
 def mask_padded_vocab(logits: torch.Tensor, vocab_size: int, tp_rank: int) -> torch.Tensor:
-    """Logits of padding rows (global index >= ``vocab_size``) set to -inf.
+    """Logits of padding rows (global index >= ``vocab_size``) set to -inf. Pure.
 
     ``logits``: this rank's shard ``[..., v/tp]``. Rows past the tokenizer's
     vocabulary exist only so every TP size divides the embedding; they must not
@@ -21,3 +29,26 @@ def mask_padded_vocab(logits: torch.Tensor, vocab_size: int, tp_rank: int) -> to
         return logits
     pad = torch.arange(start, end, device=logits.device) >= vocab_size
     return logits.masked_fill(pad, float("-inf"))
+
+
+@torch.no_grad()
+def target_logprobs(logits: torch.Tensor, targets: torch.Tensor, vocab_size: int,
+                    group) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log p(target), target is the argmax)`` per position, from vocab shards.
+
+    ``logits``: ``[b, s, v/tp]`` on each rank of ``group``; ``targets``: ``[b, s]``
+    global token ids. Returns fp32 ``[b, s]`` log-probabilities and a bool ``[b, s]``.
+    """
+    world = dist.get_world_size(group) if dist.is_initialized() else 1
+    rank = dist.get_rank(group) if world > 1 else 0
+    x = mask_padded_vocab(logits.float(), vocab_size, rank)
+    start, end = vocab_range(x.shape[-1], rank)
+    peak = x.max(-1).values
+    if world > 1:
+        dist.all_reduce(peak, op=dist.ReduceOp.MAX, group=group)
+    local = targets - start
+    mine = (local >= 0) & (local < end - start)
+    picked = x.gather(-1, local.clamp(0, end - start - 1).unsqueeze(-1)).squeeze(-1)
+    picked = all_reduce_sum(torch.where(mine, picked, torch.zeros_like(picked)), group)
+    sumexp = all_reduce_sum((x - peak.unsqueeze(-1)).exp().sum(-1), group)
+    return picked - peak - sumexp.log(), picked >= peak

@@ -49,3 +49,19 @@ def tiny_tokenizer(tmp_path_factory):
     from helpers import make_tiny_tokenizer
 
     return make_tiny_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="session")
+def calib(tiny_tokenizer, tmp_path_factory):
+    """A small prepared corpus in the tiny tokenizer (calibration and held-out text)."""
+    import json
+
+    from helpers import minitron
+
+    root = tmp_path_factory.mktemp("calib")
+    rows = [json.dumps({"text": f"Story {i}: the quick brown fox jumps over {i} lazy dogs."})
+            for i in range(300)]
+    (root / "c.jsonl").write_text("\n".join(rows))
+    minitron(["data", "prepare", "--input", str(root / "c.jsonl"), "--tokenizer",
+              str(tiny_tokenizer), "--out", str(root / "data")])
+    return root / "data"

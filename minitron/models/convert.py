@@ -163,3 +163,36 @@ def hf_shapes(arch: ModelArch) -> dict[str, tuple[int, ...]]:
     if not arch.tie_word_embeddings:
         shapes["lm_head.weight"] = (v, h)
     return shapes
+
+
+def canonical_shape(arch: ModelArch, name: str) -> tuple[int, ...]:
+    """Shape of a whole-model (unsplit) megatron tensor."""
+    h, d, f = arch.hidden_size, arch.head_dim, arch.ffn_hidden_size
+    q, g = arch.num_attention_heads * d, arch.num_query_groups * d
+    if name in ("embedding.word_embeddings.weight", "output_layer.weight"):
+        return (arch.padded_vocab_size, h)
+    if name == "decoder.final_layernorm.weight":
+        return (h,)
+    m = _LAYER.match(name)
+    if not m:
+        raise KeyError(name)
+    return {
+        "input_layernorm.weight": (h,),
+        "self_attention.linear_qkv.weight": (q + 2 * g, h),
+        "self_attention.linear_proj.weight": (h, q),
+        "pre_mlp_layernorm.weight": (h,),
+        "mlp.linear_fc1.weight": (2 * f, h),
+        "mlp.linear_fc2.weight": (h, f),
+    }[m.group(2)]
+
+
+def owner_stage(arch: ModelArch, name: str, pp: int) -> int:
+    """The pipeline stage that holds a canonical tensor (equal layers per stage)."""
+    if name == "embedding.word_embeddings.weight":
+        return 0
+    if name in ("decoder.final_layernorm.weight", "output_layer.weight"):
+        return pp - 1
+    m = _LAYER.match(name)
+    if not m:
+        raise KeyError(name)
+    return int(m.group(1)) // (arch.num_layers // pp)

@@ -31,3 +31,20 @@ def load_model(spec: str, dtype: Optional[str] = None, impl: str = "auto", verif
     model = build_model(arch, parse_dtype(dtype or "float32"), impl, init_weights=False)
     load_hf_weights(model, HFReader(src), arch)
     return model, arch, {"kind": "hf", "path": str(src), "hf_config": hf_config}
+
+
+def describe_source(spec: str) -> tuple:
+    """(arch, HF config dict, tokenizer directory) of a checkpoint or HF source, without
+    loading weights: what a stage needs to validate a target and to save its output."""
+    import json
+
+    if is_checkpoint(spec):
+        from minitron.checkpoint.mcore import read_manifest, tokenizer_path
+        from minitron.models.arch import ModelArch
+
+        p = Path(spec).expanduser()
+        arch = ModelArch.from_dict(read_manifest(p)["arch"])
+        return arch, json.loads((p / "hf_config.json").read_text()), tokenizer_path(p)
+    src = runtime.on_main(resolve_model, spec)
+    hf_config = read_hf_config(src)
+    return arch_from_hf_config(hf_config), hf_config, src

@@ -53,3 +53,19 @@ def test_counts_equal_built_model_numel(tiny_models, world):
         numel = sum(p.numel() for p in model.parameters())
         rows = 1 if arch.tie_word_embeddings else 2
         assert numel - rows * pad * arch.hidden_size == count_params(arch)["total"], variant
+
+
+@pytest.mark.parametrize("example,total,nonemb", [
+    ("llama-3.1-8b/prune_width.yaml", "4,512,746,496", "3,724,741,632"),
+    ("llama-3.1-8b/prune_depth.yaml", "4,540,469,248", "3,489,796,096"),
+    ("mistral-nemo-12b/prune_width.yaml", "8,414,105,600", "7,340,363,776"),
+])
+def test_paper_prune_configs_dry_run_print_table3(example, total, nonemb):
+    text = printed_cmd(["prune", "--config", str(ROOT / "examples" / example), "--dry-run"])
+    assert f"{total} total" in text and f"{nonemb} non-embedding" in text
+
+
+def printed_cmd(args):
+    out = []
+    cli.run(args, log=out.append)
+    return "\n".join(out)

@@ -99,3 +99,49 @@ def test_subset_and_fewshot_are_seeded_and_exclude_the_item():
         shots = prefix.split("\n\n")[:-1]
         assert len(shots) == 3 and item.render(0) not in shots and prefix.endswith("\n\n")
     assert fewshot_prefixes(items, items, 0, 5, True) == [""] * 50
+
+
+def test_hub_source_uses_datasets(monkeypatch):
+    import datasets
+
+    seen = {}
+
+    def fake(name, config, split):
+        seen.update(name=name, config=config, split=split)
+        return [{"sentence": "A _ b.", "option1": "x", "option2": "y", "answer": "1"}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake)
+    items = load_items("hf:allenai/winogrande:winogrande_xl:validation")
+    assert seen == {"name": "allenai/winogrande", "config": "winogrande_xl", "split": "validation"}
+    assert items[0].contexts == ("A x", "A y")
+
+
+def test_hub_source_offline_is_a_clear_error(monkeypatch):
+    import datasets
+
+    from minitron.errors import ConfigError
+
+    def offline(*a, **k):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(ConfigError, match="builtin:winogrande"):
+        load_items("hf:allenai/winogrande:winogrande_xl:validation")
+
+
+def test_bigbench_sdist_source(tmp_path):
+    import io
+    import tarfile
+
+    from minitron.eval.tasks import BIGBENCH_TASK
+
+    task = {"examples": [{"input": "w", "target": [
+        "Sentence 1: One _ here. \nAnswer1: cat. \nSentence 2: Two _ there. \nAnswer2: dog."]}]}
+    raw = json.dumps(task).encode()
+    tar = tmp_path / "bigbench-1.0.0.tar.gz"
+    with tarfile.open(tar, "w:gz") as tf:
+        info = tarfile.TarInfo(f"bigbench-1.0.0/{BIGBENCH_TASK}")
+        info.size = len(raw)
+        tf.addfile(info, io.BytesIO(raw))
+    items = load_items(f"bigbench:{tar}")
+    assert [it.gold for it in items] == [0, 1] and items[1].contexts == ("Two cat", "Two dog")

@@ -65,3 +65,32 @@ def test_export_loads_in_transformers(smol_ckpt, smollm2_dir, tmp_path):
     a = load_file(str(smollm2_dir / "model.safetensors"))
     b = load_file(str(tmp_path / "hf" / "model.safetensors"))
     assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pruned_smollm2_exports_and_matches_transformers(smol_ckpt, smollm2_dir, tokens,
+                                                         tmp_path, world):
+    """Width (magnitude) and depth (lm_loss) pruning of the real model, exported to HF."""
+    from transformers import AutoModelForCausalLM
+
+    from minitron.eval.logits import full_logits
+    from minitron.models.load import load_model
+
+    data = tmp_path / "data"
+    minitron(["data", "prepare", "--input", "builtin:news", "--tokenizer", str(smol_ckpt),
+              "--out", str(data), "eod_token=<|endoftext|>"])
+    out = tmp_path / "pruned"
+    minitron(["prune", "--model", str(smol_ckpt), "--out", str(out), "width_method=magnitude",
+              "target.hidden_size=384", "target.ffn_hidden_size=1024",
+              "target.num_attention_heads=6", "target.num_layers=24", "depth.criterion=lm_loss",
+              "depth.loss={name: news, data: {paths: [" + str(data) + "], seq_length: 64}, "
+              "num_samples: 2}"])
+    minitron(["export", "--ckpt", str(out), "--out", str(tmp_path / "hf")])
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+    cfg = hf.config
+    assert (cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads,
+            cfg.num_key_value_heads, cfg.num_hidden_layers, cfg.head_dim) == (384, 1024, 6, 3, 24, 64)
+    model, arch, _ = load_model(str(out))
+    ours = full_logits(model, tokens, arch.vocab_size)
+    with torch.no_grad():
+        ref = hf(tokens).logits
+    assert (ours - ref).abs().max().item() <= 1e-3

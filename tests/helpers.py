@@ -115,3 +115,14 @@ def make_tiny_tokenizer(path: Path, vocab_size: int = 300) -> Path:
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", bos_token="<bos>")
     fast.save_pretrained(path)
     return path
+
+
+def write_lm_eval_task(task_dir: Path, name: str, data: Path) -> Path:
+    """An lm-eval multiple-choice task over a local generic jsonl (context, choices, gold)."""
+    task_dir.mkdir(parents=True, exist_ok=True)
+    (task_dir / f"{name}.yaml").write_text(
+        f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
+        "test_split: test\noutput_type: multiple_choice\n"
+        'doc_to_text: "{{context}}"\ndoc_to_choice: "{{choices}}"\ndoc_to_target: "{{gold}}"\n'
+        "metric_list:\n  - metric: acc\n  - metric: acc_norm\n")
+    return task_dir

@@ -335,7 +335,8 @@ class ScoreConfig:
 
     model: str = doc(REQUIRED, "A minitron checkpoint or HF source.")
     out: str = doc(REQUIRED, "Directory for scores.safetensors + scores.json (atomic).")
-    data: DataConfig = doc(factory=DataConfig, text="Calibration data (the train split is sampled).")
+    data: Optional[DataConfig] = doc(None, "Calibration data (its train split is sampled); "
+                                     "needed by method=activation.")
     num_samples: int = doc(1024, "Calibration samples (the paper: 1024), seeded by data.seed.")
     micro_batch_size: int = doc(4, "Samples per forward pass.")
     method: str = doc("activation", "activation (forward hooks, the paper's estimators), "
@@ -363,6 +364,8 @@ class ScoreConfig:
         _choice(self.dtype, DTYPE_CHOICES, "dtype")
         _positive(self.num_samples, "num_samples")
         _positive(self.micro_batch_size, "micro_batch_size")
+        if self.method == "activation" and self.data is None:
+            raise ConfigError("data", "method=activation needs calibration data: data.paths=[...]")
         _out_free(self.out, self.overwrite)
 
 

@@ -19,6 +19,7 @@ from minitron.models.rope import model_inv_freq
 from minitron.parallel.vocab import mask_padded_vocab
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 
 
 def parse_dtype(name: str, field: str = "dtype") -> torch.dtype:

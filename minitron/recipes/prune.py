@@ -27,7 +27,7 @@ from minitron.errors import ConfigError
 from minitron.eval.evaluator import Evaluator
 from minitron.eval.layer_skip import skip_layers
 from minitron.models.arch import ModelArch
-from minitron.models.builder import build_model, check_layout, parse_dtype
+from minitron.models.builder import DTYPE_NAMES, build_model, check_layout
 from minitron.models.convert import canonical_names
 from minitron.models.load import describe_source, load_model
 from minitron.models.params import count_params, describe_arch, human
@@ -171,8 +171,7 @@ def main(cfg: PruneConfig, log=print) -> dict:
     plan = make_plan(arch, target, depth["keep"], width_scores)
     new = build_model(target, dtype, init_weights=False)
     fill_pruned(new, model, plan, arch, target)
-    dtype_name = {v: k for k, v in {"float32": torch.float32, "bfloat16": torch.bfloat16,
-                                    "float16": torch.float16}.items()}[dtype]
+    dtype_name = DTYPE_NAMES[dtype]
     record = {"stage": "prune", "source": cfg.model, "width_method": cfg.width_method,
               "scores": cfg.scores, "target": dataclasses.asdict(cfg.target),
               "depth": depth, "kept_channels": plan.channels.tolist(),

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from helpers import minitron, read_json
+from helpers import minitron, read_json, write_lm_eval_task
 from test_cli_torchrun import data, launch  # noqa: F401  (fixture and launcher shared)
 
 pytestmark = pytest.mark.distributed
@@ -49,21 +49,7 @@ def test_eval_layout_equals_tp1(setup, layout):
 
 def test_lm_eval_adapter_at_tp2(setup):
     pytest.importorskip("lm_eval")
-    tasks = setup / "lm_tasks"
-    tasks.mkdir(exist_ok=True)
-    (tasks / "gen_mc.yaml").write_text(f"""task: gen_mc
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {setup / "items.jsonl"}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "{{{{context}}}}"
-doc_to_choice: "{{{{choices}}}}"
-doc_to_target: "{{{{gold}}}}"
-metric_list:
-  - metric: acc
-""")
+    tasks = write_lm_eval_task(setup / "lm_tasks", "gen_mc", setup / "items.jsonl")
     args = ["lm-eval", "--model", str(setup / "ck"), "--tasks", "gen_mc", "--include-path",
             str(tasks)]
     minitron(args + ["--out", str(setup / "lm1.json")], timeout=900)

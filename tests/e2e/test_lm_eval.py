@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from helpers import minitron, read_json
+from helpers import minitron, read_json, write_lm_eval_task
 
 lm_eval = pytest.importorskip("lm_eval")
 
@@ -18,20 +18,7 @@ def task_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("lmeval_tasks")
     data = d / "items.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in ITEMS) + "\n")
-    (d / "tiny_mc.yaml").write_text(f"""task: tiny_mc
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "{{{{context}}}}"
-doc_to_choice: "{{{{choices}}}}"
-doc_to_target: "{{{{gold}}}}"
-metric_list:
-  - metric: acc
-  - metric: acc_norm
-""")
+    write_lm_eval_task(d, "tiny_mc", data)
     return d
 
 

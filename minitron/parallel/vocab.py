@@ -52,3 +52,33 @@ def target_logprobs(logits: torch.Tensor, targets: torch.Tensor, vocab_size: int
     picked = all_reduce_sum(torch.where(mine, picked, torch.zeros_like(picked)), group)
     sumexp = all_reduce_sum((x - peak.unsqueeze(-1)).exp().sum(-1), group)
     return picked - peak - sumexp.log(), picked >= peak
+
+
+class VocabParallelReducers:
+    """The vocabulary reductions of ``minitron.distill.losses`` over a TP group:
+    all-reduce of per-token maxima and sums, and an all-gather of per-rank top-k candidates
+    (``k`` values per token, not the vocabulary)."""
+
+    def __init__(self, group):
+        self.group = group
+        self.world = dist.get_world_size(group) if dist.is_initialized() else 1
+
+    def reduce_max(self, x: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            x = x.contiguous()
+            dist.all_reduce(x, op=dist.ReduceOp.MAX, group=self.group)
+        return x
+
+    def reduce_sum(self, x: torch.Tensor) -> torch.Tensor:
+        return all_reduce_sum(x.contiguous(), self.group) if self.world > 1 else x
+
+    def gather_topk(self, x: torch.Tensor) -> torch.Tensor:
+        if self.world == 1:
+            return x
+        parts = [torch.empty_like(x) for _ in range(self.world)]
+        dist.all_gather(parts, x.contiguous(), group=self.group)
+        return torch.cat(parts, dim=-1)
+
+    def kwargs(self) -> dict:
+        return {"reduce_max": self.reduce_max, "reduce_sum": self.reduce_sum,
+                "gather_topk": self.gather_topk}

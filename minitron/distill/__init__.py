@@ -1,0 +1,1 @@
+"""Distillation: logit losses and the training loop they drive."""

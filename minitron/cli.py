@@ -17,7 +17,7 @@ import sys
 import warnings
 from typing import Callable, Optional, Sequence
 
-from minitron.config import loader, schema
+from minitron.config import loader, schema, train
 from minitron.errors import MinitronError
 
 
@@ -70,6 +70,16 @@ COMMANDS: dict[str, Command] = {
                       ("--out", "out", "value"), ("--dry-run", "dry_run", "true"),
                       ("--tp", "tp", "value"), ("--pp", "pp", "value"),
                       ("--overwrite", "overwrite", "true"))),
+    "correct": Command(train.CorrectConfig, "correct",
+                       "teacher correction: light fine-tune on the distillation data (full, LoRA, "
+                       "norm-only), resumable",
+                       (("--model", "model", "value"), ("--out", "out", "value"),
+                        ("--tp", "tp", "value"), ("--pp", "pp", "value"))),
+    "distill": Command(train.DistillConfig, "distill",
+                       "logit KL distillation of a student from a teacher, any TP/PP, resumable",
+                       (("--student", "student", "value"), ("--teacher", "teacher", "value"),
+                        ("--out", "out", "value"), ("--tp", "tp", "value"),
+                        ("--pp", "pp", "value"))),
     "demo": Command(schema.DemoConfig, "demo",
                     "the embedded default: import SmolLM2, prepare the corpora, held-out loss"),
 }

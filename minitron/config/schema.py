@@ -8,38 +8,14 @@ exist, combinations. They run at load, before any work starts.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from minitron.config.checks import (DTYPE_CHOICES, IMPL_CHOICES, choice, layout, out_free,
+                                    positive)
 from minitron.config.loader import REQUIRED, doc
 from minitron.errors import ConfigError
-
-DTYPE_CHOICES = ("float32", "bfloat16", "float16")
-IMPL_CHOICES = ("auto", "local", "transformer_engine")
-
-
-def _choice(value, choices, field):
-    if value not in choices:
-        raise ConfigError(field, f"{value!r} is not valid; choose one of: {', '.join(choices)}")
-
-
-def _positive(value, field):
-    if value is None or value < 1:
-        raise ConfigError(field, f"must be >= 1, got {value}")
-
-
-def _out_free(out: str, overwrite: bool, field: str = "out"):
-    p = Path(out)
-    if p.exists() and not overwrite:
-        raise ConfigError(field, f"{p} already exists; choose another path or pass overwrite=true")
-
-
-def _layout(cfg):
-    _positive(cfg.tp, "tp")
-    _positive(cfg.pp, "pp")
-
 
 @dataclass
 class ImportConfig:
@@ -60,11 +36,11 @@ class ImportConfig:
     overwrite: bool = doc(False, "Replace ``out`` if it exists.")
 
     def validate(self):
-        _layout(self)
-        _choice(self.dtype, DTYPE_CHOICES, "dtype")
-        _choice(self.transformer_impl, IMPL_CHOICES, "transformer_impl")
-        _positive(self.vocab_pad_multiple, "vocab_pad_multiple")
-        _out_free(self.out, self.overwrite)
+        layout(self)
+        choice(self.dtype, DTYPE_CHOICES, "dtype")
+        choice(self.transformer_impl, IMPL_CHOICES, "transformer_impl")
+        positive(self.vocab_pad_multiple, "vocab_pad_multiple")
+        out_free(self.out, self.overwrite)
 
 
 @dataclass
@@ -79,12 +55,12 @@ class ExportConfig:
     overwrite: bool = doc(False, "Replace ``out`` if it exists.")
 
     def validate(self):
-        _choice(self.format, ("hf",), "format")
-        _choice(self.dtype, ("auto",) + DTYPE_CHOICES, "dtype")
+        choice(self.format, ("hf",), "format")
+        choice(self.dtype, ("auto",) + DTYPE_CHOICES, "dtype")
         if not (Path(self.ckpt) / "manifest.json").is_file():
             raise ConfigError("ckpt", f"{self.ckpt} is not a minitron checkpoint (no manifest.json); "
                               "create one with `minitron import`")
-        _out_free(self.out, self.overwrite)
+        out_free(self.out, self.overwrite)
 
 
 @dataclass
@@ -131,11 +107,11 @@ class PrepareConfig:
             raise ConfigError("inputs", "is empty; give at least one file or builtin:NAME")
         for i, spec in enumerate(self.inputs):
             if is_builtin(spec):
-                _choice(builtin_name(spec), CORPORA, f"inputs[{i}] (builtin:NAME)")
+                choice(builtin_name(spec), CORPORA, f"inputs[{i}] (builtin:NAME)")
             elif not Path(spec).is_file():
                 raise ConfigError(f"inputs[{i}]", f"{spec} does not exist")
-        _choice(self.text_unit, TEXT_UNITS, "text_unit")
-        _positive(self.batch_docs, "batch_docs")
+        choice(self.text_unit, TEXT_UNITS, "text_unit")
+        positive(self.batch_docs, "batch_docs")
 
 
 @dataclass
@@ -156,7 +132,7 @@ class DataConfig:
     def validate(self):
         if not self.paths:
             raise ConfigError("paths", "is empty")
-        _positive(self.seq_length, "seq_length")
+        positive(self.seq_length, "seq_length")
         if self.weights is not None and len(self.weights) != len(self.paths):
             raise ConfigError("weights", f"has {len(self.weights)} entries for {len(self.paths)} "
                               "paths; give one weight per path or none")
@@ -186,11 +162,11 @@ class LossConfig:
     out: Optional[str] = doc(None, "Also write the result as JSON here.")
 
     def validate(self):
-        _layout(self)
-        _choice(self.split, ("train", "valid", "test"), "split")
-        _positive(self.num_samples, "num_samples")
-        _positive(self.micro_batch_size, "micro_batch_size")
-        _choice(self.dtype, DTYPE_CHOICES, "dtype")
+        layout(self)
+        choice(self.split, ("train", "valid", "test"), "split")
+        positive(self.num_samples, "num_samples")
+        positive(self.micro_batch_size, "micro_batch_size")
+        choice(self.dtype, DTYPE_CHOICES, "dtype")
 
 
 @dataclass
@@ -209,10 +185,10 @@ class DemoConfig:
     pp: int = doc(1, "Pipeline-parallel size.")
 
     def validate(self):
-        _layout(self)
-        _positive(self.seq_length, "seq_length")
-        _positive(self.num_samples, "num_samples")
-        _positive(self.micro_batch_size, "micro_batch_size")
+        layout(self)
+        positive(self.seq_length, "seq_length")
+        positive(self.num_samples, "num_samples")
+        positive(self.micro_batch_size, "micro_batch_size")
         if not self.corpora:
             raise ConfigError("corpora", "is empty")
 
@@ -238,11 +214,11 @@ class MCTaskConfig:
     def validate(self):
         from minitron.eval.tasks import FORMATS
 
-        _choice(self.format, FORMATS, "format")
+        choice(self.format, FORMATS, "format")
         if self.num_fewshot < 0:
             raise ConfigError("num_fewshot", f"must be >= 0, got {self.num_fewshot}")
         if self.limit is not None:
-            _positive(self.limit, "limit")
+            positive(self.limit, "limit")
         for field in ("path", "fewshot_path"):
             value = getattr(self, field)
             if value and value.endswith((".jsonl", ".jsonl.gz")) and not Path(value).is_file():
@@ -259,8 +235,8 @@ class LossTaskConfig:
     num_samples: int = doc(64, "Samples scored (fixed by data.seed).")
 
     def validate(self):
-        _choice(self.split, ("train", "valid", "test"), "split")
-        _positive(self.num_samples, "num_samples")
+        choice(self.split, ("train", "valid", "test"), "split")
+        positive(self.num_samples, "num_samples")
 
 
 @dataclass
@@ -285,11 +261,11 @@ class EvalConfig:
     progress: bool = doc(True, "Show a progress bar (rank 0).")
 
     def validate(self):
-        _layout(self)
-        _choice(self.dtype, DTYPE_CHOICES, "dtype")
-        _positive(self.batch_size, "batch_size")
-        _positive(self.micro_batch_size, "micro_batch_size")
-        _positive(self.max_length, "max_length")
+        layout(self)
+        choice(self.dtype, DTYPE_CHOICES, "dtype")
+        positive(self.batch_size, "batch_size")
+        positive(self.micro_batch_size, "micro_batch_size")
+        positive(self.max_length, "max_length")
         if not self.tasks and not self.loss:
             raise ConfigError("tasks", "nothing to evaluate: give tasks and/or loss")
         names = [t.name for t in self.tasks] + [t.name for t in self.loss]
@@ -318,123 +294,13 @@ class LmEvalConfig:
     out: Optional[str] = doc(None, "Write lm-eval's results dict as JSON here.")
 
     def validate(self):
-        _layout(self)
-        _choice(self.dtype, DTYPE_CHOICES, "dtype")
+        layout(self)
+        choice(self.dtype, DTYPE_CHOICES, "dtype")
         if not self.tasks:
             raise ConfigError("tasks", "is empty")
         if self.include_path and not Path(self.include_path).is_dir():
             raise ConfigError("include_path", f"{self.include_path} is not a directory")
 
 
-WIDTH_METHODS = ("activation", "magnitude", "random")
-
-
-@dataclass
-class ScoreConfig:
-    """``minitron score``: importance of heads, neurons, channels and layers, at any TP/PP."""
-
-    model: str = doc(REQUIRED, "A minitron checkpoint or HF source.")
-    out: str = doc(REQUIRED, "Directory for scores.safetensors + scores.json (atomic).")
-    data: Optional[DataConfig] = doc(None, "Calibration data (its train split is sampled); "
-                                     "needed by method=activation.")
-    num_samples: int = doc(1024, "Calibration samples (the paper: 1024), seeded by data.seed.")
-    micro_batch_size: int = doc(4, "Samples per forward pass.")
-    method: str = doc("activation", "activation (forward hooks, the paper's estimators), "
-                      "magnitude (L2 of weights, LLM-Pruner's L2) or random (seeded baseline).")
-    seq_aggregation: str = doc("mean", "Reduce each sample's activations over the sequence: mean, "
-                               "l2 or max (paper: mean).")
-    batch_aggregation: str = doc("l2", "Reduce per-sample scores over the calibration set: l2, "
-                                 "mean or max (paper: l2).")
-    block_scores: bool = doc(False, "Also measure Block Influence of every contiguous block of "
-                             "layers within a PP stage (keeps each layer's input in memory).")
-    seed: int = doc(1234, "Seed of the random method.")
-    tp: int = doc(1, "Tensor-parallel size.")
-    pp: int = doc(1, "Pipeline-parallel size.")
-    dtype: str = doc("float32", "Compute dtype (scores accumulate in fp32 regardless).")
-    overwrite: bool = doc(False, "Replace ``out`` if it exists.")
-    progress: bool = doc(True, "Show a progress bar (rank 0).")
-
-    def validate(self):
-        from minitron.prune.importance import BATCH_AGG, SEQ_AGG
-
-        _layout(self)
-        _choice(self.method, WIDTH_METHODS, "method")
-        _choice(self.seq_aggregation, SEQ_AGG, "seq_aggregation")
-        _choice(self.batch_aggregation, BATCH_AGG, "batch_aggregation")
-        _choice(self.dtype, DTYPE_CHOICES, "dtype")
-        _positive(self.num_samples, "num_samples")
-        _positive(self.micro_batch_size, "micro_batch_size")
-        if self.method == "activation" and self.data is None:
-            raise ConfigError("data", "method=activation needs calibration data: data.paths=[...]")
-        _out_free(self.out, self.overwrite)
-
-
-@dataclass
-class TargetConfig:
-    """The architecture to prune to; unset sizes stay as they are."""
-
-    hidden_size: Optional[int] = doc(None, "Embedding channels to keep.")
-    ffn_hidden_size: Optional[int] = doc(None, "MLP neurons to keep in every layer.")
-    num_attention_heads: Optional[int] = doc(None, "Query heads to keep in every layer (a multiple "
-                                             "of num_query_groups).")
-    num_query_groups: Optional[int] = doc(None, "KV groups to keep in every layer.")
-    num_layers: Optional[int] = doc(None, "Layers to keep (depth pruning).")
-
-    def sizes(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-
-
-@dataclass
-class DepthConfig:
-    """How depth pruning picks the layers to drop."""
-
-    criterion: str = doc("task", "task (accuracy on `task`, the paper's Winogrande), lm_loss "
-                         "(held-out loss on `loss`) or block_influence (1 - cosine, from the scores).")
-    contiguous: bool = doc(True, "Drop one contiguous block (paper) or the individually least "
-                           "important layers.")
-    task: MCTaskConfig = doc(factory=lambda: MCTaskConfig(limit=500),
-                             text="The task for criterion=task.")
-    loss: Optional[LossTaskConfig] = doc(None, "The held-out loss for criterion=lm_loss.")
-
-    def validate(self):
-        from minitron.prune.depth import CRITERIA
-
-        _choice(self.criterion, CRITERIA, "criterion")
-        if self.criterion == "lm_loss" and self.loss is None:
-            raise ConfigError("loss", "criterion=lm_loss needs depth.loss (name, data, num_samples)")
-
-
-@dataclass
-class PruneConfig:
-    """``minitron prune``: a model -> a smaller checkpoint, by slicing weights and config together."""
-
-    model: str = doc(REQUIRED, "A minitron checkpoint or HF source to prune.")
-    out: str = doc(REQUIRED, "Checkpoint directory for the pruned model.")
-    target: TargetConfig = doc(factory=TargetConfig, text="The pruned architecture.")
-    scores: Optional[str] = doc(None, "Score directory from `minitron score` (needed for "
-                                "width_method=activation and criterion=block_influence).")
-    width_method: str = doc("activation", "Which scores rank channels, heads and neurons: "
-                            "activation (the score file), magnitude or random (baselines, computed "
-                            "here).")
-    depth: DepthConfig = doc(factory=DepthConfig, text="Depth pruning (when target.num_layers is "
-                             "set).")
-    seed: int = doc(1234, "Seed of the random baseline.")
-    batch_size: int = doc(32, "Requests per forward when the depth search scores a task.")
-    micro_batch_size: int = doc(4, "Samples per forward when the depth search scores LM loss.")
-    tp: int = doc(1, "Tensor-parallel size.")
-    pp: int = doc(1, "Pipeline-parallel size (must divide the pruned number of layers).")
-    dtype: Optional[str] = doc(None, "Parameter dtype; default: the source's.")
-    dry_run: bool = doc(False, "Print the pruned architecture and parameter counts, then stop.")
-    overwrite: bool = doc(False, "Replace ``out`` if it exists.")
-    progress: bool = doc(True, "Show progress bars (rank 0).")
-
-    def validate(self):
-        _layout(self)
-        _choice(self.width_method, WIDTH_METHODS, "width_method")
-        if self.dtype is not None:
-            _choice(self.dtype, DTYPE_CHOICES, "dtype")
-        if not self.target.sizes():
-            raise ConfigError("target", "set at least one of hidden_size, ffn_hidden_size, "
-                              "num_attention_heads, num_query_groups, num_layers")
-        if not self.dry_run:
-            _out_free(self.out, self.overwrite)
+# the other stages' configs, re-exported so every schema is reachable from here
+from minitron.config.prune import DepthConfig, PruneConfig, ScoreConfig, TargetConfig  # noqa: E402,F401

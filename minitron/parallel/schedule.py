@@ -58,3 +58,41 @@ def from_last_stage(value: Any) -> Any:
     group = ps.get_pipeline_model_parallel_group()
     src = ps.get_pipeline_model_parallel_last_rank()
     return broadcast_object(value, src=src, group=group)
+
+
+def pipeline_train_step(model, batches: Sequence[dict], loss_fn, with_labels: bool = False,
+                        scale: float = 1.0) -> list | None:
+    """Forward and backward over ``batches`` (one shape) with megatron-core's schedule.
+
+    ``loss_fn(output, batch) -> (loss, metrics)`` runs on the last PP stage; the
+    gradient of ``scale * loss`` is accumulated into the parameters' ``.grad``
+    (megatron-core averages over the micro-batches of this call as well). Returns
+    the metrics dicts on the last stage, None elsewhere.
+    """
+    from megatron.core import parallel_state as ps
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    device = model_device(model)
+    b, s = batches[0]["tokens"].shape
+
+    def step(data_iterator, m):
+        batch = next(data_iterator)
+        labels = batch["labels"].to(device) if with_labels else None
+        out = m(batch["tokens"].to(device), position_ids=None, attention_mask=None, labels=labels)
+
+        def loss_func(output):
+            loss, metrics = loss_fn(output, batch)
+            return loss * scale, metrics
+
+        return out, loss_func
+
+    results = get_forward_backward_func()(
+        forward_step_func=step,
+        data_iterator=iter(batches),
+        model=[model],
+        num_microbatches=len(batches),
+        seq_length=s,
+        micro_batch_size=b,
+        forward_only=False,
+    )
+    return list(results) if ps.is_pipeline_last_stage() else None

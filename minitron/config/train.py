@@ -1,0 +1,158 @@
+"""Configs of the training stages: teacher correction (``minitron correct``) and
+distillation (``minitron distill``). Defaults follow the paper's Table 4 where it
+gives a value (peak LR 1e-4, cosine decay, warm-up, teacher correction at a fifth
+of the peak LR with 120 warm-up steps); sizes default to the embedded model's scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from minitron.config.checks import DTYPE_CHOICES, choice, layout, positive
+from minitron.config.loader import REQUIRED, doc
+from minitron.config.schema import DataConfig, LossTaskConfig, MCTaskConfig
+from minitron.errors import ConfigError
+
+CORRECTION_MODES = ("full", "lora", "norm")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up and cosine decay to ``min_lr``."""
+
+    lr: float = doc(1e-4, "Peak learning rate (paper: 1e-4).")
+    min_lr: float = doc(1e-5, "Final learning rate of the cosine decay (paper, Llama: 1e-5).")
+    warmup_steps: int = doc(40, "Linear warm-up steps (paper, Llama: 40).")
+    weight_decay: float = doc(0.1, "AdamW weight decay on matrices (not on norms).")
+    beta1: float = doc(0.9, "AdamW beta1.")
+    beta2: float = doc(0.95, "AdamW beta2.")
+    eps: float = doc(1e-8, "AdamW epsilon.")
+    clip_grad: float = doc(1.0, "Clip the global gradient norm to this (0: no clipping).")
+
+    def validate(self):
+        if not 0 <= self.min_lr <= self.lr:
+            raise ConfigError("min_lr", f"must be between 0 and lr={self.lr}")
+        if self.warmup_steps < 0:
+            raise ConfigError("warmup_steps", "must be >= 0")
+
+
+@dataclass
+class ScheduleConfig:
+    """How long, how big, how often."""
+
+    steps: int = doc(100, "Optimizer steps.")
+    global_batch_size: int = doc(8, "Samples per optimizer step (micro-batches x accumulation x "
+                                 "data-parallel size).")
+    micro_batch_size: int = doc(2, "Samples per forward/backward.")
+    log_every: int = doc(1, "Log training metrics every N steps.")
+    eval_every: int = doc(0, "Validate every N steps (0: only at the end).")
+    save_every: int = doc(50, "Checkpoint every N steps (the run resumes from the latest).")
+    keep_last: int = doc(2, "Checkpoints kept.")
+    seed: int = doc(1234, "Seed of the run's RNG.")
+
+    def validate(self):
+        for f in ("steps", "global_batch_size", "micro_batch_size", "log_every", "save_every",
+                  "keep_last"):
+            positive(getattr(self, f), f)
+        if self.global_batch_size % self.micro_batch_size:
+            raise ConfigError("global_batch_size", f"{self.global_batch_size} is not a multiple of "
+                              f"micro_batch_size={self.micro_batch_size}")
+
+
+@dataclass
+class ValidationConfig:
+    """What is measured during and after training."""
+
+    loss: Optional[LossTaskConfig] = doc(None, "Held-out LM loss (default: the training data's "
+                                         "valid split, 16 samples).")
+    task: Optional[MCTaskConfig] = doc(None, "A multiple-choice task, e.g. Winogrande with a limit.")
+
+
+@dataclass
+class DistillLossConfig:
+    """The distillation objective (paper: forward KL on logits, no cross entropy)."""
+
+    kind: str = doc("forward_kl", "forward_kl, reverse_kl, jsd or topk_kl.")
+    temperature: float = doc(1.0, "Softmax temperature (the loss is scaled by T^2).")
+    beta: float = doc(0.5, "JSD mixing weight of the teacher.")
+    topk: int = doc(0, "k for topk_kl.")
+    ce_weight: float = doc(0.0, "Weight of an added cross-entropy loss on the labels (paper: 0).")
+    chunk_size: int = doc(4096, "Tokens per chunk of the loss (bounds its fp32 memory).")
+
+    def validate(self):
+        from minitron.distill.losses import KINDS
+
+        choice(self.kind, KINDS, "kind")
+        if self.temperature <= 0:
+            raise ConfigError("temperature", "must be > 0")
+        if self.kind == "topk_kl":
+            positive(self.topk, "topk")
+        positive(self.chunk_size, "chunk_size")
+
+
+@dataclass
+class CorrectConfig:
+    """``minitron correct``: teacher correction, a light fine-tune on the distillation data."""
+
+    model: str = doc(REQUIRED, "The teacher: a minitron checkpoint or HF source.")
+    out: str = doc(REQUIRED, "Run directory (checkpoints, metrics.csv, tensorboard/, final/).")
+    data: DataConfig = doc(factory=DataConfig, text="The distillation data (train split).")
+    mode: str = doc("full", "full (every weight), lora (low-rank adapters, merged at the end) or "
+                    "norm (RMSNorm weights only): the paper's suggested lighter variants.")
+    lora_rank: int = doc(16, "LoRA rank.")
+    lora_alpha: float = doc(32.0, "LoRA alpha (scale alpha / rank).")
+    optim: OptimConfig = doc(factory=lambda: OptimConfig(lr=2e-5, min_lr=2e-6, warmup_steps=120),
+                             text="Paper: one fifth of the peak LR, 120 warm-up steps.")
+    schedule: ScheduleConfig = doc(factory=ScheduleConfig, text="Steps, batch sizes, intervals.")
+    validation: ValidationConfig = doc(factory=ValidationConfig, text="Validation.")
+    tp: int = doc(1, "Tensor-parallel size.")
+    pp: int = doc(1, "Pipeline-parallel size.")
+    dtype: str = doc("float32", "Parameter dtype (bfloat16 on GPU).")
+    tensorboard: bool = doc(True, "Also log to TensorBoard (when installed).")
+    progress: bool = doc(True, "Progress bar (rank 0).")
+
+    def validate(self):
+        layout(self)
+        check_out(self.out)
+        choice(self.mode, CORRECTION_MODES, "mode")
+        choice(self.dtype, DTYPE_CHOICES, "dtype")
+        positive(self.lora_rank, "lora_rank")
+
+
+@dataclass
+class DistillConfig:
+    """``minitron distill``: logit distillation of a (pruned) student from a teacher."""
+
+    student: str = doc(REQUIRED, "The student: a minitron checkpoint (e.g. from `minitron prune`).")
+    teacher: str = doc(REQUIRED, "The (corrected) teacher: a checkpoint or HF source.")
+    out: str = doc(REQUIRED, "Run directory (checkpoints, metrics.csv, tensorboard/, final/).")
+    data: DataConfig = doc(factory=DataConfig, text="The distillation data (train split).")
+    loss: DistillLossConfig = doc(factory=DistillLossConfig, text="The distillation loss.")
+    optim: OptimConfig = doc(factory=OptimConfig, text="Student optimizer (paper, Table 4).")
+    schedule: ScheduleConfig = doc(factory=ScheduleConfig, text="Steps, batch sizes, intervals.")
+    validation: ValidationConfig = doc(factory=ValidationConfig, text="Validation.")
+    parallel_correction: bool = doc(False, "Also train the teacher on the same batches with the LM "
+                                    "loss while the student distils from it (paper, Figure 5).")
+    teacher_optim: OptimConfig = doc(factory=lambda: OptimConfig(lr=2e-5, min_lr=2e-6,
+                                                                 warmup_steps=120),
+                                     text="Teacher optimizer for parallel_correction.")
+    tp: int = doc(1, "Tensor-parallel size (student and teacher).")
+    pp: int = doc(1, "Pipeline-parallel size (student and teacher).")
+    dtype: str = doc("float32", "Parameter dtype (bfloat16 on GPU).")
+    tensorboard: bool = doc(True, "Also log to TensorBoard (when installed).")
+    progress: bool = doc(True, "Progress bar (rank 0).")
+
+    def validate(self):
+        layout(self)
+        check_out(self.out)
+        choice(self.dtype, DTYPE_CHOICES, "dtype")
+
+
+def check_out(out: str) -> None:
+    """A run directory may exist (it resumes); a file in its place may not."""
+    from pathlib import Path
+
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError("out", f"{out} is a file; give a directory for the run")
+

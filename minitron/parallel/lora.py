@@ -1,0 +1,103 @@
+"""LoRA adapters on megatron-core's tensor-parallel linears, attached by forward hooks.
+
+``y = W x + (alpha / r) * B A x``, with ``B`` zero-initialised (training starts from
+the unchanged model). The adapters live outside the model (a ``ModuleDict`` the
+caller owns), so the model's parameters, names and checkpoints are untouched until
+:meth:`LoRA.merge` folds ``B A`` into the weights.
+
+Tensor parallelism:
+- column-parallel (``linear_qkv``, ``linear_fc1``; input replicated, output split):
+  ``A [r, in]`` replicated, ``B [out/tp, r]`` split. ``A x`` passes through
+  ``copy_to_tensor_model_parallel_region`` (identity forward, all-reduce of the
+  gradient backward), so every rank's ``A`` gets the same, complete gradient.
+- row-parallel (``linear_proj``, ``linear_fc2``; input split, output replicated):
+  ``A [r, in/tp]`` split, ``B [out, r]`` replicated; the partial ``A x`` is summed
+  with ``reduce_from_tensor_model_parallel_region`` (all-reduce forward, identity
+  backward).
+Both draw the full ``A`` from one seed and keep their slice, so any TP layout
+starts from the same adapters as TP = 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+TARGETS = ("self_attention.linear_qkv", "self_attention.linear_proj", "mlp.linear_fc1",
+           "mlp.linear_fc2")
+ROW_PARALLEL = ("linear_proj", "linear_fc2")
+
+
+class LoRA:
+    def __init__(self, model, rank: int = 16, alpha: float = 32.0, seed: int = 1234,
+                 targets: tuple = TARGETS):
+        from megatron.core import parallel_state as ps
+
+        from minitron.models.weights import layer_offset
+
+        self.model, self.rank, self.scale = model, rank, alpha / rank
+        self.tp, self.tp_rank = ps.get_tensor_model_parallel_world_size(), ps.get_tensor_model_parallel_rank()
+        self.adapters = torch.nn.ModuleDict()
+        self.handles = []
+        offset = layer_offset(model)
+        for i, layer in enumerate(model.decoder.layers):
+            for path in targets:
+                module = layer.get_submodule(path)
+                key = f"{offset + i}.{path}".replace(".", "_")
+                row = path.endswith(ROW_PARALLEL)
+                self.adapters[key] = self._make(module.weight, row, seed + 1000 * (offset + i)
+                                                + TARGETS.index(path))
+                self.handles.append(module.register_forward_hook(self._hook(key, row)))
+
+    def _make(self, w: torch.Tensor, row: bool, seed: int) -> torch.nn.Module:
+        out_local, in_local = w.shape
+        full_in = in_local * self.tp if row else in_local
+        g = torch.Generator().manual_seed(seed)
+        a_full = torch.randn(self.rank, full_in, generator=g) / math.sqrt(full_in)
+        if row:
+            a = a_full[:, self.tp_rank * in_local:(self.tp_rank + 1) * in_local]
+            b = torch.zeros(out_local, self.rank)
+        else:
+            a, b = a_full, torch.zeros(out_local, self.rank)
+        m = torch.nn.Module()
+        m.A = torch.nn.Parameter(a.to(w.dtype).to(w.device).contiguous())
+        m.B = torch.nn.Parameter(b.to(w.dtype).to(w.device))
+        (m.A if row else m.B).tensor_model_parallel = self.tp > 1  # split across TP ranks
+        return m
+
+    def _hook(self, key: str, row: bool):
+        from megatron.core.tensor_parallel.mappings import (copy_to_tensor_model_parallel_region,
+                                                            reduce_from_tensor_model_parallel_region)
+
+        def hook(module, inputs, output):
+            x = inputs[0]
+            ad = self.adapters[key]
+            h = torch.nn.functional.linear(x, ad.A)
+            h = reduce_from_tensor_model_parallel_region(h) if row else \
+                copy_to_tensor_model_parallel_region(h)
+            delta = torch.nn.functional.linear(h, ad.B) * self.scale
+            out, bias = output
+            return out + delta.to(out.dtype), bias
+
+        return hook
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.adapters.parameters())
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the adapters into the weights (``W += scale * B A``) and detach the hooks."""
+        from minitron.models.weights import layer_offset
+
+        offset = layer_offset(self.model)
+        for i, layer in enumerate(self.model.decoder.layers):
+            for path in TARGETS:
+                key = f"{offset + i}.{path}".replace(".", "_")
+                if key in self.adapters:
+                    ad = self.adapters[key]
+                    w = layer.get_submodule(path).weight
+                    w.add_((ad.B.float() @ ad.A.float()).mul_(self.scale).to(w.dtype))
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()

@@ -1,0 +1,1 @@
+"""Training machinery shared by teacher correction, distillation and alignment."""

@@ -1,0 +1,133 @@
+"""Training machinery: LR schedule, teacher-correction modes, resume, non-finite loss."""
+
+import csv
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from helpers import clean_env, minitron
+from minitron.train.schedule import lr_at
+
+
+def test_cosine_schedule_with_warmup():
+    assert lr_at(0, 1.0, 0.1, 4, 20) == pytest.approx(0.25)
+    assert lr_at(3, 1.0, 0.1, 4, 20) == pytest.approx(1.0)
+    assert lr_at(4, 1.0, 0.1, 4, 20) == pytest.approx(1.0)
+    assert lr_at(12, 1.0, 0.1, 4, 20) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi / 2)))
+    assert lr_at(20, 1.0, 0.1, 4, 20) == pytest.approx(0.1)
+    assert lr_at(99, 1.0, 0.1, 4, 20) == pytest.approx(0.1)
+
+
+def common(calib, steps=4):
+    return [f"data.paths=[{calib}]", "data.seq_length=16", "data.split=90,10,0",
+            f"schedule.steps={steps}", "schedule.global_batch_size=4",
+            "schedule.micro_batch_size=2", "optim.warmup_steps=2", "progress=false",
+            "validation.loss={name: v, data: {paths: [" + str(calib) + "], seq_length: 16, "
+            "split: '90,10,0'}, num_samples: 4}"]
+
+
+def read_metrics(run):
+    with open(run / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("mode", ["norm", "lora"])
+def test_light_correction_leaves_other_weights_bit_identical(mode, tiny_models, calib, tmp_path):
+    src = tiny_models["llama-untied"]
+    minitron(["correct", "--model", str(src), "--out", str(tmp_path / "run"), f"mode={mode}",
+              "lora_rank=2", "optim.lr=1e-2", *common(calib)])
+    minitron(["export", "--ckpt", str(tmp_path / "run" / "final" / "teacher"), "--out",
+              str(tmp_path / "hf")])
+    before = load_file(str(src / "model.safetensors"))
+    after = load_file(str(tmp_path / "hf" / "model.safetensors"))
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    if mode == "norm":
+        assert changed and all("norm" in k for k in changed)
+    else:  # LoRA merged into the four projections of every layer, nothing else
+        proj = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+        assert changed and all(any(p in k for p in proj) for k in changed)
+        for k in changed:  # the update is low rank
+            assert torch.linalg.matrix_rank((after[k] - before[k]).double(), atol=1e-6) <= 2
+
+
+def test_full_correction_lowers_training_loss(tiny_models, calib, tmp_path):
+    minitron(["correct", "--model", str(tiny_models["llama-untied"]), "--out", str(tmp_path / "r"),
+              "optim.lr=3e-3", *common(calib, steps=8)])
+    rows = read_metrics(tmp_path / "r")
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    again = minitron(["correct", "--model", str(tiny_models["llama-untied"]), "--out",
+                      str(tmp_path / "r"), "optim.lr=3e-3", *common(calib, steps=8)])
+    assert "nothing to do" in again.stdout
+
+
+def _distill_args(student, teacher, run, calib, steps):
+    return ["distill", "--student", str(student), "--teacher", str(teacher), "--out", str(run),
+            "schedule.save_every=2", "optim.lr=1e-3", *common(calib, steps)]
+
+
+def test_kill_9_and_resume_reproduces_the_uninterrupted_run(tiny_models, calib, tmp_path):
+    teacher = tiny_models["llama-untied"]
+    student = tmp_path / "student"
+    minitron(["prune", "--model", str(teacher), "--out", str(student), "width_method=magnitude",
+              "target.ffn_hidden_size=64", "target.hidden_size=48"])
+    minitron(_distill_args(student, teacher, tmp_path / "full", calib, 10))
+    # the same run, killed with SIGKILL once step 5 is logged, then rerun to the end
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "minitron",
+                             *_distill_args(student, teacher, run, calib, 10)],
+                            env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if (run / "metrics.csv").is_file() and len(read_metrics(run)) >= 5:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rows = read_metrics(run)
+    assert 5 <= len(rows) < 10, "the kill came too late to test resumption"
+    res = minitron(_distill_args(student, teacher, run, calib, 10))
+    assert "resumed from" in res.stdout + res.stderr
+    a, b = read_metrics(tmp_path / "full"), read_metrics(run)
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for ra, rb in zip(a, b):
+        assert ra["loss"] == rb["loss"] and ra["grad_norm"] == rb["grad_norm"], (ra, rb)
+    wa = load_file_from_ckpt(tmp_path / "full" / "final" / "student", tmp_path / "ea")
+    wb = load_file_from_ckpt(run / "final" / "student", tmp_path / "eb")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def load_file_from_ckpt(ckpt, out):
+    minitron(["export", "--ckpt", str(ckpt), "--out", str(out)])
+    return load_file(str(out / "model.safetensors"))
+
+
+def test_non_finite_loss_names_step_and_checkpoint(tiny_models, calib, tmp_path, world):
+    from minitron.config.schema import DataConfig
+    from minitron.config.train import OptimConfig, ScheduleConfig
+    from minitron.models.load import describe_source, load_model
+    from minitron.train.loop import NonFiniteLoss, Trained, run
+
+    src = str(tiny_models["llama-untied"])
+    arch, hf, tok = describe_source(src)
+    model, _, _ = load_model(src)
+    t = Trained("student", model, list(model.parameters()), OptimConfig(),
+                (arch, hf, tok, "float32"))
+    sched = ScheduleConfig(steps=5, global_batch_size=2, micro_batch_size=2, save_every=2)
+    calls = {"n": 0}
+
+    def micro_step(batches):
+        calls["n"] += 1
+        return {"loss": float("nan") if calls["n"] == 3 else 1.0}
+
+    data = DataConfig(paths=[str(calib)], seq_length=16)
+    with pytest.raises(NonFiniteLoss) as e:
+        run(tmp_path / "run", [t], data, sched, micro_step, lambda: {}, "fp", 300,
+            tensorboard=False, progress=False, log=lambda s: None)
+    assert "at step 3" in str(e.value) and "step_000002" in str(e.value)

@@ -109,6 +109,8 @@ class PruneConfig:
     tp: int = doc(1, "Tensor-parallel size.")
     pp: int = doc(1, "Pipeline-parallel size (must divide the pruned number of layers).")
     dtype: Optional[str] = doc(None, "Parameter dtype; default: the source's.")
+    reinit: bool = doc(False, "Write the pruned architecture with freshly initialised weights "
+                       "instead of the cut ones (the 'random init + distillation' ablation).")
     dry_run: bool = doc(False, "Print the pruned architecture and parameter counts, then stop.")
     overwrite: bool = doc(False, "Replace ``out`` if it exists.")
     progress: bool = doc(True, "Show progress bars (rank 0).")

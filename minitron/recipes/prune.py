@@ -169,10 +169,12 @@ def main(cfg: PruneConfig, log=print) -> dict:
     else:
         width_scores = random_scores(arch, cfg.seed)
     plan = make_plan(arch, target, depth["keep"], width_scores)
-    new = build_model(target, dtype, init_weights=False)
-    fill_pruned(new, model, plan, arch, target)
+    new = build_model(target, dtype, init_weights=cfg.reinit)
+    if not cfg.reinit:
+        fill_pruned(new, model, plan, arch, target)
     dtype_name = DTYPE_NAMES[dtype]
     record = {"stage": "prune", "source": cfg.model, "width_method": cfg.width_method,
+              "reinit": cfg.reinit,
               "scores": cfg.scores, "target": dataclasses.asdict(cfg.target),
               "depth": depth, "kept_channels": plan.channels.tolist(),
               "kept_layers": plan.layers}

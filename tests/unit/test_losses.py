@@ -71,3 +71,24 @@ def test_padding_columns_are_ignored():
     for kind in ("reverse_kl", "jsd"):
         assert torch.allclose(distill_loss(s, t, torch.ones(4), kind),
                               distill_loss(pad(s, 6), pad(t, 6), torch.ones(4), kind))
+
+
+def test_student_and_teacher_padded_differently_at_tp1(world):
+    """Same tokenizer, different embedding padding: the extra rows are cut, not an error."""
+    from types import SimpleNamespace
+
+    from minitron.config.train import DistillLossConfig
+    from minitron.train.steps import Distiller
+
+    def fake(padded):
+        return SimpleNamespace(minitron_arch=SimpleNamespace(padded_vocab_size=padded))
+
+    d = Distiller(fake(64), fake(96), DistillLossConfig(chunk_size=3), vocab_size=50)
+    s = torch.randn(2, 5, 64, generator=G)
+    t = torch.randn(2, 5, 96, generator=G)
+    s[..., 50:], t[..., 50:] = float("-inf"), float("-inf")
+    mask = torch.ones(2, 5)
+    loss, metrics = d._student_loss(t)(s, {"loss_mask": mask, "labels": torch.zeros(2, 5).long()})
+    want = distill_loss(s[..., :50], t[..., :50], mask)
+    torch.testing.assert_close(loss, want)
+    assert metrics["kd"] == want

@@ -16,7 +16,7 @@ from minitron.models.builder import DTYPE_NAMES
 from minitron.models.load import describe_source, load_model
 from minitron.parallel import runtime
 from minitron.train import trainable
-from minitron.train.loop import Trained, broadcast_metrics, fingerprint, run
+from minitron.train.loop import Trained, broadcast_metrics, fingerprint, gpt_batches, run
 from minitron.train.steps import lm_step
 
 
@@ -54,5 +54,6 @@ def main(cfg: CorrectConfig, log=print) -> dict:
         model.train()
         return broadcast_metrics(lm_step(model, batches))
 
-    return run(cfg.out, [teacher], cfg.data, cfg.schedule, micro_step, validate, fingerprint(cfg),
-               arch.vocab_size, cfg.tensorboard, cfg.progress, log)
+    batches = gpt_batches(cfg.data, cfg.schedule, arch.vocab_size)
+    return run(cfg.out, [teacher], batches, cfg.schedule, micro_step, validate, fingerprint(cfg),
+               cfg.tensorboard, cfg.progress, log)

@@ -17,7 +17,7 @@ from minitron.models.load import describe_source, load_model
 from minitron.parallel import runtime
 from minitron.recipes.correct import validator
 from minitron.train import trainable
-from minitron.train.loop import Trained, broadcast_metrics, fingerprint, run
+from minitron.train.loop import Trained, broadcast_metrics, fingerprint, gpt_batches, run
 from minitron.train.steps import Distiller
 
 
@@ -50,5 +50,6 @@ def main(cfg: DistillConfig, log=print) -> dict:
             teacher.train()
         return broadcast_metrics(distiller.step(batches))
 
-    return run(cfg.out, trained, cfg.data, cfg.schedule, micro_step, validate, fingerprint(cfg),
-               s_arch.vocab_size, cfg.tensorboard, cfg.progress, log)
+    batches = gpt_batches(cfg.data, cfg.schedule, s_arch.vocab_size)
+    return run(cfg.out, trained, batches, cfg.schedule, micro_step, validate, fingerprint(cfg),
+               cfg.tensorboard, cfg.progress, log)

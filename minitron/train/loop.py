@@ -70,20 +70,33 @@ def fingerprint(cfg) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _step_batches(dataset, step: int, sched: ScheduleConfig, lay) -> list[dict]:
-    """This data-parallel rank's micro-batches of global batch ``step``."""
+def gpt_batches(data_cfg, sched: ScheduleConfig, vocab_size: int) -> Callable[[int], list[dict]]:
+    """Step -> this data-parallel rank's micro-batches of that global batch, from the train
+    split of prepared data (megatron-core GPTDataset, seeded). Collective (builds the index)."""
+    lay = runtime.layout()
+    dataset = build(data_cfg, {"train": sched.steps * sched.global_batch_size}, vocab_size)["train"]
     per_rank = sched.global_batch_size // lay.dp
-    start = step * sched.global_batch_size + lay.dp_rank * per_rank
-    items = [dataset[i] for i in range(start, start + per_rank)]
-    stacked = {k: torch.stack([it[k] for it in items]) for k in ("tokens", "labels", "loss_mask")}
-    m = sched.micro_batch_size
-    return [{k: v[i:i + m] for k, v in stacked.items()} for i in range(0, per_rank, m)]
+
+    def batches(step: int) -> list[dict]:
+        start = step * sched.global_batch_size + lay.dp_rank * per_rank
+        items = [dataset[i] for i in range(start, start + per_rank)]
+        stacked = {k: torch.stack([it[k] for it in items]) for k in ("tokens", "labels", "loss_mask")}
+        return split_micro(stacked, sched.micro_batch_size)
+
+    return batches
 
 
-def run(run_dir: str | Path, trained: list[Trained], data_cfg, sched: ScheduleConfig,
-        micro_step: Callable[[list[dict]], dict], validate: Callable[[], dict], fp: str,
-        vocab_size: int, tensorboard: bool = True, progress: bool = True,
+def split_micro(stacked: dict, size: int) -> list[dict]:
+    n = next(iter(stacked.values())).shape[0]
+    return [{k: v[i:i + size] for k, v in stacked.items()} for i in range(0, n, size)]
+
+
+def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], list[dict]],
+        sched: ScheduleConfig, micro_step: Callable[[list[dict]], dict],
+        validate: Callable[[], dict], fp: str, tensorboard: bool = True, progress: bool = True,
         log=print) -> dict:
+    """Train ``trained`` for ``sched.steps`` optimizer steps; ``batches(step)`` gives this
+    rank's micro-batches of global batch ``step`` (so the data position is the step)."""
     run_dir = Path(run_dir)
     lay = runtime.layout()
     final = run_dir / "final"
@@ -103,7 +116,6 @@ def run(run_dir: str | Path, trained: list[Trained], data_cfg, sched: ScheduleCo
         start, resumed = info["step"], str(ckpt)
     if ckpt is None:
         torch.manual_seed(sched.seed)
-    dataset = build(data_cfg, {"train": sched.steps * sched.global_batch_size}, vocab_size)["train"]
     logger = MetricsLogger(run_dir, sched.steps, start, lay.is_main, tensorboard, progress)
     if resumed:
         logger.message(f"[train] resumed from {resumed} (step {start})")
@@ -115,8 +127,8 @@ def run(run_dir: str | Path, trained: list[Trained], data_cfg, sched: ScheduleCo
             for g in t.optimizer.param_groups:
                 g["lr"] = lr
             t.optimizer.zero_grad(set_to_none=True)
-        batches = _step_batches(dataset, step, sched, lay)
-        metrics = micro_step(batches)
+        step_batches = batches(step)
+        metrics = micro_step(step_batches)
         loss = metrics.get("loss", float("nan"))
         if not math.isfinite(loss):
             last = state.latest(run_dir)
@@ -129,7 +141,7 @@ def run(run_dir: str | Path, trained: list[Trained], data_cfg, sched: ScheduleCo
             metrics[f"lr{'' if t is trained[0] else '_' + t.name}"] = \
                 t.optimizer.param_groups[0]["lr"]
             t.optimizer.step()
-        tokens = sum(int(b["loss_mask"].sum()) for b in batches) * lay.dp
+        tokens = sum(int(b["loss_mask"].sum()) for b in step_batches) * lay.dp
         metrics["tokens_per_s"] = tokens / (time.perf_counter() - t0)
         done = step + 1
         if done == sched.steps or (sched.eval_every and done % sched.eval_every == 0):

@@ -112,7 +112,7 @@ def test_non_finite_loss_names_step_and_checkpoint(tiny_models, calib, tmp_path,
     from minitron.config.schema import DataConfig
     from minitron.config.train import OptimConfig, ScheduleConfig
     from minitron.models.load import describe_source, load_model
-    from minitron.train.loop import NonFiniteLoss, Trained, run
+    from minitron.train.loop import NonFiniteLoss, Trained, gpt_batches, run
 
     src = str(tiny_models["llama-untied"])
     arch, hf, tok = describe_source(src)
@@ -128,6 +128,6 @@ def test_non_finite_loss_names_step_and_checkpoint(tiny_models, calib, tmp_path,
 
     data = DataConfig(paths=[str(calib)], seq_length=16)
     with pytest.raises(NonFiniteLoss) as e:
-        run(tmp_path / "run", [t], data, sched, micro_step, lambda: {}, "fp", 300,
-            tensorboard=False, progress=False, log=lambda s: None)
+        run(tmp_path / "run", [t], gpt_batches(data, sched, 300), sched, micro_step, lambda: {},
+            "fp", tensorboard=False, progress=False, log=lambda s: None)
     assert "at step 3" in str(e.value) and "step_000002" in str(e.value)

@@ -17,7 +17,7 @@ import sys
 import warnings
 from typing import Callable, Optional, Sequence
 
-from minitron.config import loader, schema, train
+from minitron.config import align, loader, schema, train
 from minitron.errors import MinitronError
 
 
@@ -80,6 +80,11 @@ COMMANDS: dict[str, Command] = {
                        (("--student", "student", "value"), ("--teacher", "teacher", "value"),
                         ("--out", "out", "value"), ("--tp", "tp", "value"),
                         ("--pp", "pp", "value"))),
+    "align": Command(align.AlignConfig, "align",
+                     "alignment: SFT, DPO, IPO or RPO (rounds), any TP/PP, resumable",
+                     (("--model", "model", "value"), ("--out", "out", "value"),
+                      ("--data", "data", "value"), ("--algorithm", "algorithm", "value"),
+                      ("--tp", "tp", "value"), ("--pp", "pp", "value"))),
     "demo": Command(schema.DemoConfig, "demo",
                     "the embedded default: import SmolLM2, prepare the corpora, held-out loss"),
 }

@@ -62,6 +62,8 @@ def preference_loss(kind: str, pi_c: torch.Tensor, pi_l: torch.Tensor, ref_c: to
     with torch.no_grad():
         reward_chosen, reward_rejected = beta * (pi_c - ref_c), beta * (pi_l - ref_l)
         metrics = {"reward_accuracy": (r_hat > 0).float().mean(),
+                   # the policy's own ranking, meaningful before training too
+                   "logp_accuracy": (pi_c > pi_l).float().mean(),
                    "reward_margin": r_hat.mean(),
                    "reward_chosen": reward_chosen.mean(),
                    "reward_rejected": reward_rejected.mean(),

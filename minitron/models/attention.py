@@ -5,9 +5,9 @@ scores with baddbmm, a masked softmax and bmm; on CPU that is about half the
 model's forward time. ``SDPAttention`` keeps its constructor, parameters and
 checkpoint contract and computes the same thing with
 ``torch.nn.functional.scaled_dot_product_attention`` (causal, GQA without
-repeating K/V). Anything it does not cover (masks other than plain causal,
-dropout while training, sliding windows, softmax offsets, packed sequences)
-goes to the parent implementation.
+repeating K/V), or with a boolean mask (packed sequences: block-diagonal
+causal). Anything it does not cover (dropout while training, sliding windows,
+softmax offsets, attention biases) goes to the parent implementation.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ class SDPAttention(DotProductAttention):
                   packed_seq_params) -> bool:
         cfg = self.config
         mask_type = attn_mask_type if attn_mask_type is not None else self.attn_mask_type
-        return (attention_mask is None and attention_bias is None and packed_seq_params is None
+        return (attention_bias is None and packed_seq_params is None
                 and mask_type == AttnMaskType.causal and query.shape[0] == key.shape[0]
+                and (attention_mask is None or attention_mask.dtype == torch.bool)
                 and self.softmax_offset is None and not cfg.apply_query_key_layer_scaling
                 and cfg.window_size is None
                 and not (self.training and self.attention_dropout.p > 0))
@@ -39,7 +40,10 @@ class SDPAttention(DotProductAttention):
                                    attention_bias, packed_seq_params)
         sq, b = query.shape[:2]
         q, k, v = (t.permute(1, 2, 0, 3) for t in (query, key, value))  # [b, heads, s, hn]
+        # megatron-core masks are True where attention is NOT allowed; SDPA wants the opposite.
+        # A given mask (packed sequences) already includes causality.
+        allowed = None if attention_mask is None else ~attention_mask
         out = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, scale=self.softmax_scale,
+            q, k, v, attn_mask=allowed, is_causal=allowed is None, scale=self.softmax_scale,
             enable_gqa=q.shape[1] != k.shape[1])
         return out.permute(2, 0, 1, 3).reshape(sq, b, -1)  # [sq, b, np * hn]

@@ -11,6 +11,12 @@ def model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+def _mask(batch: dict, device) -> torch.Tensor | None:
+    """A packed batch's block-diagonal mask ``[b, 1, s, s]`` (True = masked), or None (causal)."""
+    m = batch.get("attention_mask")
+    return None if m is None else m.to(device)
+
+
 def pipeline_forward(model, batches: Sequence[dict], collect: Callable[[torch.Tensor, dict], Any],
                      with_labels: bool = False) -> list | None:
     """Forward-only over every micro-batch in ``batches`` (all of one shape).
@@ -32,7 +38,8 @@ def pipeline_forward(model, batches: Sequence[dict], collect: Callable[[torch.Te
     def step(data_iterator, m):
         batch = next(data_iterator)
         labels = batch["labels"].to(device) if with_labels else None
-        out = m(batch["tokens"].to(device), position_ids=None, attention_mask=None, labels=labels)
+        out = m(batch["tokens"].to(device), position_ids=None, attention_mask=_mask(batch, device),
+                labels=labels)
         return out, lambda output, non_loss_data=True: collect(output, batch)
 
     with torch.no_grad():
@@ -78,7 +85,8 @@ def pipeline_train_step(model, batches: Sequence[dict], loss_fn, with_labels: bo
     def step(data_iterator, m):
         batch = next(data_iterator)
         labels = batch["labels"].to(device) if with_labels else None
-        out = m(batch["tokens"].to(device), position_ids=None, attention_mask=None, labels=labels)
+        out = m(batch["tokens"].to(device), position_ids=None, attention_mask=_mask(batch, device),
+                labels=labels)
 
         def loss_func(output):
             loss, metrics = loss_fn(output, batch)

@@ -1,0 +1,1 @@
+"""Alignment after distillation: SFT and the DPO/IPO/RPO preference losses."""

@@ -49,13 +49,18 @@ class ExportConfig:
 
     ckpt: str = doc(REQUIRED, "minitron checkpoint directory (holds manifest.json).")
     out: str = doc(REQUIRED, "Directory to write the exported model to (written atomically).")
-    format: str = doc("hf", "Output format: hf (a directory transformers' from_pretrained loads).")
+    format: str = doc("hf", "Output format: hf (a directory transformers and vLLM load) or "
+                      "trtllm (a TensorRT-LLM checkpoint: config.json + rank{i}.safetensors).")
+    tp: int = doc(1, "format=trtllm: tensor-parallel ranks to write (one safetensors file each).")
     dtype: str = doc("auto", "dtype of the exported weights: auto (the checkpoint's), float32, "
                      "bfloat16, float16.")
     overwrite: bool = doc(False, "Replace ``out`` if it exists.")
 
     def validate(self):
-        choice(self.format, ("hf",), "format")
+        choice(self.format, ("hf", "trtllm"), "format")
+        positive(self.tp, "tp")
+        if self.format == "hf" and self.tp != 1:
+            raise ConfigError("tp", "applies to format=trtllm only (an HF directory is not split)")
         choice(self.dtype, ("auto",) + DTYPE_CHOICES, "dtype")
         if not (Path(self.ckpt) / "manifest.json").is_file():
             raise ConfigError("ckpt", f"{self.ckpt} is not a minitron checkpoint (no manifest.json); "

@@ -1,6 +1,8 @@
-"""``minitron export``: a minitron checkpoint -> a Hugging Face directory.
+"""``minitron export``: a minitron checkpoint -> a Hugging Face directory or a TensorRT-LLM
+checkpoint.
 
     minitron export --ckpt ckpt/smollm2 --format hf --out hf/smollm2
+    minitron export --ckpt ckpt/smollm2 --format trtllm --tp 2 --out trtllm/smollm2
 
 The checkpoint is loaded at TP=1, PP=1 (megatron-core reshards whatever layout
 it was saved from), converted tensor by tensor, shape-checked against the
@@ -19,7 +21,8 @@ from minitron.checkpoint.hf_io import copy_tokenizer, write_safetensors
 from minitron.checkpoint.mcore import read_manifest, tokenizer_path
 from minitron.config.schema import ExportConfig
 from minitron.errors import CheckpointError
-from minitron.models.arch import hf_config_for
+from minitron.export import trtllm
+from minitron.models.arch import ModelArch, hf_config_for
 from minitron.models.builder import parse_dtype
 from minitron.models.convert import hf_shapes, mcore_to_hf
 from minitron.models.load import load_model
@@ -42,9 +45,23 @@ def hf_tensors(tensors: dict, arch, dtype) -> dict:
     return out
 
 
+def write_trtllm(tensors: dict, arch, dtype_name: str, tp: int, hf_config: dict, out: Path) -> list:
+    from safetensors.torch import save_file
+
+    files = []
+    for rank in range(tp):
+        save_file(trtllm.rank_weights(tensors, arch, tp, rank), str(out / f"rank{rank}.safetensors"))
+        files.append(f"rank{rank}.safetensors")
+    cfg = trtllm.trtllm_config(arch, dtype_name, tp, hf_config)
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+    return files + ["config.json"]
+
+
 def main(cfg: ExportConfig, log=print) -> Path:
     t0 = time.perf_counter()
     manifest = read_manifest(cfg.ckpt)
+    if cfg.format == "trtllm":  # before any weight is read
+        trtllm.check_tp(ModelArch.from_dict(manifest["arch"]), cfg.tp)
     dtype_name = manifest["dtype"] if cfg.dtype == "auto" else cfg.dtype
     lay = runtime.init(1, 1)
     model, arch, _ = load_model(cfg.ckpt)
@@ -57,8 +74,11 @@ def main(cfg: ExportConfig, log=print) -> Path:
     out = Path(cfg.out)
     if lay.is_main:
         tmp = atomic.begin(out)
-        files = write_safetensors(tensors.items(), tmp)
-        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True))
+        if cfg.format == "hf":
+            files = write_safetensors(tensors.items(), tmp)
+            (tmp / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True))
+        else:
+            files = write_trtllm(tensors, arch, dtype_name, cfg.tp, hf_config, tmp)
         copy_tokenizer(tokenizer_path(cfg.ckpt), tmp)
         atomic.commit(tmp, out, cfg.overwrite)
         log(f"[export] wrote {out} ({', '.join(files)}) in {time.perf_counter() - t0:.1f}s")

@@ -43,3 +43,25 @@ def test_scores_and_pruned_model_equal_tp1(layout, tp1, calib, tmp_path):
     want = load_file(str(root / "pruned_hf" / "model.safetensors"))
     got = load_file(str(tmp_path / "hf" / "model.safetensors"))
     assert sorted(got) == sorted(want) and all(torch.equal(got[k], want[k]) for k in want)
+
+
+@pytest.mark.parametrize("layout", ["tp=2", "pp=2"])
+def test_width_and_depth_pruned_at_layout_exports_to_hf(layout, tp1, tmp_path, world):
+    """Pruned at TP=2 / PP=2, exported: transformers' logits equal megatron-core's."""
+    from transformers import AutoModelForCausalLM
+
+    from minitron.eval.logits import full_logits
+    from minitron.models.load import load_model
+
+    src, root = tp1
+    launch(2, ["prune", "--model", str(src), "--scores", str(root / "scores"), "--out",
+               str(tmp_path / "p"), layout, *TARGET, "target.num_layers=2",
+               "depth.criterion=block_influence", "depth.contiguous=false"])
+    minitron(["export", "--ckpt", str(tmp_path / "p"), "--out", str(tmp_path / "hf")])
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+    assert (hf.config.hidden_size, hf.config.num_hidden_layers) == (48, 2)
+    tokens = torch.randint(0, 300, (2, 16), generator=torch.Generator().manual_seed(5))
+    model, arch, _ = load_model(str(tmp_path / "p"))
+    with torch.no_grad():
+        ref = hf(tokens).logits
+    assert (full_logits(model, tokens, arch.vocab_size) - ref).abs().max().item() <= 1e-4

@@ -1,0 +1,1 @@
+"""Deployment formats: TensorRT-LLM checkpoints (HF export lives in recipes/export.py)."""

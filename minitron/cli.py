@@ -87,6 +87,9 @@ COMMANDS: dict[str, Command] = {
                      (("--model", "model", "value"), ("--out", "out", "value"),
                       ("--data", "data", "value"), ("--algorithm", "algorithm", "value"),
                       ("--tp", "tp", "value"), ("--pp", "pp", "value"))),
+    "bench": Command(schema.BenchConfig, "bench",
+                     "prefill/decode throughput of several models side by side, with a chart",
+                     (("--out", "out", "value"),)),
     "demo": Command(schema.DemoConfig, "demo",
                     "the embedded default: import SmolLM2, prepare the corpora, held-out loss"),
 }

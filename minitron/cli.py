@@ -17,7 +17,7 @@ import sys
 import warnings
 from typing import Callable, Optional, Sequence
 
-from minitron.config import align, loader, schema, train
+from minitron.config import align, loader, prune, run, schema, train
 from minitron.errors import MinitronError
 
 
@@ -62,11 +62,11 @@ COMMANDS: dict[str, Command] = {
                         ("--include-path", "include_path", "value"),
                         ("--num-fewshot", "num_fewshot", "value"), ("--limit", "limit", "value"),
                         ("--out", "out", "value"))),
-    "score": Command(schema.ScoreConfig, "score",
+    "score": Command(prune.ScoreConfig, "score",
                      "importance of heads, neurons, channels and layers on calibration data",
                      (("--model", "model", "value"), ("--out", "out", "value"),
                       ("--tp", "tp", "value"), ("--pp", "pp", "value"))),
-    "prune": Command(schema.PruneConfig, "prune",
+    "prune": Command(prune.PruneConfig, "prune",
                      "width and depth pruning to a target architecture, any TP/PP",
                      (("--model", "model", "value"), ("--scores", "scores", "value"),
                       ("--out", "out", "value"), ("--dry-run", "dry_run", "true"),
@@ -90,6 +90,9 @@ COMMANDS: dict[str, Command] = {
     "bench": Command(schema.BenchConfig, "bench",
                      "prefill/decode throughput of several models side by side, with a chart",
                      (("--out", "out", "value"),)),
+    "run": Command(run.RunConfig, "run",
+                   "the whole pipeline in one experiment directory, resumable (default: SmolLM2)",
+                   (("--workdir", "workdir", "value"), ("--dry-run", "dry_run", "true"))),
     "demo": Command(schema.DemoConfig, "demo",
                     "the embedded default: import SmolLM2, prepare the corpora, held-out loss"),
 }

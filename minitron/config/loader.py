@@ -68,6 +68,10 @@ def validate(cfg: Any, prefix: str = "") -> Any:
             raise ConfigError(prefix + f.name, "is required; set it in the YAML file or as key=value")
         if dataclasses.is_dataclass(v):
             validate(v, f"{prefix}{f.name}.")
+        elif isinstance(v, list):
+            for i, item in enumerate(v):
+                if dataclasses.is_dataclass(item):
+                    validate(item, f"{prefix}{f.name}[{i}].")
     if hasattr(cfg, "validate"):
         try:
             cfg.validate()

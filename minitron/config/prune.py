@@ -85,8 +85,6 @@ class DepthConfig:
         from minitron.prune.depth import CRITERIA
 
         choice(self.criterion, CRITERIA, "criterion")
-        if self.criterion == "lm_loss" and self.loss is None:
-            raise ConfigError("loss", "criterion=lm_loss needs depth.loss (name, data, num_samples)")
 
 
 @dataclass

@@ -307,10 +307,6 @@ class LmEvalConfig:
             raise ConfigError("include_path", f"{self.include_path} is not a directory")
 
 
-# the other stages' configs, re-exported so every schema is reachable from here
-from minitron.config.prune import DepthConfig, PruneConfig, ScoreConfig, TargetConfig  # noqa: E402,F401
-
-
 @dataclass
 class BenchModelConfig:
     """One model to benchmark."""

@@ -100,7 +100,7 @@ class CorrectConfig:
     data: DataConfig = doc(factory=DataConfig, text="The distillation data (train split).")
     mode: str = doc("full", "full (every weight), lora (low-rank adapters, merged at the end) or "
                     "norm (RMSNorm weights only): the paper's suggested lighter variants.")
-    lora_rank: int = doc(16, "LoRA rank.")
+    lora_rank: int = doc(16, "LoRA rank r of the adapters.")
     lora_alpha: float = doc(32.0, "LoRA alpha (scale alpha / rank).")
     optim: OptimConfig = doc(factory=lambda: OptimConfig(lr=2e-5, min_lr=2e-6, warmup_steps=120),
                              text="Paper: one fifth of the peak LR, 120 warm-up steps.")

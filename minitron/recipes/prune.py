@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from minitron.checkpoint.mcore import save_checkpoint
-from minitron.config.schema import PruneConfig
+from minitron.config.prune import PruneConfig
 from minitron.data.tokenizer import load_tokenizer
 from minitron.errors import ConfigError
 from minitron.eval.evaluator import Evaluator
@@ -71,6 +71,9 @@ def check_inputs(arch: ModelArch, target: ModelArch, cfg: PruneConfig) -> None:
     if target.num_layers < arch.num_layers:
         if cfg.depth.criterion == "block_influence" and not cfg.scores:
             raise ConfigError("scores", "depth.criterion=block_influence needs a score file")
+        if cfg.depth.criterion == "lm_loss" and cfg.depth.loss is None:
+            raise ConfigError("depth.loss", "criterion=lm_loss needs held-out data: depth.loss="
+                              "{name, data: {paths: [...]}, num_samples}")
     if cfg.width_method == "activation" and _width_changes(arch, target) and not cfg.scores:
         raise ConfigError("scores", "width_method=activation needs scores from `minitron score` "
                           "(or width_method=magnitude|random)")

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from minitron.config.schema import ScoreConfig
+from minitron.config.prune import ScoreConfig
 from minitron.data.datasets import microbatches, samples
 from minitron.models.load import load_model
 from minitron.parallel import runtime

@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 from helpers import minitron, read_json
 from minitron.config import loader, schema
+from minitron.config import prune as prune_schema
 from minitron.errors import ConfigError
 from minitron.prune.depth import search
 from minitron.prune.scores import save_scores
@@ -173,4 +174,4 @@ def test_magnitude_scores_match_weights(tiny_models, tmp_path):
 
 def test_target_config_requires_something():
     with pytest.raises(ConfigError, match="set at least one"):
-        loader.load(schema.PruneConfig, values={"model": "m", "out": "/nonexistent/x"})
+        loader.load(prune_schema.PruneConfig, values={"model": "m", "out": "/nonexistent/x"})

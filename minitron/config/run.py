@@ -1,0 +1,171 @@
+"""Config of ``minitron run``: the whole pipeline in one file. The defaults are the
+embedded default (SmolLM2-135M on the built-in corpora, sized for 2 CPU cores)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+from minitron.config.checks import DTYPE_CHOICES, choice, layout, positive
+from minitron.config.loader import doc
+from minitron.config.prune import DepthConfig, TargetConfig, WIDTH_METHODS
+from minitron.config.schema import MCTaskConfig
+from minitron.config.train import DistillLossConfig, OptimConfig, ScheduleConfig
+from minitron.errors import ConfigError
+
+STAGES = ("import", "prepare", "correct", "score", "prune", "distill", "align", "eval", "export",
+          "bench", "report")
+
+
+@dataclass
+class RunDataConfig:
+    """The distillation data: prepared once into <workdir>/data."""
+
+    inputs: List[str] = doc(factory=lambda: ["builtin:wiki", "builtin:news", "builtin:shakespeare"],
+                            text="Files or builtin:NAME corpora.")
+    eod_token: Optional[str] = doc("<|endoftext|>", "Document separator (default: SmolLM2's).")
+    seq_length: int = doc(256, "Tokens per training / held-out sample.")
+    split: str = doc("98,2,0", "Train, validation, test shares of the documents.")
+
+
+@dataclass
+class RunCorrectConfig:
+    """Teacher correction before pruning (the paper's recipe; off by default on CPU)."""
+
+    enabled: bool = doc(False, "Correct the teacher on the data first.")
+    mode: str = doc("full", "full, lora or norm.")
+    optim: OptimConfig = doc(factory=lambda: OptimConfig(lr=6e-5, min_lr=6e-6, warmup_steps=5),
+                             text="A fifth of the distillation peak LR (paper).")
+    schedule: ScheduleConfig = doc(factory=lambda: ScheduleConfig(steps=40, global_batch_size=4,
+                                                                  micro_batch_size=4),
+                                   text="Correction length.")
+
+
+@dataclass
+class RunScoreConfig:
+    """Importance estimation on calibration samples of the training split."""
+
+    num_samples: int = doc(64, "Calibration samples (paper: 1024).")
+    micro_batch_size: int = doc(4, "Samples per forward.")
+    seq_aggregation: str = doc("mean", "mean, l2 or max.")
+    batch_aggregation: str = doc("l2", "l2, mean or max.")
+
+
+@dataclass
+class StudentConfig:
+    """One pruned student: its target and how it is chosen."""
+
+    name: str = doc("width", "Name (a directory name in the run).")
+    target: TargetConfig = doc(factory=TargetConfig, text="The pruned architecture.")
+    width_method: str = doc("activation", "activation, magnitude or random.")
+    depth: DepthConfig = doc(factory=DepthConfig, text="Depth selection, when the target drops "
+                             "layers.")
+
+    def validate(self):
+        choice(self.width_method, WIDTH_METHODS, "width_method")
+        if not self.target.sizes():
+            raise ConfigError("target", "set at least one size")
+
+
+def _default_students():
+    return [StudentConfig(name="width", target=TargetConfig(hidden_size=384, ffn_hidden_size=1024,
+                                                            num_attention_heads=6)),
+            StudentConfig(name="depth", target=TargetConfig(num_layers=15),
+                          depth=DepthConfig(criterion="lm_loss"))]
+
+
+@dataclass
+class RunDistillConfig:
+    """Distillation of every student from the (corrected) teacher."""
+
+    loss: DistillLossConfig = doc(factory=DistillLossConfig, text="The KD loss (paper: forward KL).")
+    optim: OptimConfig = doc(factory=lambda: OptimConfig(lr=3e-4, min_lr=3e-5, warmup_steps=5),
+                             text="Student optimizer.")
+    schedule: ScheduleConfig = doc(factory=lambda: ScheduleConfig(steps=50, global_batch_size=4,
+                                                                  micro_batch_size=4,
+                                                                  eval_every=25, save_every=25),
+                                   text="Steps and batch sizes (the token budget).")
+
+
+@dataclass
+class RunAlignConfig:
+    """Alignment of every distilled student (off by default)."""
+
+    enabled: bool = doc(False, "SFT then preference optimisation after distillation.")
+    sft_data: str = doc("builtin:sft", "SFT rows.")
+    preference_data: str = doc("builtin:preferences", "Preference rows.")
+    algorithm: str = doc("rpo", "dpo, ipo or rpo (after SFT).")
+    rounds: int = doc(2, "Preference rounds (paper: two of RPO).")
+    sft_steps: int = doc(40, "SFT steps.")
+    preference_steps: int = doc(40, "Steps per preference round.")
+
+
+@dataclass
+class RunEvalConfig:
+    """Evaluation of the teacher, the pruned students and the final students."""
+
+    tasks: List[MCTaskConfig] = doc(factory=lambda: [MCTaskConfig(limit=300, seed=42)],
+                                    text="Multiple-choice tasks (default: 300 Winogrande items).")
+    loss_samples: int = doc(16, "Held-out windows for the LM loss.")
+
+
+@dataclass
+class RunExportConfig:
+    """Deployable copies of the final students."""
+
+    formats: List[str] = doc(factory=lambda: ["hf"], text="hf and/or trtllm.")
+    trtllm_tp: int = doc(1, "Ranks of the TensorRT-LLM checkpoint.")
+
+
+@dataclass
+class RunBenchConfig:
+    """Throughput of the teacher and the final students."""
+
+    enabled: bool = doc(True, "Run the benchmark.")
+    backends: List[str] = doc(factory=lambda: ["auto"], text="transformers, vllm, trtllm or auto.")
+    batch_sizes: List[int] = doc(factory=lambda: [1, 4], text="Batch sizes.")
+    prompt_length: int = doc(64, "Prompt tokens.")
+    decode_tokens: int = doc(16, "Generated tokens.")
+    repeats: int = doc(2, "Timed repetitions.")
+
+
+@dataclass
+class RunConfig:
+    """``minitron run``: import -> (correct) -> score -> prune -> distill -> (align) -> eval ->
+    export -> bench -> report, in one experiment directory, resumable."""
+
+    model: str = doc("smollm2-135m", "The teacher: HF directory, Hub id or embedded name.")
+    workdir: str = doc("runs/smollm2-default", "The experiment directory.")
+    stages: Optional[List[str]] = doc(None, "Run only these stages (their inputs must exist).")
+    data: RunDataConfig = doc(factory=RunDataConfig, text="Data.")
+    correct: RunCorrectConfig = doc(factory=RunCorrectConfig, text="Teacher correction.")
+    score: RunScoreConfig = doc(factory=RunScoreConfig, text="Importance estimation.")
+    students: List[StudentConfig] = doc(factory=_default_students, text="The students to make.")
+    distill: RunDistillConfig = doc(factory=RunDistillConfig, text="Distillation.")
+    align: RunAlignConfig = doc(factory=RunAlignConfig, text="Alignment.")
+    eval: RunEvalConfig = doc(factory=RunEvalConfig, text="Evaluation.")
+    export: RunExportConfig = doc(factory=RunExportConfig, text="Export.")
+    bench: RunBenchConfig = doc(factory=RunBenchConfig, text="Throughput benchmark.")
+    tp: int = doc(1, "Tensor-parallel size of every stage.")
+    pp: int = doc(1, "Pipeline-parallel size of every stage.")
+    dtype: str = doc("float32", "Parameter dtype (bfloat16 on GPU).")
+    flops_per_second: float = doc(1.6e11, "Sustained FLOP/s assumed by --dry-run's time estimate "
+                                  "(about 2 CPU cores; an H100 is ~4e14 in bf16).")
+    dry_run: bool = doc(False, "Print the plan, architectures, parameter counts and budget; run "
+                        "nothing.")
+
+    def validate(self):
+        layout(self)
+        choice(self.dtype, DTYPE_CHOICES, "dtype")
+        for s in self.stages or []:
+            choice(s, STAGES, "stages")
+        names = [s.name for s in self.students]
+        if not names:
+            raise ConfigError("students", "give at least one student")
+        if len(set(names)) != len(names):
+            raise ConfigError("students", f"names must be unique: {names}")
+        for f in self.export.formats:
+            choice(f, ("hf", "trtllm"), "export.formats")
+        positive(self.score.num_samples, "score.num_samples")
+        positive(self.data.seq_length, "data.seq_length")
+        choice(self.align.algorithm, ("dpo", "ipo", "rpo"), "align.algorithm")

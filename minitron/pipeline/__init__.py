@@ -1,0 +1,1 @@
+"""minitron run: the stages, the manifest and the report."""

@@ -1,0 +1,139 @@
+"""``report.md`` of a ``minitron run``: architectures, before/after quality and speed, plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from minitron.checkpoint.mcore import read_manifest
+from minitron.models.arch import ModelArch
+from minitron.models.params import count_params, describe_arch, human
+
+
+def _curves(ctx, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    drawn = False
+    for st in ctx.cfg.students:
+        f = ctx.work / "distill" / st.name / "metrics.csv"
+        if not f.is_file():
+            continue
+        rows = list(csv.DictReader(f.open()))
+        kd = [(int(r["step"]), float(r["kd"])) for r in rows if r.get("kd")]
+        val = [(int(r["step"]), float(r["val_loss"])) for r in rows if r.get("val_loss")]
+        if kd:
+            a.plot(*zip(*kd), label=st.name)
+            drawn = True
+        if val:
+            b.plot(*zip(*val), "o-", label=st.name)
+    a.set_title("distillation loss (forward KL, training batches)")
+    b.set_title("held-out LM loss of the student")
+    for ax in (a, b):
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return drawn
+
+
+def _depth(ctx, prune_metrics: dict, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {n: m["candidates"] for n, m in prune_metrics.items() if m.get("candidates")}
+    if not series:
+        return False
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for name, cands in series.items():
+        metric = next(k for k in cands[0] if k != "layers")
+        ax.plot([c["layers"][0] for c in cands], [c[metric] for c in cands], "o-", ms=3,
+                label=f"{name}: {metric} with the block dropped")
+        ax.set_ylabel(metric)
+    ax.set_xlabel("first dropped layer")
+    ax.set_title("depth search: every contiguous candidate block")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_report(ctx) -> Path:
+    from minitron.pipeline.stages import eval_file, models_to_evaluate
+
+    work, cfg = ctx.work, ctx.cfg
+    manifest = json.loads((work / "manifest.json").read_text())
+    stages = manifest["stages"]
+    figs = work / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
+    lines = [f"# minitron run: {cfg.model}", "",
+             f"Experiment directory `{work}`; created {manifest.get('created')}; minitron "
+             f"{manifest['versions'].get('minitron')}, git {str(manifest['versions'].get('git_commit'))[:10]}, "
+             f"torch {manifest['versions'].get('torch')}, megatron-core "
+             f"{manifest['versions'].get('megatron-core')}. Layout tp={cfg.tp} pp={cfg.pp}, "
+             f"{cfg.dtype}.", "", "## Architectures", "",
+             "| model | architecture | total parameters | non-embedding | share of the teacher's non-embedding |",
+             "|---|---|---|---|---|"]
+    teacher = ModelArch.from_dict(read_manifest(ctx.imported)["arch"])
+    base = count_params(teacher)["non_embedding"]
+    archs = [("teacher", teacher)] + [(s.name, ModelArch.from_dict(read_manifest(ctx.pruned(s.name))["arch"]))
+                                      for s in cfg.students]
+    for name, a in archs:
+        n = count_params(a)
+        lines.append(f"| {name} | {describe_arch(a)} | {n['total']:,} ({human(n['total'])}) | "
+                     f"{n['non_embedding']:,} | {100 * n['non_embedding'] / base:.1f}% |")
+    prune_metrics = stages.get("prune", {}).get("metrics", {})
+    for name, m in prune_metrics.items():
+        if m.get("dropped_layers"):
+            lines.append(f"\n`{name}` drops layers {m['dropped_layers']}.")
+    lines += ["", "## Quality", "", "| model | held-out LM loss | " +
+              " | ".join(t.name for t in cfg.eval.tasks) + " |",
+              "|---|---|" + "---|" * len(cfg.eval.tasks)]
+    for name in models_to_evaluate(ctx):
+        f = eval_file(ctx, name)
+        if not f.is_file():
+            continue
+        rows = json.loads(f.read_text())
+        loss = next((r for r in rows if r["metric"] == "loss"), None)
+        cells = [f"{loss['value']:.3f} ± {loss['stderr']:.3f}" if loss else "-"]
+        for t in cfg.eval.tasks:
+            r = next((r for r in rows if r["task"] == t.name and r["metric"] == "acc"), None)
+            cells.append(f"{r['value']:.3f} ± {r['stderr']:.3f} (n={r['n']})" if r else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    bench = work / "bench" / "bench.json"
+    if bench.is_file():
+        b = json.loads(bench.read_text())
+        lines += ["", "## Speed", "", f"{b['device']}, {b['dtype']}, {b['threads']} threads, prompt "
+                  f"{b['prompt_length']} tokens, {b['decode_tokens']} decoded tokens; speed-up over "
+                  f"the {b['baseline']}.", "",
+                  "| model | backend | batch | prefill tokens/s | decode tokens/s | prefill x | decode x |",
+                  "|---|---|---|---|---|---|---|"]
+        for s in b["speedups"]:
+            v = b["results"][s["model"]][s["backend"]]["results"][str(s["batch"])]
+            lines.append(f"| {s['model']} | {s['backend']} | {s['batch']} | "
+                         f"{v['prefill_tokens_per_s']:.0f} | {v['decode_tokens_per_s']:.1f} | "
+                         f"{s['prefill']:.2f} | {s['decode']:.2f} |")
+        lines += ["", "![speed-ups](bench/bench.png)"]
+    lines += ["", "## Plots", ""]
+    if _curves(ctx, figs / "distill_curves.png"):
+        lines.append("![distillation curves](figures/distill_curves.png)")
+    if _depth(ctx, prune_metrics, figs / "depth_search.png"):
+        lines.append("\n![depth search](figures/depth_search.png)")
+    lines += ["", "## Stages", "", "| stage | status | seconds |", "|---|---|---|"]
+    for name, s in stages.items():
+        lines.append(f"| {name} | {s.get('status')} | {s.get('seconds', 0):.0f} |")
+    total = sum(s.get("seconds", 0) for s in stages.values())
+    lines += ["", f"Total: {total / 60:.1f} minutes (stages of this run and earlier, resumed, runs).",
+              "", "Reproduce: `minitron run --config <this config>` (the config is in "
+              "`manifest.json`); rerunning skips finished stages.", ""]
+    out = work / "report.md"
+    out.write_text("\n".join(lines))
+    return out

@@ -1,0 +1,165 @@
+"""``minitron run``: the whole recipe in one experiment directory, resumable.
+
+    minitron run                                   # the embedded default (SmolLM2-135M, CPU)
+    minitron run --config examples/llama-3.1-8b/run_width.yaml --dry-run
+    torchrun --nproc_per_node 8 -m minitron run --config examples/llama-3.1-8b/run_width.yaml
+    sbatch launch/slurm.sbatch examples/llama-3.1-8b/run_width.yaml
+
+Stages: import -> (correct) -> score -> prune -> distill -> (align) -> eval -> export ->
+bench -> report. A rerun skips finished stages and resumes an interrupted one; a stage
+whose settings changed runs again, and so does everything after it. ``stages=[...]``
+runs a subset; ``--dry-run`` prints the plan, the architectures with their parameter
+counts, and the token and time budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from minitron.config.run import STAGES, RunConfig
+from minitron.models.load import describe_source
+from minitron.models.params import count_params, describe_arch, human
+from minitron.parallel import runtime
+from minitron.pipeline import stages as S
+from minitron.pipeline.manifest import Manifest, now, stage_hash
+
+DISABLED = {"correct": lambda c: not c.correct.enabled, "align": lambda c: not c.align.enabled,
+            "bench": lambda c: not c.bench.enabled}
+
+
+def plan(cfg: RunConfig, manifest: Manifest) -> list[tuple[str, str, str]]:
+    """(stage, hash, action) with action in done | skip | run | resume | rerun | not selected."""
+    out, prev = [], ""
+    for st in STAGES:
+        h = stage_hash(S.section(cfg, st), prev)
+        prev = h
+        rec = manifest.stage(st)
+        if cfg.stages is not None and st not in cfg.stages:
+            action = "not selected"
+        elif st in DISABLED and DISABLED[st](cfg):
+            action = "skip"
+        elif manifest.is_done(st, h):
+            action = "done"
+        elif manifest.was_started(st, h):
+            action = "resume"
+        elif rec:
+            action = "rerun"
+        else:
+            action = "run"
+        out.append((st, h, action))
+    return out
+
+
+def budget(cfg: RunConfig, teacher, students: dict) -> list[str]:
+    """Tokens and a rough time from FLOP counts (6 N per trained token, 2 N per forward token)."""
+    nt = count_params(teacher)["total"]
+    lines, flops = [], 0.0
+    if cfg.correct.enabled:
+        s = cfg.correct.schedule
+        tok = s.steps * s.global_batch_size * cfg.data.seq_length
+        flops += 6 * nt * tok
+        lines.append(f"teacher correction: {tok:,} tokens ({human(tok)})")
+    flops += 2 * nt * cfg.score.num_samples * cfg.data.seq_length
+    d = cfg.distill.schedule
+    for name, a in students.items():
+        ns = count_params(a)["total"]
+        tok = d.steps * d.global_batch_size * cfg.data.seq_length
+        flops += tok * (6 * ns + 2 * nt)
+        lines.append(f"distillation of {name}: {tok:,} tokens ({human(tok)}) = {d.steps} steps x "
+                     f"{d.global_batch_size} x {cfg.data.seq_length}")
+    hours = flops / cfg.flops_per_second / 3600
+    lines.append(f"about {flops:.2e} FLOPs for correction, scoring and distillation: ~{hours:.2f} "
+                 f"h at {cfg.flops_per_second:.1e} FLOP/s (a rough floor: evaluation, depth search "
+                 "and I/O come on top)")
+    return lines
+
+
+def preflight(cfg: RunConfig) -> tuple:
+    """The teacher's and every student's architecture, checked before any stage runs: an
+    impossible target fails here, naming ``students[i].target.<field>``."""
+    from minitron.config.prune import PruneConfig
+    from minitron.errors import ConfigError
+    from minitron.models.builder import check_layout
+    from minitron.recipes.prune import check_target
+
+    teacher, _, _ = describe_source(cfg.model)
+    check_layout(teacher, cfg.tp, cfg.pp)
+    students = {}
+    for i, s in enumerate(cfg.students):
+        pc = PruneConfig(model=cfg.model, out="-", target=s.target, tp=cfg.tp, pp=cfg.pp,
+                         dry_run=True)
+        try:
+            students[s.name] = check_target(teacher, pc)
+        except ConfigError as e:
+            raise ConfigError(f"students[{i}].{e.field}", e.message) from None
+    return teacher, students
+
+
+def dry_run(cfg: RunConfig, steps: list, log) -> dict:
+    teacher, students = preflight(cfg)
+    log(f"plan for {cfg.workdir}:")
+    for st, h, action in steps:
+        log(f"  {st:<9} {action:<13} {h}")
+    log("\narchitectures:")
+    n = count_params(teacher)
+    log(f"  teacher   {describe_arch(teacher)}\n            {n['total']:,} total ({human(n['total'])}), "
+        f"{n['non_embedding']:,} non-embedding ({human(n['non_embedding'])})")
+    for name, a in students.items():
+        m = count_params(a)
+        log(f"  {name:<9} {describe_arch(a)}\n            {m['total']:,} total ({human(m['total'])}), "
+            f"{m['non_embedding']:,} non-embedding ({human(m['non_embedding'])}), "
+            f"{100 * m['non_embedding'] / n['non_embedding']:.1f}% of the teacher's")
+    log("\nbudget:")
+    for line in budget(cfg, teacher, students):
+        log(f"  {line}")
+    return {"plan": steps, "students": {k: v.to_dict() for k, v in students.items()}}
+
+
+def main(cfg: RunConfig, log=print) -> dict:
+    work = Path(cfg.workdir)
+    manifest = Manifest(work, dataclasses.asdict(cfg))
+    steps = plan(cfg, manifest)
+    if cfg.dry_run:
+        return dry_run(cfg, steps, log)
+    runtime.check_world(cfg.tp, cfg.pp)
+    preflight(cfg)
+    lay = runtime.init(cfg.tp, cfg.pp)
+    ctx = S.Ctx(cfg=cfg, work=work, log=log if lay.is_main else (lambda s: None), main=lay.is_main)
+    ran = []
+    for st, h, action in steps:
+        if action in ("done", "not selected"):
+            continue
+        if action == "skip":
+            if lay.is_main and not manifest.is_done(st, h):
+                manifest.update(st, status="skipped", hash=h, seconds=0.0)
+            continue
+        if action == "rerun" and lay.is_main:
+            log(f"[run] {st}: settings changed since the last run; running it (and what follows) again")
+            S.clean(ctx, st)
+        runtime.barrier()
+        if lay.is_main:
+            log(f"[run] {st} ({action}) ...")
+            manifest.update(st, status="running", hash=h, started=now())
+        t0 = time.perf_counter()
+        try:
+            result = S.STAGE_FUNCS[st](ctx)
+        except BaseException as e:
+            if lay.is_main:
+                manifest.update(st, status="failed", error=f"{type(e).__name__}: {e}"[:500],
+                                seconds=time.perf_counter() - t0)
+            raise
+        if lay.is_main:
+            manifest.update(st, status="skipped" if result.get("skipped") else "done",
+                            finished=now(), seconds=round(time.perf_counter() - t0, 1),
+                            outputs=result.get("outputs", []), metrics=result.get("metrics", {}))
+        ran.append(st)
+        runtime.barrier()
+    if lay.is_main:
+        if ran:
+            log(f"[run] done: {work / 'report.md'}")
+        else:
+            log(f"[run] {work} is up to date: nothing to do")
+    return {"ran": ran}
+

@@ -1,0 +1,125 @@
+"""`minitron run` end to end on a tiny model: report, idempotence, resume after kill -9,
+reruns after a change, and errors before any stage."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from helpers import clean_env, minitron, read_json
+
+
+@pytest.fixture(scope="module")
+def config(tiny_models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    corpus = root / "c.jsonl"
+    corpus.write_text("\n".join(json.dumps({"text": f"Story {i}: the quick fox jumps over {i} dogs."})
+                                for i in range(300)))
+    (root / "run.yaml").write_text(f"""
+model: {tiny_models["llama-untied"]}
+data: {{inputs: [{corpus}], eod_token: null, seq_length: 16, split: "90,10,0"}}
+score: {{num_samples: 8}}
+students:
+  - {{name: width, target: {{hidden_size: 48, ffn_hidden_size: 64, num_attention_heads: 2}}}}
+  - {{name: depth, target: {{num_layers: 2}}, depth: {{criterion: lm_loss}}}}
+distill:
+  optim: {{lr: 1.0e-3, warmup_steps: 1}}
+  schedule: {{steps: 6, global_batch_size: 4, micro_batch_size: 2, eval_every: 3, save_every: 2}}
+eval:
+  tasks: [{{name: winogrande, path: "builtin:winogrande", limit: 8}}]
+  loss_samples: 4
+bench: {{batch_sizes: [1], prompt_length: 8, decode_tokens: 2, repeats: 1}}
+""")
+    return root / "run.yaml"
+
+
+def run(config, work, *extra, check=True):
+    return minitron(["run", "--config", str(config), f"workdir={work}", *extra], check=check,
+                    timeout=1200)
+
+
+def final_weights(work, tmp, name="width"):
+    minitron(["export", "--ckpt", str(work / "distill" / name / "final" / "student"), "--out",
+              str(tmp)])
+    return load_file(str(tmp / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def complete(config, tmp_path_factory):
+    work = tmp_path_factory.mktemp("complete") / "w"
+    run(config, work)
+    return work
+
+
+def test_run_writes_manifest_report_and_figures(complete):
+    m = read_json(complete / "manifest.json")
+    assert [s for s, v in m["stages"].items() if v["status"] == "done"] == \
+        ["import", "prepare", "score", "prune", "distill", "eval", "export", "bench", "report"]
+    assert m["stages"]["correct"]["status"] == "skipped" and m["versions"]["torch"]
+    report = (complete / "report.md").read_text()
+    for text in ("## Architectures", "width (distilled)", "depth (pruned)", "## Speed",
+                 "figures/distill_curves.png", "figures/depth_search.png"):
+        assert text in report, text
+    assert (complete / "figures" / "distill_curves.png").stat().st_size > 1000
+    assert (complete / "export" / "width" / "hf" / "config.json").is_file()
+
+
+def test_second_run_does_nothing(config, complete):
+    before = read_json(complete / "manifest.json")["stages"]
+    res = run(config, complete)
+    assert "up to date: nothing to do" in res.stdout
+    assert read_json(complete / "manifest.json")["stages"] == before
+
+
+def test_changed_stage_reruns_it_and_what_follows(config, complete, tmp_path):
+    import shutil
+
+    work = tmp_path / "w"
+    shutil.copytree(complete, work)
+    before = read_json(work / "manifest.json")["stages"]
+    res = run(config, work, "eval.loss_samples=2", "bench.enabled=false")
+    after = read_json(work / "manifest.json")["stages"]
+    assert "settings changed" in res.stdout
+    for stage in ("import", "prepare", "score", "prune", "distill"):
+        assert after[stage]["finished"] == before[stage]["finished"], stage
+    assert after["eval"]["finished"] != before["eval"]["finished"]
+    assert after["bench"]["status"] == "skipped"
+
+
+def test_killed_in_distillation_resumes_to_the_same_weights(config, complete, tmp_path):
+    work = tmp_path / "w"
+    proc = subprocess.Popen([sys.executable, "-m", "minitron", "run", "--config", str(config),
+                             f"workdir={work}"], env=clean_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    metrics = work / "distill" / "width" / "metrics.csv"
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 4:  # header + 3 steps
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert read_json(work / "manifest.json")["stages"]["distill"]["status"] == "running"
+    res = run(config, work)
+    assert "distill (resume)" in res.stdout
+    a = final_weights(complete, tmp_path / "a")
+    b = final_weights(work, tmp_path / "b")
+    assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("override,text", [
+    ("distill.schedule.stepz=3", "distill.schedule.stepz: unknown key"),
+    ("score.num_samples=many", "score.num_samples: invalid value"),
+    ("students=[{name: w, target: {num_attention_heads: 3}}]",
+     "students[0].target.num_attention_heads: 3 is not a multiple of num_query_groups=2"),
+])
+def test_bad_configs_fail_before_any_stage(config, tmp_path, override, text):
+    res = run(config, tmp_path / "w", override, check=False)
+    assert res.returncode == 2 and text in res.stderr, res.stderr
+    assert not (tmp_path / "w").exists()

@@ -15,7 +15,7 @@ import torch
 
 from minitron.align.losses import preference_loss
 from minitron.parallel.schedule import pipeline_forward, pipeline_train_step
-from minitron.train.steps import lm_loss_from_ce
+from minitron.train.steps import lm_step
 
 
 def sequence_logps(ce: torch.Tensor, mask: torch.Tensor, average: bool) -> torch.Tensor:
@@ -25,14 +25,7 @@ def sequence_logps(ce: torch.Tensor, mask: torch.Tensor, average: bool) -> torch
     return total / mask.sum(1).clamp(min=1) if average else total
 
 
-def sft_step(model, batches: list[dict]) -> Optional[list[dict]]:
-    out = []
-    for mb in batches:
-        res = pipeline_train_step(model, [mb], lm_loss_from_ce, with_labels=True,
-                                  scale=1.0 / len(batches))
-        if res is not None:
-            out += res
-    return out or None
+sft_step = lm_step  # SFT is the LM loss on response tokens (the loss mask) of packed rows
 
 
 class PreferenceStep:

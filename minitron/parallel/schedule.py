@@ -11,10 +11,14 @@ def model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def _mask(batch: dict, device) -> torch.Tensor | None:
-    """A packed batch's block-diagonal mask ``[b, 1, s, s]`` (True = masked), or None (causal)."""
-    m = batch.get("attention_mask")
-    return None if m is None else m.to(device)
+def _forward(model, batch: dict, device, with_labels: bool):
+    """One micro-batch through this stage: per-token cross entropy when ``with_labels``, else
+    logits (last stage) or hidden states. A packed batch carries its block-diagonal
+    ``attention_mask`` ``[b, 1, s, s]`` (True = masked); otherwise attention is causal."""
+    mask = batch.get("attention_mask")
+    labels = batch["labels"].to(device) if with_labels else None
+    return model(batch["tokens"].to(device), position_ids=None,
+                 attention_mask=None if mask is None else mask.to(device), labels=labels)
 
 
 def pipeline_forward(model, batches: Sequence[dict], collect: Callable[[torch.Tensor, dict], Any],
@@ -37,9 +41,7 @@ def pipeline_forward(model, batches: Sequence[dict], collect: Callable[[torch.Te
 
     def step(data_iterator, m):
         batch = next(data_iterator)
-        labels = batch["labels"].to(device) if with_labels else None
-        out = m(batch["tokens"].to(device), position_ids=None, attention_mask=_mask(batch, device),
-                labels=labels)
+        out = _forward(m, batch, device, with_labels)
         return out, lambda output, non_loss_data=True: collect(output, batch)
 
     with torch.no_grad():
@@ -84,9 +86,7 @@ def pipeline_train_step(model, batches: Sequence[dict], loss_fn, with_labels: bo
 
     def step(data_iterator, m):
         batch = next(data_iterator)
-        labels = batch["labels"].to(device) if with_labels else None
-        out = m(batch["tokens"].to(device), position_ids=None, attention_mask=_mask(batch, device),
-                labels=labels)
+        out = _forward(m, batch, device, with_labels)
 
         def loss_func(output):
             loss, metrics = loss_fn(output, batch)

@@ -19,13 +19,13 @@ prompt) and after it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from minitron.data.readers import read_jsonl_rows
 from minitron.errors import ConfigError, DataError
 
 ROLES = ("system", "user", "assistant")
@@ -146,23 +146,9 @@ def preference_messages(row: dict, where: str) -> tuple[list[dict], list[dict]]:
 
 
 def read_rows(path: str) -> list[tuple[str, dict]]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError("data", f"{p} does not exist")
-    rows = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{p}:{n}: invalid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{p}:{n}: expected a JSON object")
-        rows.append((f"{p}:{n}", row))
-    if not rows:
-        raise DataError(f"{p}: no rows")
-    return rows
+    if not Path(path).is_file():
+        raise ConfigError("data", f"{path} does not exist")
+    return read_jsonl_rows(path)
 
 
 def load_sft(rows, renderer: ChatRenderer, max_length: int) -> list[Example]:

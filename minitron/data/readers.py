@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from minitron.errors import DataError
 
@@ -38,22 +38,36 @@ def _decode_lines(path: Path) -> list[str]:
     return text.splitlines()
 
 
-def read_jsonl(path: Path, key: str = "text") -> Iterator[str]:
-    for n, line in enumerate(_decode_lines(path), start=1):
+def json_rows(lines: Iterable[str], name: str) -> Iterator[tuple[str, dict]]:
+    """``("file:line", object)`` for every non-blank line, each a JSON object."""
+    for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
+            raise DataError(f"{name}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(obj, dict):
-            raise DataError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+            raise DataError(f"{name}:{n}: expected a JSON object, got {type(obj).__name__}")
+        yield f"{name}:{n}", obj
+
+
+def read_jsonl_rows(path: str | Path) -> list[tuple[str, dict]]:
+    """Every row of a jsonl file, after the empty/binary/UTF-8 checks."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such file")
+    return list(json_rows(_decode_lines(p), str(p)))
+
+
+def read_jsonl(path: Path, key: str = "text") -> Iterator[str]:
+    for where, obj in json_rows(_decode_lines(path), str(path)):
         if key not in obj:
-            raise DataError(f"{path}:{n}: no {key!r} field (fields: {', '.join(obj) or 'none'}); "
+            raise DataError(f"{where}: no {key!r} field (fields: {', '.join(obj) or 'none'}); "
                             "set jsonl_key to the field that holds the text")
         value = obj[key]
         if not isinstance(value, str):
-            raise DataError(f"{path}:{n}: field {key!r} is {type(value).__name__}, not a string")
+            raise DataError(f"{where}: field {key!r} is {type(value).__name__}, not a string")
         yield value
 
 

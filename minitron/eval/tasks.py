@@ -30,6 +30,7 @@ import tarfile
 from pathlib import Path
 from typing import Iterable, Optional
 
+from minitron.data.readers import json_rows
 from minitron.errors import ConfigError, DataError
 
 BUILTIN_WINOGRANDE = Path(__file__).resolve().parents[1] / "data" / "tasks" / "winogrande_bigbench.jsonl.gz"
@@ -116,16 +117,6 @@ def items_from_rows(rows: Iterable[tuple[str, dict]], fmt: str = "auto") -> list
 
 # ------------------------------------------------------------------ sources
 
-def _jsonl_rows(lines: Iterable[str], name: str):
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield f"{name}:{n}", json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{name}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
-
-
 def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise ConfigError("path", f"{path} does not exist")
@@ -202,7 +193,7 @@ def load_items(path: str, fmt: str = "auto") -> list[MCItem]:
     if fmt not in FORMATS:
         raise ConfigError("format", f"{fmt!r}: valid are {', '.join(FORMATS)}")
     if path == "builtin:winogrande":
-        return items_from_rows(_jsonl_rows(_read_lines(BUILTIN_WINOGRANDE), "builtin:winogrande"),
+        return items_from_rows(json_rows(_read_lines(BUILTIN_WINOGRANDE), "builtin:winogrande"),
                                "winogrande")
     if path == "bigbench" or path.startswith("bigbench:"):
         rows = winogrande_from_bigbench(_bigbench_task(path))
@@ -210,7 +201,7 @@ def load_items(path: str, fmt: str = "auto") -> list[MCItem]:
     if path.startswith("hf:"):
         return items_from_rows(_hub_rows(path), fmt)
     p = Path(path)
-    return items_from_rows(_jsonl_rows(_read_lines(p), str(p)), fmt)
+    return items_from_rows(json_rows(_read_lines(p), str(p)), fmt)
 
 
 # ------------------------------------------------------------------ subsets and few-shot

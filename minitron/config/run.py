@@ -92,11 +92,11 @@ class RunAlignConfig:
     """Alignment of every distilled student (off by default)."""
 
     enabled: bool = doc(False, "SFT then preference optimisation after distillation.")
-    sft_data: str = doc("builtin:sft", "SFT rows.")
-    preference_data: str = doc("builtin:preferences", "Preference rows.")
+    sft_data: str = doc("builtin:sft", "SFT rows: builtin:sft or a jsonl of {prompt, response}.")
+    preference_data: str = doc("builtin:preferences", "Preference rows: builtin:preferences or a jsonl of {prompt, chosen, rejected}.")
     algorithm: str = doc("rpo", "dpo, ipo or rpo (after SFT).")
     rounds: int = doc(2, "Preference rounds (paper: two of RPO).")
-    sft_steps: int = doc(40, "SFT steps.")
+    sft_steps: int = doc(40, "Optimizer steps of the SFT stage.")
     preference_steps: int = doc(40, "Steps per preference round.")
 
 
@@ -113,7 +113,7 @@ class RunEvalConfig:
 class RunExportConfig:
     """Deployable copies of the final students."""
 
-    formats: List[str] = doc(factory=lambda: ["hf"], text="hf and/or trtllm.")
+    formats: List[str] = doc(factory=lambda: ["hf"], text="Export formats: hf and/or trtllm.")
     trtllm_tp: int = doc(1, "Ranks of the TensorRT-LLM checkpoint.")
 
 
@@ -121,12 +121,12 @@ class RunExportConfig:
 class RunBenchConfig:
     """Throughput of the teacher and the final students."""
 
-    enabled: bool = doc(True, "Run the benchmark.")
+    enabled: bool = doc(True, "Run the throughput benchmark stage.")
     backends: List[str] = doc(factory=lambda: ["auto"], text="transformers, vllm, trtllm or auto.")
-    batch_sizes: List[int] = doc(factory=lambda: [1, 4], text="Batch sizes.")
-    prompt_length: int = doc(64, "Prompt tokens.")
-    decode_tokens: int = doc(16, "Generated tokens.")
-    repeats: int = doc(2, "Timed repetitions.")
+    batch_sizes: List[int] = doc(factory=lambda: [1, 4], text="Batch sizes to measure.")
+    prompt_length: int = doc(64, "Prompt tokens (prefill length).")
+    decode_tokens: int = doc(16, "Generated tokens (decode length).")
+    repeats: int = doc(2, "Timed repetitions after a warm-up.")
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +14,8 @@ SCRIPTS = ["launch/torchrun.sh", "launch/trtllm.sh", "launch/slurm.sbatch", "scr
 
 
 def _tool(name):
-    path = shutil.which(name)
+    # The venv's bin is not on PATH when pytest runs as `.venv/bin/python -m pytest`.
+    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if path is None:
         pytest.fail(f"{name} is not installed: `pip install -e .[dev]` provides it")
     return path

@@ -1,9 +1,9 @@
 """The paper's Figure 6 and Figure 4 at small scale, on SmolLM2-135M width-pruned to ~46%.
 
-    python benchmarks/ablations.py [--work runs/bench] [--steps 120]
+    python benchmarks/ablations.py [--work runs/bench] [--steps 40] [--eval-every 10]
 
 Equal budgets (steps x 8 x 256 tokens of the built-in corpora), the same held-out
-text (16 windows of the valid split, seed 1234) every 20 steps:
+text (16 windows of the valid split, seed 1234) every --eval-every steps:
 
   (a) pruned (activation) + KD from the original teacher
   (b) pruned (activation) + LM loss only (no teacher)
@@ -58,7 +58,9 @@ def plot(curves: dict, out: Path, baseline: float):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--work", default="runs/bench")
-    p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--steps", type=int, default=40, help="optimizer steps of each student run")
+    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--correct-steps", type=int, default=120, help="teacher-correction steps")
     p.add_argument("--out", default="benchmarks/results/ablations.json")
     p.add_argument("--plot", default="docs/figures/ablations.png")
     args = p.parse_args()
@@ -71,13 +73,16 @@ def main():
             "width_method=random", "reinit=true", *width)
     val = ("validation.loss={name: valid, data: {paths: [" + str(data) + "], seq_length: 256, "
            "seed: 1234}, num_samples: 16}")
-    common = [f"data.paths=[{data}]", "data.seq_length=256", f"schedule.steps={args.steps}",
+    shared = [f"data.paths=[{data}]", "data.seq_length=256",
               "schedule.global_batch_size=8", "schedule.micro_batch_size=4",
-              "schedule.eval_every=20", "schedule.save_every=20", "progress=false", val]
+              f"schedule.eval_every={args.eval_every}", "schedule.save_every=20",
+              "progress=false", val]
+    common = [f"schedule.steps={args.steps}", *shared]
     student_optim = ["optim.lr=3e-4", "optim.min_lr=3e-5", "optim.warmup_steps=10"]
     corrected = w / "ablation_correct" / "final" / "teacher"
     cli("correct", "--model", str(teacher), "--out", str(w / "ablation_correct"),
-        "optim.lr=6e-5", "optim.min_lr=6e-6", "optim.warmup_steps=10", *common)
+        "optim.lr=6e-5", "optim.min_lr=6e-6", "optim.warmup_steps=10",
+        f"schedule.steps={args.correct_steps}", *shared)
     runs = {
         "(a) pruned + KD": ("distill", w / "width_activation", teacher),
         "(b) pruned + LM loss": ("correct", w / "width_activation", None),

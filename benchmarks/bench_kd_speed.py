@@ -15,6 +15,7 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -27,6 +28,7 @@ def main():
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default="benchmarks/results/kd_speed.json")
     args = p.parse_args()
 
     from minitron.cli import quiet_megatron
@@ -70,6 +72,7 @@ def main():
            "tokens": args.batch * args.seq,
            "kd_tokens_per_s": round(args.batch * args.seq / med["kd"], 1)}
     print(json.dumps(res, indent=2))
+    Path(args.out).write_text(json.dumps(res, indent=2))
     print(f"| KD step {med['kd']:.2f} s | student LM step {med['student_lm']:.2f} s + teacher "
           f"forward {med['teacher_fwd']:.2f} s | overhead {100 * overhead:+.1f}% |")
 

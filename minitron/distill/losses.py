@@ -18,7 +18,9 @@ or for top-k its ``k`` largest entries renormalised). Per token:
 
 Losses are multiplied by ``T^2`` (so gradients keep their scale as T changes) and
 averaged over unmasked tokens. Long inputs are processed ``chunk_size`` tokens at a
-time, so fp32 ``[n, v]`` intermediates never exist for the whole micro-batch.
+time, so fp32 ``[n, v]`` intermediates never exist for the whole micro-batch; the
+gradient is written into one buffer of the logits' own shape and dtype during the
+forward pass (``benchmarks/bench_kd_memory.py``).
 """
 
 from __future__ import annotations
@@ -35,11 +37,16 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def log_softmax(x: torch.Tensor, reduce_max: Reduce, reduce_sum: Reduce) -> torch.Tensor:
-    """``log softmax`` over the (possibly split) last dimension; -inf entries stay -inf."""
-    peak = reduce_max(x.max(-1, keepdim=True).values)
-    z = reduce_sum((x - peak).exp().sum(-1, keepdim=True))
-    return x - peak - z.log()
+def log_softmax(x: torch.Tensor, reduce_max: Reduce = _identity,
+                reduce_sum: Reduce = _identity) -> torch.Tensor:
+    """``log softmax`` over the (possibly split) last dimension; -inf entries stay -inf.
+    A new tensor (``x`` is not modified)."""
+    if reduce_max is _identity and reduce_sum is _identity:
+        return torch.log_softmax(x, -1)  # one rank: the fused kernel
+    peak = reduce_max(x.amax(-1, keepdim=True))
+    shifted = x - peak
+    z = reduce_sum(shifted.exp().sum(-1, keepdim=True))
+    return shifted.sub_(z.log())
 
 
 def _topk_target(t: torch.Tensor, k: int, reduce_max: Reduce, reduce_sum: Reduce,
@@ -52,73 +59,115 @@ def _topk_target(t: torch.Tensor, k: int, reduce_max: Reduce, reduce_sum: Reduce
     return log_softmax(kept, reduce_max, reduce_sum)
 
 
-class _Divergence(torch.autograd.Function):
+def _scaled(x: torch.Tensor, work: torch.dtype, T: float) -> torch.Tensor:
+    x = x.to(work)
+    return x if T == 1.0 else x / T
+
+
+@torch.no_grad()
+def divergence_and_grad(s: torch.Tensor, t: torch.Tensor, kind: str, T: float, beta: float,
+                        topk: int, reduce_max: Reduce = _identity, reduce_sum: Reduce = _identity,
+                        gather_topk=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token divergence ``[n]`` and its gradient d/ds ``[n, v]`` (fp32, or fp64 for fp64
+    inputs; neither scaled by ``T^2``). Pure; the work is in place on the tensors it makes,
+    so a chunk costs three ``[n, v]`` buffers for forward KL."""
+    work = torch.promote_types(s.dtype, torch.float32)
+    log_p = log_softmax(_scaled(s, work, T), reduce_max, reduce_sum)
+    if kind == "topk_kl":
+        log_q = _topk_target(_scaled(t, work, T), topk, reduce_max, reduce_sum, gather_topk)
+    else:
+        log_q = log_softmax(_scaled(t, work, T), reduce_max, reduce_sum)
+    q = log_q.exp()
+    if kind in ("forward_kl", "topk_kl"):
+        # sum q (log q - log p), with 0 log 0 = 0: -inf (top-k, padding) is clamped to the
+        # lowest finite value, so q = 0 entries add exactly 0 and real NaNs still show.
+        low = torch.finfo(work).min
+        log_p.clamp_(min=low)
+        loss = reduce_sum(log_q.clamp_(min=low).sub_(log_p).mul_(q).sum(-1))
+        grad = log_p.exp_().sub_(q)
+    else:
+        p = log_p.exp()
+        if kind == "reverse_kl":
+            diff = torch.where(p > 0, log_p - log_q, torch.zeros_like(p))
+            loss = reduce_sum((p * diff).sum(-1))
+            grad = p * (diff - loss.unsqueeze(-1))
+        else:  # jsd
+            m = beta * q + (1 - beta) * p
+            log_m = m.log()
+            kl_qm = torch.where(q > 0, q * (log_q - log_m), torch.zeros_like(q))
+            kl_pm = torch.where(p > 0, p * (log_p - log_m), torch.zeros_like(p))
+            loss = reduce_sum(beta * kl_qm.sum(-1) + (1 - beta) * kl_pm.sum(-1))
+            g = torch.where(p > 0, (1 - beta) * (log_p - log_m), torch.zeros_like(p))
+            grad = p * (g - reduce_sum((p * g).sum(-1, keepdim=True)))
+    return loss, grad if T == 1.0 else grad.div_(T)
+
+
+class _ChunkedDivergence(torch.autograd.Function):
+    """Masked mean divergence of ``[n, v]`` logits, ``chunk`` tokens at a time. The gradient
+    is computed in the forward pass into one buffer of the logits' shape and dtype (the
+    memory d/ds needs anyway) and scaled in place by backward: no ``[n, v]`` fp32 work
+    outlives its chunk. Backward runs once (a second one fails autograd's version check)."""
+
     @staticmethod
-    def forward(ctx, s, t, kind, temperature, beta, topk, reduce_max, reduce_sum, gather_topk):
-        with torch.no_grad():
-            T = temperature
-            work = torch.promote_types(s.dtype, torch.float32)  # fp32, or fp64 if given fp64
-            log_p = log_softmax(s.to(work) / T, reduce_max, reduce_sum)
-            if kind == "topk_kl":
-                log_q = _topk_target(t.to(work) / T, topk, reduce_max, reduce_sum, gather_topk)
+    def forward(ctx, s, t, mask, chunk, kind, T, beta, topk, reduce_max, reduce_sum,
+                gather_topk):
+        work = torch.promote_types(s.dtype, torch.float32)
+        mask = mask.to(work)
+        denom = mask.sum().clamp(min=1)
+        weights = mask * (T * T) / denom  # d loss / d per-token divergence
+        uniform = bool((mask == 1).all())  # no masked token: scale the gradient in backward
+        n = s.shape[0]
+        grad = None if n <= chunk and s.dtype == work else torch.empty_like(s)
+        total = s.new_zeros((), dtype=work)
+        for i in range(0, n, chunk):
+            d, g = divergence_and_grad(s[i:i + chunk], t[i:i + chunk], kind, T, beta, topk,
+                                       reduce_max, reduce_sum, gather_topk)
+            w = weights[i:i + chunk]
+            total += (d * w).sum()
+            if not uniform:
+                g.mul_(w.unsqueeze(-1))
+            if grad is None:  # one chunk in the logits' dtype: its buffer is the gradient
+                grad = g
             else:
-                log_q = log_softmax(t.to(work) / T, reduce_max, reduce_sum)
-            p, q = log_p.exp(), log_q.exp()
-            if kind in ("forward_kl", "topk_kl"):
-                terms = torch.where(q > 0, q * (log_q - log_p), torch.zeros_like(q))
-                loss = reduce_sum(terms.sum(-1))
-                grad = (p - q) / T
-            elif kind == "reverse_kl":
-                diff = torch.where(p > 0, log_p - log_q, torch.zeros_like(p))
-                loss = reduce_sum((p * diff).sum(-1))
-                grad = p * (diff - loss.unsqueeze(-1)) / T
-            else:  # jsd
-                m = beta * q + (1 - beta) * p
-                log_m = m.log()
-                kl_qm = torch.where(q > 0, q * (log_q - log_m), torch.zeros_like(q))
-                kl_pm = torch.where(p > 0, p * (log_p - log_m), torch.zeros_like(p))
-                loss = reduce_sum(beta * kl_qm.sum(-1) + (1 - beta) * kl_pm.sum(-1))
-                g = torch.where(p > 0, (1 - beta) * (log_p - log_m), torch.zeros_like(p))
-                mean_g = reduce_sum((p * g).sum(-1, keepdim=True))
-                grad = p * (g - mean_g) / T
-        ctx.save_for_backward(grad.to(s.dtype))
-        return loss
+                grad[i:i + chunk] = g
+        ctx.save_for_backward(grad)
+        ctx.scale = float(weights[0]) if uniform else 1.0
+        return total
 
     @staticmethod
     def backward(ctx, grad_loss):
         (grad,) = ctx.saved_tensors
-        return grad * grad_loss.unsqueeze(-1).to(grad.dtype), *([None] * 8)
+        return grad.mul_(grad_loss.to(grad.dtype) * ctx.scale), *([None] * 10)
 
 
 def token_divergence(s: torch.Tensor, t: torch.Tensor, kind: str = "forward_kl",
                      temperature: float = 1.0, beta: float = 0.5, topk: int = 0,
                      reduce_max: Reduce = _identity, reduce_sum: Reduce = _identity,
                      gather_topk=None) -> torch.Tensor:
-    """Per-token divergence ``[n]`` (times ``T^2``) between student ``s`` and teacher ``t``
-    logits ``[n, v]`` (or this rank's ``[n, v/tp]`` with all-reduce reducers).
+    """Per-token divergence ``[n]`` (times ``T^2``, no gradient) between student ``s`` and
+    teacher ``t`` logits ``[n, v]`` (or this rank's ``[n, v/tp]`` with all-reduce reducers).
     Padding columns must already be -inf in both (``parallel.vocab.mask_padded_vocab``)."""
+    _check(kind, topk)
+    d, _ = divergence_and_grad(s.detach(), t.detach(), kind, float(temperature), float(beta),
+                               int(topk), reduce_max, reduce_sum, gather_topk)
+    return d * temperature ** 2
+
+
+def _check(kind: str, topk: int) -> None:
     if kind not in KINDS:
         raise ValueError(f"divergence {kind!r}: valid are {KINDS}")
     if kind == "topk_kl" and topk < 1:
         raise ValueError("topk_kl needs topk >= 1")
-    out = _Divergence.apply(s, t.detach(), kind, float(temperature), float(beta), int(topk),
-                            reduce_max, reduce_sum, gather_topk)
-    return out * temperature ** 2
 
 
 def distill_loss(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, kind: str = "forward_kl",
                  temperature: float = 1.0, beta: float = 0.5, topk: int = 0,
                  chunk_size: int = 4096, reduce_max: Reduce = _identity,
                  reduce_sum: Reduce = _identity, gather_topk=None) -> torch.Tensor:
-    """Mean divergence over unmasked tokens of logits ``[..., v]``, ``chunk_size`` tokens at a
-    time (each chunk's fp32 work is freed before the next; backward recomputes nothing: the
-    per-chunk gradient is kept in the logits' own dtype)."""
-    s2, t2 = s.reshape(-1, s.shape[-1]), t.reshape(-1, t.shape[-1])
-    work = torch.promote_types(s.dtype, torch.float32)
-    m = mask.reshape(-1).to(work)
-    total = s2.new_zeros((), dtype=work)
-    for i in range(0, s2.shape[0], chunk_size):
-        d = token_divergence(s2[i:i + chunk_size], t2[i:i + chunk_size], kind, temperature, beta,
-                             topk, reduce_max, reduce_sum, gather_topk)
-        total = total + (d.to(work) * m[i:i + chunk_size]).sum()
-    return total / m.sum().clamp(min=1)
+    """Mean divergence (times ``T^2``) over unmasked tokens of logits ``[..., v]``,
+    ``chunk_size`` tokens at a time; differentiable in ``s`` (backward once)."""
+    _check(kind, topk)
+    s2, t2 = s.reshape(-1, s.shape[-1]), t.detach().reshape(-1, t.shape[-1])
+    return _ChunkedDivergence.apply(s2, t2, mask.reshape(-1).to(s.device), int(chunk_size), kind,
+                                    float(temperature), float(beta), int(topk), reduce_max,
+                                    reduce_sum, gather_topk)

@@ -80,5 +80,9 @@ class VocabParallelReducers:
         return torch.cat(parts, dim=-1)
 
     def kwargs(self) -> dict:
+        """The reducer keyword arguments of the loss functions; none on one rank (the loss
+        then uses fused single-rank kernels)."""
+        if self.world == 1:
+            return {}
         return {"reduce_max": self.reduce_max, "reduce_sum": self.reduce_sum,
                 "gather_topk": self.gather_topk}

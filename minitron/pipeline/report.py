@@ -129,6 +129,8 @@ def write_report(ctx) -> Path:
         lines.append("\n![depth search](figures/depth_search.png)")
     lines += ["", "## Stages", "", "| stage | status | seconds |", "|---|---|---|"]
     for name, s in stages.items():
+        if name == "report":  # this page: still being written
+            continue
         lines.append(f"| {name} | {s.get('status')} | {s.get('seconds', 0):.0f} |")
     total = sum(s.get("seconds", 0) for s in stages.values())
     lines += ["", f"Total: {total / 60:.1f} minutes (stages of this run and earlier, resumed, runs).",

@@ -30,13 +30,15 @@ def ref(s, t, kind, T=1.0, beta=0.5, k=0):
 def test_value_and_gradient_match_autograd(kind, T, k):
     s = torch.randn(7, 50, generator=G, dtype=torch.float64, requires_grad=True)
     t = torch.randn(7, 50, generator=G, dtype=torch.float64)
-    ours = token_divergence(s, t, kind, T, topk=k)
     s2 = s.detach().clone().requires_grad_(True)
     want = ref(s2, t, kind, T, k=k)
+    torch.testing.assert_close(token_divergence(s, t, kind, T, topk=k), want)
+    w = torch.rand(7, generator=G, dtype=torch.float64) + 0.1  # per-token weights
+    ours = distill_loss(s, t, w, kind, T, topk=k, chunk_size=3)
+    want = (want * w).sum() / w.sum()
     torch.testing.assert_close(ours, want)
-    w = torch.randn(7, generator=G, dtype=torch.float64)
-    (gs,) = torch.autograd.grad((ours * w).sum(), s)
-    (gw,) = torch.autograd.grad((want * w).sum(), s2)
+    (gs,) = torch.autograd.grad(ours * 0.7, s)
+    (gw,) = torch.autograd.grad(want * 0.7, s2)
     torch.testing.assert_close(gs, gw)
 
 
@@ -68,6 +70,9 @@ def test_padding_columns_are_ignored():
     base = distill_loss(s, t, torch.ones(4))
     padded = distill_loss(pad(s, 6), pad(t, 6), torch.ones(4))
     assert torch.isfinite(padded) and torch.allclose(base, padded)
+    nan = s.clone()
+    nan[1, 3] = float("nan")  # a broken student is not hidden by the padding handling
+    assert distill_loss(pad(nan, 6), pad(t, 6), torch.ones(4)).isnan()
     for kind in ("reverse_kl", "jsd"):
         assert torch.allclose(distill_loss(s, t, torch.ones(4), kind),
                               distill_loss(pad(s, 6), pad(t, 6), torch.ones(4), kind))
@@ -89,6 +94,19 @@ def test_student_and_teacher_padded_differently_at_tp1(world):
     s[..., 50:], t[..., 50:] = float("-inf"), float("-inf")
     mask = torch.ones(2, 5)
     loss, metrics = d._student_loss(t)(s, {"loss_mask": mask, "labels": torch.zeros(2, 5).long()})
-    want = distill_loss(s[..., :50], t[..., :50], mask)
+    want = distill_loss(s[..., :50], t[..., :50], mask, chunk_size=3)
     torch.testing.assert_close(loss, want)
     assert metrics["kd"] == want
+
+
+@pytest.mark.parametrize("chunk", [4, 10_000])
+def test_unmasked_gradient_matches_autograd(chunk):
+    """No masked token: the gradient is scaled in backward (one chunk: no copy at all)."""
+    s = torch.randn(2, 9, 32, generator=G, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(2, 9, 32, generator=G, dtype=torch.float64)
+    ones = torch.ones(2, 9)
+    (g,) = torch.autograd.grad(distill_loss(s, t, ones, temperature=2.0, chunk_size=chunk) * 3, s)
+    s2 = s.detach().clone().requires_grad_(True)
+    want = ref(s2.reshape(-1, 32), t.reshape(-1, 32), "forward_kl", 2.0).mean()
+    (gw,) = torch.autograd.grad(want * 3, s2)
+    torch.testing.assert_close(g, gw)

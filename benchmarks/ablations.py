@@ -112,7 +112,7 @@ def main():
     Path(args.out).write_text(json.dumps(results, indent=2))
     plot(curves, Path(args.plot), baseline)
     for name, r in results.items():
-        if "final_val_loss" in r:
+        if isinstance(r, dict) and "final_val_loss" in r:
             print(f"| {name} | {r['final_val_loss']:.3f} |")
 
 

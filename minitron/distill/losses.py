@@ -37,14 +37,14 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def log_softmax(x: torch.Tensor, reduce_max: Reduce = _identity,
-                reduce_sum: Reduce = _identity) -> torch.Tensor:
+def log_softmax(x: torch.Tensor, reduce_max: Reduce = _identity, reduce_sum: Reduce = _identity,
+                out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``log softmax`` over the (possibly split) last dimension; -inf entries stay -inf.
-    A new tensor (``x`` is not modified)."""
+    Into ``out`` when given, else a new tensor (``x`` is not modified)."""
     if reduce_max is _identity and reduce_sum is _identity:
-        return torch.log_softmax(x, -1)  # one rank: the fused kernel
+        return torch.log_softmax(x, -1, out=out)  # one rank: the fused kernel
     peak = reduce_max(x.amax(-1, keepdim=True))
-    shifted = x - peak
+    shifted = torch.sub(x, peak, out=out)
     z = reduce_sum(shifted.exp().sum(-1, keepdim=True))
     return shifted.sub_(z.log())
 
@@ -64,26 +64,41 @@ def _scaled(x: torch.Tensor, work: torch.dtype, T: float) -> torch.Tensor:
     return x if T == 1.0 else x / T
 
 
+def _row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a * b).sum(-1)`` for ``[n, v]`` as a batched matrix-vector product: no temporary."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
+
+
+def _has_neg_inf(x: torch.Tensor) -> bool:
+    """Padding columns (-inf) sit at the end of the vocabulary: checking the last column
+    is enough to know whether the 0 * -inf guard is needed."""
+    return bool(torch.isneginf(x[..., -1]).any())
+
+
 @torch.no_grad()
 def divergence_and_grad(s: torch.Tensor, t: torch.Tensor, kind: str, T: float, beta: float,
                         topk: int, reduce_max: Reduce = _identity, reduce_sum: Reduce = _identity,
-                        gather_topk=None) -> tuple[torch.Tensor, torch.Tensor]:
+                        gather_topk=None, out: Optional[torch.Tensor] = None,
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token divergence ``[n]`` and its gradient d/ds ``[n, v]`` (fp32, or fp64 for fp64
-    inputs; neither scaled by ``T^2``). Pure; the work is in place on the tensors it makes,
-    so a chunk costs three ``[n, v]`` buffers for forward KL."""
+    inputs; neither scaled by ``T^2``). Pure; the work is in place on the tensors it makes
+    (for forward KL two ``[n, v]`` buffers besides the gradient, which is written into
+    ``out`` when given: a buffer of the work dtype)."""
     work = torch.promote_types(s.dtype, torch.float32)
-    log_p = log_softmax(_scaled(s, work, T), reduce_max, reduce_sum)
+    log_p = log_softmax(_scaled(s, work, T), reduce_max, reduce_sum, out=out)
     if kind == "topk_kl":
         log_q = _topk_target(_scaled(t, work, T), topk, reduce_max, reduce_sum, gather_topk)
     else:
         log_q = log_softmax(_scaled(t, work, T), reduce_max, reduce_sum)
     q = log_q.exp()
     if kind in ("forward_kl", "topk_kl"):
-        # sum q (log q - log p), with 0 log 0 = 0: -inf (top-k, padding) is clamped to the
-        # lowest finite value, so q = 0 entries add exactly 0 and real NaNs still show.
-        low = torch.finfo(work).min
-        log_p.clamp_(min=low)
-        loss = reduce_sum(log_q.clamp_(min=low).sub_(log_p).mul_(q).sum(-1))
+        # sum q (log q - log p), with 0 log 0 = 0: where -inf can occur (top-k, padding) it is
+        # clamped to the lowest finite value, so q = 0 entries add exactly 0.
+        if kind == "topk_kl" or _has_neg_inf(t) or _has_neg_inf(s):
+            low = torch.finfo(work).min
+            log_p.clamp_(min=low)
+            log_q.clamp_(min=low)
+        loss = reduce_sum(_row_dot(q, log_q.sub_(log_p)))
         grad = log_p.exp_().sub_(q)
     else:
         p = log_p.exp()
@@ -117,18 +132,18 @@ class _ChunkedDivergence(torch.autograd.Function):
         weights = mask * (T * T) / denom  # d loss / d per-token divergence
         uniform = bool((mask == 1).all())  # no masked token: scale the gradient in backward
         n = s.shape[0]
-        grad = None if n <= chunk and s.dtype == work else torch.empty_like(s)
+        grad = torch.empty_like(s)
+        direct = s.dtype == work and kind in ("forward_kl", "topk_kl")  # log p, then d/ds, in place
         total = s.new_zeros((), dtype=work)
         for i in range(0, n, chunk):
             d, g = divergence_and_grad(s[i:i + chunk], t[i:i + chunk], kind, T, beta, topk,
-                                       reduce_max, reduce_sum, gather_topk)
+                                       reduce_max, reduce_sum, gather_topk,
+                                       out=grad[i:i + chunk] if direct else None)
             w = weights[i:i + chunk]
             total += (d * w).sum()
             if not uniform:
                 g.mul_(w.unsqueeze(-1))
-            if grad is None:  # one chunk in the logits' dtype: its buffer is the gradient
-                grad = g
-            else:
+            if not direct:
                 grad[i:i + chunk] = g
         ctx.save_for_backward(grad)
         ctx.scale = float(weights[0]) if uniform else 1.0
@@ -146,7 +161,8 @@ def token_divergence(s: torch.Tensor, t: torch.Tensor, kind: str = "forward_kl",
                      gather_topk=None) -> torch.Tensor:
     """Per-token divergence ``[n]`` (times ``T^2``, no gradient) between student ``s`` and
     teacher ``t`` logits ``[n, v]`` (or this rank's ``[n, v/tp]`` with all-reduce reducers).
-    Padding columns must already be -inf in both (``parallel.vocab.mask_padded_vocab``)."""
+    Padding columns (at the end of the vocabulary) must already be -inf in both
+    (``parallel.vocab.mask_padded_vocab``)."""
     _check(kind, topk)
     d, _ = divergence_and_grad(s.detach(), t.detach(), kind, float(temperature), float(beta),
                                int(topk), reduce_max, reduce_sum, gather_topk)

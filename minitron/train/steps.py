@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 
 from minitron.config.train import DistillLossConfig
-from minitron.distill.losses import distill_loss
+from minitron.distill.losses import Workspace, distill_loss
 from minitron.parallel.schedule import pipeline_forward, pipeline_train_step
 from minitron.parallel.vocab import VocabParallelReducers
 
@@ -63,6 +63,8 @@ class Distiller:
         self.vocab_size, self.train_teacher = vocab_size, train_teacher
         self.tp = ps.get_tensor_model_parallel_world_size()
         self.reducers = VocabParallelReducers(ps.get_tensor_model_parallel_group())
+        # CPU runs (no CUDA) reuse the loss buffers: see Workspace
+        self.workspace = None if torch.cuda.is_available() else Workspace()
         s_pad = student.minitron_arch.padded_vocab_size
         t_pad = teacher.minitron_arch.padded_vocab_size
         if s_pad != t_pad and self.tp > 1:
@@ -94,7 +96,8 @@ class Distiller:
             if s.shape[-1] != t.shape[-1]:  # tp == 1: different padding, same tokenizer
                 s, t = s[..., : self.vocab_size], t[..., : self.vocab_size]
             kd = distill_loss(s, t, batch["loss_mask"].to(s.device), cfg.kind, cfg.temperature,
-                              cfg.beta, cfg.topk, cfg.chunk_size, **self.reducers.kwargs())
+                              cfg.beta, cfg.topk, cfg.chunk_size, **self.reducers.kwargs(),
+                              workspace=self.workspace)
             loss, metrics = kd, {"kd": kd.detach().clone()}
             if cfg.ce_weight:
                 ce, _ = lm_loss_from_logits(logits, batch)

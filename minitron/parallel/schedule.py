@@ -32,12 +32,10 @@ def pipeline_forward(model, batches: Sequence[dict], collect: Callable[[torch.Te
     in order; other stages return None.
     """
     from megatron.core import parallel_state as ps
-    from megatron.core.pipeline_parallel import get_forward_backward_func
 
     if not batches:
         return [] if ps.is_pipeline_last_stage() else None
     device = model_device(model)
-    b, s = batches[0]["tokens"].shape
 
     def step(data_iterator, m):
         batch = next(data_iterator)
@@ -45,16 +43,18 @@ def pipeline_forward(model, batches: Sequence[dict], collect: Callable[[torch.Te
         return out, lambda output, non_loss_data=True: collect(output, batch)
 
     with torch.no_grad():
-        results = get_forward_backward_func()(
-            forward_step_func=step,
-            data_iterator=iter(batches),
-            model=[model],
-            num_microbatches=len(batches),
-            seq_length=s,
-            micro_batch_size=b,
-            forward_only=True,
-            collect_non_loss_data=True,
-        )
+        return _run_schedule(model, batches, step, forward_only=True, collect_non_loss_data=True)
+
+
+def _run_schedule(model, batches: Sequence[dict], step, **kwargs) -> list | None:
+    """megatron-core's pipeline schedule over ``batches``; the last stage's outputs, else None."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    b, s = batches[0]["tokens"].shape
+    results = get_forward_backward_func()(forward_step_func=step, data_iterator=iter(batches),
+                                          model=[model], num_microbatches=len(batches),
+                                          seq_length=s, micro_batch_size=b, **kwargs)
     return list(results) if ps.is_pipeline_last_stage() else None
 
 
@@ -78,11 +78,7 @@ def pipeline_train_step(model, batches: Sequence[dict], loss_fn, with_labels: bo
     (megatron-core averages over the micro-batches of this call as well). Returns
     the metrics dicts on the last stage, None elsewhere.
     """
-    from megatron.core import parallel_state as ps
-    from megatron.core.pipeline_parallel import get_forward_backward_func
-
     device = model_device(model)
-    b, s = batches[0]["tokens"].shape
 
     def step(data_iterator, m):
         batch = next(data_iterator)
@@ -94,13 +90,4 @@ def pipeline_train_step(model, batches: Sequence[dict], loss_fn, with_labels: bo
 
         return out, loss_func
 
-    results = get_forward_backward_func()(
-        forward_step_func=step,
-        data_iterator=iter(batches),
-        model=[model],
-        num_microbatches=len(batches),
-        seq_length=s,
-        micro_batch_size=b,
-        forward_only=False,
-    )
-    return list(results) if ps.is_pipeline_last_stage() else None
+    return _run_schedule(model, batches, step, forward_only=False)

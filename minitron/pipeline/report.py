@@ -11,12 +11,23 @@ from minitron.models.arch import ModelArch
 from minitron.models.params import count_params, describe_arch, human
 
 
-def _curves(ctx, path: Path) -> bool:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
+def _curves(ctx, path: Path) -> bool:
+    plt = _pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     drawn = False
     for st in ctx.cfg.students:
@@ -36,18 +47,12 @@ def _curves(ctx, path: Path) -> bool:
     for ax in (a, b):
         ax.set_xlabel("step")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return drawn
 
 
 def _depth(ctx, prune_metrics: dict, path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     series = {n: m["candidates"] for n, m in prune_metrics.items() if m.get("candidates")}
     if not series:
         return False
@@ -60,9 +65,7 @@ def _depth(ctx, prune_metrics: dict, path: Path) -> bool:
     ax.set_xlabel("first dropped layer")
     ax.set_title("depth search: every contiguous candidate block")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 

@@ -1,10 +1,11 @@
-"""Forward/backward of the alignment losses on one step's micro-batches, at any TP/PP.
+"""Forward/backward of the alignment losses over one step's micro-batches, at any TP/PP.
 
 SFT: the masked NLL of response tokens (megatron-core's vocab-parallel cross entropy
-from labels; packed rows carry their block-diagonal attention mask). Preferences:
-each micro-batch holds n pairs as 2n rows (chosen, then rejected); the frozen
-reference's sequence log-probs come from a forward without gradients, the
-policy's from a forward/backward whose loss is the preference loss.
+from labels; packed rows carry their block-diagonal attention mask), summed over tokens.
+Preferences: each micro-batch holds n pairs as 2n rows (chosen, then rejected); the
+policy (trained) and the frozen reference run coupled in one schedule, and on the last
+stage the preference loss is summed over the pairs (the step divides by its global
+number of pairs).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Optional
 import torch
 
 from minitron.align.losses import preference_loss
-from minitron.parallel.schedule import pipeline_forward, pipeline_train_step
+from minitron.parallel.coupled import Coupled
+from minitron.parallel.schedule import model_device, pipeline_forward, pipeline_train_step
 from minitron.train.steps import lm_step
 
 
@@ -31,6 +33,7 @@ sft_step = lm_step  # SFT is the LM loss on response tokens (the loss mask) of p
 class PreferenceStep:
     def __init__(self, policy, reference, cfg):
         self.policy, self.reference, self.cfg = policy, reference, cfg
+        self.pair = Coupled(policy, reference)
 
     def _reference_logps(self, mb: dict) -> Optional[torch.Tensor]:
         avg = self.cfg.average_log_probs
@@ -39,38 +42,43 @@ class PreferenceStep:
                                with_labels=True)
         return None if res is None else res[0]
 
-    def loss_fn(self, ref: torch.Tensor):
+    def pair_loss(self, ce: torch.Tensor, ref: torch.Tensor, batch: dict):
+        """(loss summed over the pairs, number of pairs, metric sums) from the policy's
+        per-token cross entropy ``ce [2n, s]`` and the reference's sequence log-probs."""
         cfg = self.cfg
-
-        def fn(ce, batch):
-            logps = sequence_logps(ce, batch["loss_mask"], cfg.average_log_probs)
-            n = logps.shape[0] // 2
-            per_pair, metrics = preference_loss(
-                cfg.loss_kind, logps[:n], logps[n:], ref[:n].to(logps.device),
-                ref[n:].to(logps.device), cfg.beta, cfg.eta, cfg.gt_reward_scale,
-                batch["reward_chosen"].to(logps.device), batch["reward_rejected"].to(logps.device))
-            loss = per_pair.mean()
-            metrics = {k: v.detach().clone() for k, v in metrics.items()}
-            metrics["preference_loss"] = loss.detach().clone()
-            if cfg.sft_loss_weight:
-                mask = batch["loss_mask"][:n].to(ce.device).float()
-                nll = (ce[:n].float() * mask).sum() / mask.sum().clamp(min=1)
-                loss = loss + cfg.sft_loss_weight * nll
-                metrics["sft_loss"] = nll.detach().clone()
-            metrics["loss"] = loss.detach().clone()
-            return loss, metrics
-
-        return fn
+        logps = sequence_logps(ce, batch["loss_mask"], cfg.average_log_probs)
+        n = logps.shape[0] // 2
+        per_pair, metrics = preference_loss(
+            cfg.loss_kind, logps[:n], logps[n:], ref[:n].to(logps.device),
+            ref[n:].to(logps.device), cfg.beta, cfg.eta, cfg.gt_reward_scale,
+            batch["reward_chosen"].to(logps.device), batch["reward_rejected"].to(logps.device))
+        loss = per_pair.sum()
+        metrics = {k: v.detach() * n for k, v in metrics.items()}  # means -> sums over pairs
+        metrics["preference_loss"] = loss.detach()
+        if cfg.sft_loss_weight:
+            # the chosen responses' mean NLL per pair, so it weighs like the preference loss
+            mask = batch["loss_mask"][:n].to(ce.device).float()
+            nll = ((ce[:n].float() * mask).sum(1) / mask.sum(1).clamp(min=1)).sum()
+            loss = loss + cfg.sft_loss_weight * nll
+            metrics["sft_loss"] = nll.detach()
+        metrics["loss"] = loss.detach()
+        return loss, n, metrics
 
     def step(self, batches: list[dict]) -> Optional[list[dict]]:
-        out = []
-        for mb in batches:
-            ref = self._reference_logps(mb)
-            res = pipeline_train_step(self.policy, [mb], self.loss_fn(ref), with_labels=True,
-                                      scale=1.0 / len(batches))
-            if res is not None:
-                out += res
-        return out or None
+        avg = self.cfg.average_log_probs
+        device = model_device(self.pair)
+
+        def forward(m, b):
+            labels = b["labels"].to(device)
+            return m(b["tokens"].to(device), None if b.get("attention_mask") is None
+                     else b["attention_mask"].to(device), labels=labels, partner_labels=labels)
+
+        def loss_fn(outputs, b):
+            ce, ref_ce = outputs
+            ref = sequence_logps(ref_ce, b["loss_mask"], avg).detach()
+            return self.pair_loss(ce, ref, b)
+
+        return pipeline_train_step(self.pair, batches, loss_fn, forward=forward)
 
     @torch.no_grad()
     def evaluate(self, batches: list[dict]) -> Optional[dict]:
@@ -78,10 +86,11 @@ class PreferenceStep:
         rows = []
         for mb in batches:
             ref = self._reference_logps(mb)
-            res = pipeline_forward(self.policy, [mb],
-                                   lambda ce, b: self.loss_fn(ref)(ce, b)[1], with_labels=True)
+            res = pipeline_forward(self.policy, [mb], lambda ce, b: self.pair_loss(ce, ref, b),
+                                   with_labels=True)
             if res is not None:
                 rows.append(res[0])
         if not rows:
             return None
-        return {k: float(sum(float(r[k]) for r in rows) / len(rows)) for k in rows[0]}
+        pairs = sum(r[1] for r in rows)
+        return {k: float(sum(float(r[2][k]) for r in rows)) / pairs for k in rows[0][2]}

@@ -162,13 +162,13 @@ def load_weights(model, path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path, *, dtype: Optional[str] = None, impl: str = "auto",
-                    verify: str = "full"):
+                    verify: str = "full", execution=None):
     """Build this rank's model for the checkpoint's architecture and load it.
 
     Call after ``runtime.init(tp, pp)``; any TP/PP that divides the model works.
     Returns ``(model, manifest)``.
     """
-    from minitron.models.builder import build_model, parse_dtype
+    from minitron.models.builder import Execution, build_model, parse_dtype
 
     manifest = read_manifest(path)
     err = None
@@ -181,7 +181,8 @@ def load_checkpoint(path: str | Path, *, dtype: Optional[str] = None, impl: str 
     if err:
         raise CheckpointError(err)
     arch = ModelArch.from_dict(manifest["arch"])
-    model = build_model(arch, parse_dtype(dtype or manifest["dtype"]), impl, init_weights=False)
+    model = build_model(arch, parse_dtype(dtype or manifest["dtype"]), impl, init_weights=False,
+                        execution=execution or Execution())
     load_weights(model, path)
     return model, manifest
 

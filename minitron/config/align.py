@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from minitron.config.checks import DTYPE_CHOICES, choice, layout, positive
+from minitron.config.checks import choice, positive
 from minitron.config.loader import REQUIRED, doc
-from minitron.config.train import OptimConfig, ScheduleConfig, check_out
+from minitron.config.train import OptimConfig, ScheduleConfig, TrainingBase, check_out
 from minitron.errors import ConfigError
 
 ALGORITHMS = ("sft", "dpo", "ipo", "rpo")
@@ -15,7 +15,7 @@ RPO_DISTANCES = ("sq", "fwd_kl", "bwd_kl")
 
 
 @dataclass
-class AlignConfig:
+class AlignConfig(TrainingBase):
     """``minitron align``: supervised fine-tuning or preference optimisation, any TP/PP."""
 
     model: str = doc(REQUIRED, "The policy to start from: a minitron checkpoint or HF source.")
@@ -49,19 +49,13 @@ class AlignConfig:
                                                                   micro_batch_size=4),
                                    text="Steps, batch sizes (pairs for preference algorithms).")
     validation_samples: int = doc(64, "Held-out rows scored at each validation.")
-    tp: int = doc(1, "Tensor-parallel size (policy and reference).")
-    pp: int = doc(1, "Pipeline-parallel size.")
-    dtype: str = doc("float32", "Parameter dtype.")
-    tensorboard: bool = doc(True, "Also log to TensorBoard (when installed).")
-    progress: bool = doc(True, "Progress bar (rank 0).")
 
     def validate(self):
-        layout(self)
+        super().validate()
         check_out(self.out)
         choice(self.algorithm, ALGORITHMS, "algorithm")
         choice(self.rpo_distance, RPO_DISTANCES, "rpo_distance")
         choice(self.chat_template, ("auto", "plain"), "chat_template")
-        choice(self.dtype, DTYPE_CHOICES, "dtype")
         for f in ("seq_length", "rounds", "validation_samples"):
             positive(getattr(self, f), f)
         if self.beta <= 0:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional
 
-from minitron.config.checks import DTYPE_CHOICES, choice, layout, positive
+from minitron.config.checks import choice, positive
 from minitron.config.loader import doc
 from minitron.config.prune import DepthConfig, TargetConfig, WIDTH_METHODS
 from minitron.config.schema import MCTaskConfig
-from minitron.config.train import DistillLossConfig, OptimConfig, ScheduleConfig
+from minitron.config.train import DistillLossConfig, OptimConfig, ScheduleConfig, TrainingBase
 from minitron.errors import ConfigError
 
 STAGES = ("import", "prepare", "correct", "score", "prune", "distill", "align", "eval", "export",
@@ -130,7 +130,7 @@ class RunBenchConfig:
 
 
 @dataclass
-class RunConfig:
+class RunConfig(TrainingBase):
     """``minitron run``: import -> (correct) -> score -> prune -> distill -> (align) -> eval ->
     export -> bench -> report, in one experiment directory, resumable."""
 
@@ -146,17 +146,9 @@ class RunConfig:
     eval: RunEvalConfig = doc(factory=RunEvalConfig, text="Evaluation.")
     export: RunExportConfig = doc(factory=RunExportConfig, text="Export.")
     bench: RunBenchConfig = doc(factory=RunBenchConfig, text="Throughput benchmark.")
-    tp: int = doc(1, "Tensor-parallel size of every stage.")
-    pp: int = doc(1, "Pipeline-parallel size of every stage.")
-    dtype: str = doc("float32", "Parameter dtype (bfloat16 on GPU).")
-    flops_per_second: float = doc(1.6e11, "Sustained FLOP/s assumed by --dry-run's time estimate "
-                                  "(about 2 CPU cores; an H100 is ~4e14 in bf16).")
-    dry_run: bool = doc(False, "Print the plan, architectures, parameter counts and budget; run "
-                        "nothing.")
 
     def validate(self):
-        layout(self)
-        choice(self.dtype, DTYPE_CHOICES, "dtype")
+        super().validate()
         for s in self.stages or []:
             choice(s, STAGES, "stages")
         names = [s.name for s in self.students]

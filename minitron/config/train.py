@@ -15,6 +15,69 @@ from minitron.config.schema import DataConfig, LossTaskConfig, MCTaskConfig
 from minitron.errors import ConfigError
 
 CORRECTION_MODES = ("full", "lora", "norm")
+RECOMPUTE_CHOICES = ("none", "selective", "full")
+
+
+@dataclass
+class TrainingBase:
+    """Layout, precision and megatron-core engine options shared by every training stage
+    (``correct``, ``distill``, ``align``) and by ``minitron run``, which passes them on."""
+
+    tp: int = doc(1, "Tensor-parallel size (every model of the stage).")
+    pp: int = doc(1, "Pipeline-parallel size (every model of the stage).")
+    dtype: str = doc("float32", "Parameter dtype: float32, or bfloat16 / float16 with fp32 main "
+                     "weights, gradients and Adam moments in the optimizer (use bfloat16 on GPU).")
+    sequence_parallel: bool = doc(False, "Megatron sequence parallelism: norms, dropout and "
+                                  "residuals split along the sequence over the TP ranks (needs "
+                                  "tp > 1); the teacher and the reference use it too.")
+    recompute: str = doc("none", "Activation recomputation of trained models: none, selective "
+                         "(core attention; cheap) or full (whole layers, recompute_num_layers at "
+                         "a time; least memory).")
+    recompute_num_layers: int = doc(1, "recompute=full: layers per recomputed block (uniform).")
+    use_distributed_optimizer: Optional[bool] = doc(None, "Shard the optimizer state and the fp32 "
+                                                    "main weights over data-parallel ranks "
+                                                    "(default: on when data-parallel size > 1).")
+    grad_reduce_in_fp32: bool = doc(True, "Accumulate and reduce gradients in fp32 buffers.")
+    overlap_grad_reduce: bool = doc(True, "Overlap the data-parallel gradient reduction with the "
+                                    "backward pass (GPU; on CPU the reduction runs after it).")
+    max_skipped_steps: int = doc(10, "Stop after this many optimizer steps in a row skipped for "
+                                 "a non-finite gradient norm (naming the last good checkpoint).")
+    dp: Optional[int] = doc(None, "Data-parallel size the --dry-run memory plan assumes (default: "
+                            "this launch's processes / (tp x pp)); a real run takes it from the "
+                            "launch.")
+    gpu_memory_gb: float = doc(80.0, "Memory per GPU that the --dry-run memory plan must fit in "
+                               "(an H100: 80).")
+    flops_per_second: float = doc(1.6e11, "Sustained FLOP/s of the whole job (all GPUs together) "
+                                  "assumed by --dry-run's time estimates (about 2 CPU cores; one "
+                                  "H100 is ~4e14 in bf16).")
+    dry_run: bool = doc(False, "Print the memory plan per GPU and the estimated step time, then "
+                        "stop.")
+    tensorboard: bool = doc(True, "Also log to TensorBoard (when installed).")
+    progress: bool = doc(True, "Progress bar (rank 0).")
+
+    def validate(self):
+        layout(self)
+        choice(self.dtype, DTYPE_CHOICES, "dtype")
+        choice(self.recompute, RECOMPUTE_CHOICES, "recompute")
+        positive(self.recompute_num_layers, "recompute_num_layers")
+        positive(self.max_skipped_steps, "max_skipped_steps")
+        if self.sequence_parallel and self.tp < 2:
+            raise ConfigError("sequence_parallel", "needs tp > 1 (it splits the sequence over the "
+                              "tensor-parallel ranks); set tp=2 or more, or sequence_parallel=false")
+        if self.dp is not None:
+            positive(self.dp, "dp")
+        if self.gpu_memory_gb <= 0:
+            raise ConfigError("gpu_memory_gb", "must be > 0")
+        if self.flops_per_second <= 0:
+            raise ConfigError("flops_per_second", "must be > 0")
+
+    def training_values(self, **changes) -> dict:
+        """This config's TrainingBase fields (to build another stage's config from them)."""
+        import dataclasses
+
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingBase)}
+        out.update(changes)
+        return out
 
 
 @dataclass
@@ -92,7 +155,7 @@ class DistillLossConfig:
 
 
 @dataclass
-class CorrectConfig:
+class CorrectConfig(TrainingBase):
     """``minitron correct``: teacher correction, a light fine-tune on the distillation data."""
 
     model: str = doc(REQUIRED, "The teacher: a minitron checkpoint or HF source.")
@@ -106,22 +169,16 @@ class CorrectConfig:
                              text="Paper: one fifth of the peak LR, 120 warm-up steps.")
     schedule: ScheduleConfig = doc(factory=ScheduleConfig, text="Steps, batch sizes, intervals.")
     validation: ValidationConfig = doc(factory=ValidationConfig, text="Validation.")
-    tp: int = doc(1, "Tensor-parallel size.")
-    pp: int = doc(1, "Pipeline-parallel size.")
-    dtype: str = doc("float32", "Parameter dtype (bfloat16 on GPU).")
-    tensorboard: bool = doc(True, "Also log to TensorBoard (when installed).")
-    progress: bool = doc(True, "Progress bar (rank 0).")
 
     def validate(self):
-        layout(self)
+        super().validate()
         check_out(self.out)
         choice(self.mode, CORRECTION_MODES, "mode")
-        choice(self.dtype, DTYPE_CHOICES, "dtype")
         positive(self.lora_rank, "lora_rank")
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(TrainingBase):
     """``minitron distill``: logit distillation of a (pruned) student from a teacher."""
 
     student: str = doc(REQUIRED, "The student: a minitron checkpoint (e.g. from `minitron prune`).")
@@ -137,16 +194,10 @@ class DistillConfig:
     teacher_optim: OptimConfig = doc(factory=lambda: OptimConfig(lr=2e-5, min_lr=2e-6,
                                                                  warmup_steps=120),
                                      text="Teacher optimizer for parallel_correction.")
-    tp: int = doc(1, "Tensor-parallel size (student and teacher).")
-    pp: int = doc(1, "Pipeline-parallel size (student and teacher).")
-    dtype: str = doc("float32", "Parameter dtype (bfloat16 on GPU).")
-    tensorboard: bool = doc(True, "Also log to TensorBoard (when installed).")
-    progress: bool = doc(True, "Progress bar (rank 0).")
 
     def validate(self):
-        layout(self)
+        super().validate()
         check_out(self.out)
-        choice(self.dtype, DTYPE_CHOICES, "dtype")
 
 
 def check_out(out: str) -> None:

@@ -138,17 +138,17 @@ class Workspace:
 
 
 class _ChunkedDivergence(torch.autograd.Function):
-    """Masked mean divergence of ``[n, v]`` logits, ``chunk`` tokens at a time. The gradient
+    """Masked mean (or sum) divergence of ``[n, v]`` logits, ``chunk`` tokens at a time. The gradient
     is computed in the forward pass into one buffer of the logits' shape and dtype (the
     memory d/ds needs anyway) and scaled in place by backward: no ``[n, v]`` fp32 work
     outlives its chunk. Backward runs once (a second one fails autograd's version check)."""
 
     @staticmethod
     def forward(ctx, s, t, mask, chunk, kind, T, beta, topk, reduce_max, reduce_sum,
-                gather_topk, workspace):
+                gather_topk, workspace, mean):
         work = torch.promote_types(s.dtype, torch.float32)
         mask = mask.to(work)
-        denom = mask.sum().clamp(min=1)
+        denom = mask.sum().clamp(min=1) if mean else 1.0
         weights = mask * (T * T) / denom  # d loss / d per-token divergence
         uniform = bool((mask == 1).all())  # no masked token: scale the gradient in backward
         n = s.shape[0]
@@ -173,7 +173,7 @@ class _ChunkedDivergence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss):
         (grad,) = ctx.saved_tensors
-        return grad.mul_(grad_loss.to(grad.dtype) * ctx.scale), *([None] * 11)
+        return grad.mul_(grad_loss.to(grad.dtype) * ctx.scale), *([None] * 12)
 
 
 def token_divergence(s: torch.Tensor, t: torch.Tensor, kind: str = "forward_kl",
@@ -201,11 +201,14 @@ def distill_loss(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, kind: str
                  temperature: float = 1.0, beta: float = 0.5, topk: int = 0,
                  chunk_size: int = 4096, reduce_max: Reduce = _identity,
                  reduce_sum: Reduce = _identity, gather_topk=None,
-                 workspace: Optional[Workspace] = None) -> torch.Tensor:
-    """Mean divergence (times ``T^2``) over unmasked tokens of logits ``[..., v]``,
-    ``chunk_size`` tokens at a time; differentiable in ``s`` (backward once)."""
+                 workspace: Optional[Workspace] = None, reduction: str = "mean") -> torch.Tensor:
+    """Mean (``reduction="sum"``: sum) divergence (times ``T^2``) over unmasked tokens of
+    logits ``[..., v]``, ``chunk_size`` tokens at a time; differentiable in ``s`` (backward
+    once). Training uses the sum: the step divides by its global token count."""
     _check(kind, topk)
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction {reduction!r}: valid are mean, sum")
     s2, t2 = s.reshape(-1, s.shape[-1]), t.detach().reshape(-1, t.shape[-1])
     return _ChunkedDivergence.apply(s2, t2, mask.reshape(-1).to(s.device), int(chunk_size), kind,
                                     float(temperature), float(beta), int(topk), reduce_max,
-                                    reduce_sum, gather_topk, workspace)
+                                    reduce_sum, gather_topk, workspace, reduction == "mean")

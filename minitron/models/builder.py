@@ -8,6 +8,8 @@ process groups from ``parallel_state``).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 
 import torch
@@ -54,6 +56,21 @@ def spec_kind(impl: str = "auto") -> str:
     return "transformer_engine" if te_available() else "local"
 
 
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """How a model runs in training, beyond its layout: megatron-core's sequence parallelism
+    and activation recomputation (see ``TrainingBase`` for the user-facing fields)."""
+
+    sequence_parallel: bool = False
+    recompute: str = "none"  # none | selective | full
+    recompute_num_layers: int = 1
+
+    @classmethod
+    def of(cls, cfg) -> "Execution":
+        """From a config holding the TrainingBase fields."""
+        return cls(cfg.sequence_parallel, cfg.recompute, cfg.recompute_num_layers)
+
+
 def check_layout(arch: ModelArch, tp: int, pp: int) -> None:
     """Fail early, naming the field, when ``arch`` cannot be split ``tp`` x ``pp`` ways."""
     if tp < 1 or pp < 1:
@@ -72,11 +89,18 @@ def check_layout(arch: ModelArch, tp: int, pp: int) -> None:
 
 
 def transformer_config(arch: ModelArch, tp: int, pp: int, dtype: torch.dtype,
-                       init_weights: bool = True, seed_std: float = 0.02):
+                       init_weights: bool = True, seed_std: float = 0.02,
+                       execution: Execution = Execution()):
     from megatron.core.transformer.transformer_config import TransformerConfig
 
     check_layout(arch, tp, pp)
     on_gpu = torch.cuda.is_available()
+    ex = execution
+    recompute = {} if ex.recompute == "none" else (
+        {"recompute_granularity": "selective", "recompute_modules": ["core_attn"]}
+        if ex.recompute == "selective" else
+        {"recompute_granularity": "full", "recompute_method": "uniform",
+         "recompute_num_layers": ex.recompute_num_layers})
     return TransformerConfig(
         num_layers=arch.num_layers,
         hidden_size=arch.hidden_size,
@@ -95,7 +119,8 @@ def transformer_config(arch: ModelArch, tp: int, pp: int, dtype: torch.dtype,
         attention_softmax_in_fp32=True,
         tensor_model_parallel_size=tp,
         pipeline_model_parallel_size=pp,
-        sequence_parallel=False,
+        sequence_parallel=ex.sequence_parallel and tp > 1,
+        **recompute,
         params_dtype=dtype,
         pipeline_dtype=dtype,
         bf16=dtype == torch.bfloat16,
@@ -112,6 +137,27 @@ def transformer_config(arch: ModelArch, tp: int, pp: int, dtype: torch.dtype,
     )
 
 
+class LocalNorm:
+    """megatron-core's torch norm for the local spec, also under sequence parallelism: torch's
+    norm is built as if sequence parallelism were off (megatron-core refuses it there,
+    ``transformer/torch_norm.py``) and its weight is tagged ``sequence_parallel`` so that
+    ``finalize_model_grads`` all-reduces its gradient over the TP ranks, each of which saw
+    only its slice of the sequence. Its weight takes the model's dtype (torch builds it in
+    fp32, which in a bf16 model would leave the norms out of mixed precision)."""
+
+    def __new__(cls, config, hidden_size: int, eps: float = 1e-5, **kwargs):
+        from megatron.core.transformer.torch_norm import WrappedTorchNorm
+
+        sp = config.sequence_parallel
+        if sp:
+            config = copy.copy(config)
+            config.sequence_parallel = False
+        norm = WrappedTorchNorm(config, hidden_size, eps, **kwargs).to(config.params_dtype)
+        for p in norm.parameters():
+            p.sequence_parallel = sp
+        return norm
+
+
 def layer_spec(kind: str):
     from megatron.core.models.gpt import gpt_layer_specs as specs
 
@@ -121,24 +167,57 @@ def layer_spec(kind: str):
 
     spec = specs.get_gpt_layer_local_spec(normalization="RMSNorm")
     spec.submodules.self_attention.submodules.core_attention = SDPAttention
+    spec.submodules.input_layernorm = LocalNorm
+    spec.submodules.pre_mlp_layernorm = LocalNorm
     return spec
 
 
+def block_spec(kind: str, config):
+    """The decoder's spec: for the local spec a block whose final norm is :class:`LocalNorm`
+    too (megatron-core would pick its own torch norm, which refuses sequence parallelism)."""
+    spec = layer_spec(kind)
+    if kind == "transformer_engine":
+        return spec
+    from megatron.core.transformer.spec_utils import ModuleSpec
+    from megatron.core.transformer.transformer_block import (TransformerBlock,
+                                                             TransformerBlockSubmodules,
+                                                             get_num_layers_to_build)
+
+    return ModuleSpec(module=TransformerBlock, submodules=TransformerBlockSubmodules(
+        layer_specs=[spec] * get_num_layers_to_build(config), layer_norm=LocalNorm))
+
+
+def mark_tensor_parallel(model) -> None:
+    """Tag every split weight ``tensor_model_parallel`` (megatron-core does so only when it
+    initialises the weights itself, ``tensor_parallel/layers.py``): without the tag the
+    optimizer's gradient norm drops split parameters on TP ranks other than 0."""
+    from megatron.core.tensor_parallel import layers
+
+    dims = {layers.ColumnParallelLinear: 0, layers.RowParallelLinear: 1,
+            layers.VocabParallelEmbedding: 0}
+    for m in model.modules():
+        dim = next((d for cls, d in dims.items() if isinstance(m, cls)), None)
+        w = getattr(m, "weight", None) if dim is not None else None
+        if w is not None and not hasattr(w, "tensor_model_parallel"):
+            layers.set_tensor_model_parallel_attributes(w, True, dim, 1)
+
+
 def build_model(arch: ModelArch, dtype: torch.dtype = torch.float32, impl: str = "auto",
-                init_weights: bool = True):
+                init_weights: bool = True, execution: Execution = Execution()):
     """This rank's ``GPTModel`` (its PP stage, its TP shards), on GPU when there is one.
 
-    ``init_weights=False`` skips random initialisation (weights are about to be loaded).
+    ``init_weights=False`` skips random initialisation (weights are about to be loaded);
+    ``execution`` switches on sequence parallelism and recomputation for training.
     """
     from megatron.core import parallel_state as ps
     from megatron.core.models.gpt import GPTModel
 
     tp = ps.get_tensor_model_parallel_world_size()
     pp = ps.get_pipeline_model_parallel_world_size()
-    config = transformer_config(arch, tp, pp, dtype, init_weights)
+    config = transformer_config(arch, tp, pp, dtype, init_weights, execution=execution)
     model = GPTModel(
         config=config,
-        transformer_layer_spec=layer_spec(spec_kind(impl)),
+        transformer_layer_spec=block_spec(spec_kind(impl), config),
         vocab_size=arch.padded_vocab_size,
         max_sequence_length=arch.max_position_embeddings,
         pre_process=ps.is_pipeline_first_stage(),
@@ -158,6 +237,7 @@ def build_model(arch: ModelArch, dtype: torch.dtype = torch.float32, impl: str =
             return mask_padded_vocab(logits, arch.vocab_size, tp_rank), bias
 
         model.output_layer.register_forward_hook(hide_padding)
+    mark_tensor_parallel(model)
     if torch.cuda.is_available():
         model.cuda(torch.cuda.current_device())
     model.minitron_arch = arch

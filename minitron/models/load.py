@@ -8,7 +8,7 @@ from typing import Optional
 from minitron.checkpoint.hf_io import HFReader
 from minitron.checkpoint.mcore import MANIFEST, load_checkpoint
 from minitron.models.arch import arch_from_hf_config, read_hf_config
-from minitron.models.builder import build_model, parse_dtype
+from minitron.models.builder import Execution, build_model, parse_dtype
 from minitron.models.sources import resolve_model
 from minitron.models.weights import load_hf_weights
 from minitron.parallel import runtime
@@ -18,17 +18,20 @@ def is_checkpoint(spec: str) -> bool:
     return (Path(spec).expanduser() / MANIFEST).is_file()
 
 
-def load_model(spec: str, dtype: Optional[str] = None, impl: str = "auto", verify: str = "full"):
+def load_model(spec: str, dtype: Optional[str] = None, impl: str = "auto", verify: str = "full",
+               execution: Execution = Execution()):
     """(model, arch, info) for ``spec``: a checkpoint directory, HF directory, Hub id or
     embedded name (HF sources are converted in memory). Call after ``runtime.init``."""
     if is_checkpoint(spec):
-        model, manifest = load_checkpoint(spec, dtype=dtype, impl=impl, verify=verify)
+        model, manifest = load_checkpoint(spec, dtype=dtype, impl=impl, verify=verify,
+                                          execution=execution)
         return model, model.minitron_arch, {"kind": "checkpoint", "path": str(spec),
                                             "manifest": manifest}
     src = runtime.on_main(resolve_model, spec)
     hf_config = read_hf_config(src)
     arch = arch_from_hf_config(hf_config)
-    model = build_model(arch, parse_dtype(dtype or "float32"), impl, init_weights=False)
+    model = build_model(arch, parse_dtype(dtype or "float32"), impl, init_weights=False,
+                        execution=execution)
     load_hf_weights(model, HFReader(src), arch)
     return model, arch, {"kind": "hf", "path": str(src), "hf_config": hf_config}
 

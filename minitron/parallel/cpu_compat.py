@@ -12,6 +12,14 @@ compatibility"); each is redirected here and nowhere else:
 3. The tensor-parallel RNG tracker forks "CUDA" RNG states; its get/set/seed
    functions are mapped to the CPU generator so ``model_parallel_cuda_manual_seed``
    and ``tracker.fork()`` work.
+4. The optimizer and gradient clipping classify parameters by ``Tensor.type()``
+   strings (``'torch.cuda.FloatTensor'``, ...; ``optimizer/optimizer.py``,
+   ``distrib_optimizer.py``, ``clip_grads.py``): the no-argument call answers the
+   CUDA name.
+5. torch dispatches ``torch.autograd.backward`` through the function mode, which
+   is switched off while it handles a call, so the whole backward would run
+   unredirected (sequence-parallel gathers and recomputation allocate on "cuda"
+   there): the mode re-enters itself around backward.
 
 ``enable()`` is a no-op when CUDA is available: on a GPU nothing is patched.
 """
@@ -40,6 +48,11 @@ def _is_cuda(device) -> bool:
 _CPU = torch.device("cpu")
 
 
+_CUDA_TYPE_NAMES = {"torch.FloatTensor": "torch.cuda.FloatTensor",
+                    "torch.HalfTensor": "torch.cuda.HalfTensor",
+                    "torch.BFloat16Tensor": "torch.cuda.BFloat16Tensor"}
+
+
 class _CpuDeviceMode(TorchFunctionMode):
     """Rewrites CUDA devices to CPU in every torch call that names one."""
 
@@ -47,6 +60,10 @@ class _CpuDeviceMode(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is torch.Tensor.cuda:
             return args[0]
+        if func is torch.Tensor.type and len(args) == 1 and not kwargs:
+            # the optimizer and the gradient clipping classify parameters by these names
+            name = func(*args)
+            return _CUDA_TYPE_NAMES.get(name, name)
         if "device" in kwargs and _is_cuda(kwargs["device"]):
             kwargs = dict(kwargs, device=_CPU)
         if func is torch.Tensor.to and len(args) > 1 and _is_cuda(args[1]):
@@ -61,6 +78,22 @@ def _cpu_get_rng_state(device="cuda", clone=False, graph_safe=False):
 
 def _cpu_set_rng_state(new_state, device=-1, graph_safe=False):
     torch.set_rng_state(new_state)
+
+
+def _with_mode(engine_run_backward):
+    """Run autograd's engine with the mode active: a mode is switched off while it handles a
+    call, and ``torch.autograd.backward`` is dispatched through it, so the whole backward pass
+    (sequence-parallel gathers, recomputed forwards) would otherwise run unredirected."""
+
+    def run(*args, **kwargs):
+        from torch.overrides import _get_current_function_mode_stack
+
+        if _MODE is None or _MODE in _get_current_function_mode_stack():
+            return engine_run_backward(*args, **kwargs)
+        with _MODE:
+            return engine_run_backward(*args, **kwargs)
+
+    return run
 
 
 def enabled() -> bool:
@@ -88,6 +121,7 @@ def enable() -> bool:
     mcore_random._get_cuda_rng_state = _cpu_get_rng_state
     mcore_random._set_cuda_rng_state = _cpu_set_rng_state
 
+    torch.autograd._engine_run_backward = _with_mode(torch.autograd._engine_run_backward)
     _MODE = _CpuDeviceMode()
     _MODE.__enter__()
     _ENABLED = True

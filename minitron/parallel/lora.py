@@ -1,9 +1,11 @@
 """LoRA adapters on megatron-core's tensor-parallel linears, attached by forward hooks.
 
 ``y = W x + (alpha / r) * B A x``, with ``B`` zero-initialised (training starts from
-the unchanged model). The adapters live outside the model (a ``ModuleDict`` the
-caller owns), so the model's parameters, names and checkpoints are untouched until
-:meth:`LoRA.merge` folds ``B A`` into the weights.
+the unchanged model). The adapters are a submodule of the model (``model.lora``) while
+they train, because megatron-core's DDP and optimizer see only the model's parameters;
+they have sharded-checkpoint entries of their own (split where TP splits them).
+:meth:`LoRA.merge` folds ``B A`` into the weights and removes them, so the final
+checkpoint has exactly the model's own tensors.
 
 Tensor parallelism:
 - column-parallel (``linear_qkv``, ``linear_fc1``; input replicated, output split):
@@ -29,6 +31,26 @@ TARGETS = ("self_attention.linear_qkv", "self_attention.linear_proj", "mlp.linea
 ROW_PARALLEL = ("linear_proj", "linear_fc2")
 
 
+class Adapters(torch.nn.ModuleDict):
+    """The adapters of a model, keyed ``<global layer>_<path>``, with megatron-core sharded
+    checkpoint entries: the TP-split factor of each adapter is sharded along its split axis."""
+
+    def sharded_state_dict(self, prefix: str = "", sharded_offsets: tuple = (),
+                           metadata=None) -> dict:
+        from megatron.core.utils import (make_sharded_tensor_for_checkpoint,
+                                         make_tp_sharded_tensor_for_checkpoint)
+
+        out = {}
+        for key, ad in self.items():
+            for name, p in (("A", ad.A), ("B", ad.B)):
+                k = f"{prefix}{key}.{name}"
+                if getattr(p, "tensor_model_parallel", False):
+                    out[k] = make_tp_sharded_tensor_for_checkpoint(p, k, tp_axis=p.partition_dim)
+                else:
+                    out[k] = make_sharded_tensor_for_checkpoint(p, k)
+        return out
+
+
 class LoRA:
     def __init__(self, model, rank: int = 16, alpha: float = 32.0, seed: int = 1234,
                  targets: tuple = TARGETS):
@@ -38,7 +60,7 @@ class LoRA:
 
         self.model, self.rank, self.scale = model, rank, alpha / rank
         self.tp, self.tp_rank = ps.get_tensor_model_parallel_world_size(), ps.get_tensor_model_parallel_rank()
-        self.adapters = torch.nn.ModuleDict()
+        self.adapters = Adapters()
         self.handles = []
         offset = layer_offset(model)
         for i, layer in enumerate(model.decoder.layers):
@@ -49,6 +71,7 @@ class LoRA:
                 self.adapters[key] = self._make(module.weight, row, seed + 1000 * (offset + i)
                                                 + TARGETS.index(path))
                 self.handles.append(module.register_forward_hook(self._hook(key, row)))
+        model.lora = self.adapters
 
     def _make(self, w: torch.Tensor, row: bool, seed: int) -> torch.nn.Module:
         out_local, in_local = w.shape
@@ -63,7 +86,8 @@ class LoRA:
         m = torch.nn.Module()
         m.A = torch.nn.Parameter(a.to(w.dtype).to(w.device).contiguous())
         m.B = torch.nn.Parameter(b.to(w.dtype).to(w.device))
-        (m.A if row else m.B).tensor_model_parallel = self.tp > 1  # split across TP ranks
+        split = m.A if row else m.B  # split across TP ranks
+        split.tensor_model_parallel, split.partition_dim = self.tp > 1, 1 if row else 0
         return m
 
     def _hook(self, key: str, row: bool):
@@ -101,3 +125,5 @@ class LoRA:
         for h in self.handles:
             h.remove()
         self.handles.clear()
+        if getattr(self.model, "lora", None) is self.adapters:
+            del self.model.lora

@@ -90,6 +90,14 @@ def init(tp: int = 1, pp: int = 1, seed: int = 1234, timeout_min: int = 30) -> L
     return layout()
 
 
+def reseed(seed: int) -> None:
+    """Seed torch's generator and megatron-core's model-parallel RNG streams."""
+    from megatron.core import tensor_parallel
+
+    torch.manual_seed(seed)
+    tensor_parallel.model_parallel_cuda_manual_seed(seed)
+
+
 def layout() -> Layout:
     from megatron.core import parallel_state as ps
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -52,6 +52,9 @@ def _run_schedule(model, batches: Sequence[dict], step, **kwargs) -> list | None
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
     b, s = batches[0]["tokens"].shape
+    adjust = getattr(model, "adjust_tensor_shapes", None)
+    if adjust is not None and ps.get_pipeline_model_parallel_world_size() > 1:
+        kwargs["adjust_tensor_shapes_fn"] = adjust
     results = get_forward_backward_func()(forward_step_func=step, data_iterator=iter(batches),
                                           model=[model], num_microbatches=len(batches),
                                           seq_length=s, micro_batch_size=b, **kwargs)
@@ -70,24 +73,50 @@ def from_last_stage(value: Any) -> Any:
 
 
 def pipeline_train_step(model, batches: Sequence[dict], loss_fn, with_labels: bool = False,
-                        scale: float = 1.0) -> list | None:
-    """Forward and backward over ``batches`` (one shape) with megatron-core's schedule.
+                        forward: Optional[Callable] = None) -> list | None:
+    """Forward and backward over all of one optimizer step's micro-batches (one shape) in
+    one call of megatron-core's schedule: with PP, a full 1F1B pipeline.
 
-    ``loss_fn(output, batch) -> (loss, metrics)`` runs on the last PP stage; the
-    gradient of ``scale * loss`` is accumulated into the parameters' ``.grad``
-    (megatron-core averages over the micro-batches of this call as well). Returns
-    the metrics dicts on the last stage, None elsewhere.
+    ``loss_fn(output, batch) -> (loss_sum, count, metrics)`` runs on the last PP stage:
+    the *sum* of the loss over its ``count`` tokens (or pairs), and a dict of metric sums
+    over the same units. The gradients of the sums accumulate in the model's buffers; the
+    engine divides them by the step's global count (``Engine.finalize``), so a step's
+    gradient does not depend on how it is split into micro-batches or ranks. ``forward(m,
+    batch)`` replaces the plain model call (a :class:`~minitron.parallel.coupled.Coupled`
+    pair). Returns the metric dicts (each with its ``count``) on the last stage, else None.
     """
     device = model_device(model)
 
     def step(data_iterator, m):
         batch = next(data_iterator)
-        out = _forward(m, batch, device, with_labels)
+        out = forward(m, batch) if forward is not None else _forward(m, batch, device, with_labels)
 
         def loss_func(output):
-            loss, metrics = loss_fn(output, batch)
-            return loss * scale, metrics
+            loss, count, metrics = loss_fn(output, batch)
+            count = torch.as_tensor(count).detach().to(torch.int)
+            return loss, count, dict(metrics, count=count.double())
 
         return out, loss_func
 
     return _run_schedule(model, batches, step, forward_only=False)
+
+
+def reduce_metrics(per_micro: Optional[list[dict]]) -> dict:
+    """Metric sums of a step's micro-batches (last stage) -> their means over the step's
+    global ``count``: summed over micro-batches and data-parallel ranks, then sent to every
+    rank of the pipeline group."""
+    from megatron.core import parallel_state as ps
+
+    from minitron.parallel.collectives import all_reduce_sum
+
+    out = None
+    if per_micro is not None:
+        keys = sorted(per_micro[0])
+        dev = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() \
+            else torch.device("cpu")
+        sums = torch.stack([sum(m[k].detach().double().reshape(()).to(dev) for m in per_micro)
+                            for k in keys])
+        sums = all_reduce_sum(sums, ps.get_data_parallel_group()).cpu()
+        count = float(sums[keys.index("count")].clamp(min=1))
+        out = {k: float(v) / count for k, v in zip(keys, sums) if k != "count"}
+    return from_last_stage(out)

@@ -96,17 +96,21 @@ def stage_prepare(ctx: Ctx) -> dict:
             "metrics": {"tokens": sum(x["tokens"] for x in index["datasets"])}}
 
 
-def stage_correct(ctx: Ctx) -> dict:
+def correct_config(ctx: Ctx):
     from minitron.config.train import CorrectConfig
-    from minitron.recipes import correct
 
     c = ctx.cfg
-    if not c.correct.enabled:
+    return CorrectConfig(model=str(ctx.imported), out=str(ctx.work / "correct"), data=ctx.data(),
+                         mode=c.correct.mode, optim=c.correct.optim, schedule=c.correct.schedule,
+                         **c.training_values(dry_run=False, progress=False))
+
+
+def stage_correct(ctx: Ctx) -> dict:
+    from minitron.recipes import correct
+
+    if not ctx.cfg.correct.enabled:
         return {"skipped": True}
-    _run(correct, CorrectConfig(model=str(ctx.imported), out=str(ctx.work / "correct"),
-                                data=ctx.data(), mode=c.correct.mode, optim=c.correct.optim,
-                                schedule=c.correct.schedule, tp=c.tp, pp=c.pp, dtype=c.dtype,
-                                progress=False), ctx)
+    _run(correct, correct_config(ctx), ctx)
     return {"outputs": [str(ctx.teacher())]}
 
 
@@ -142,44 +146,66 @@ def stage_prune(ctx: Ctx) -> dict:
     return {"outputs": [str(ctx.pruned(s.name)) for s in c.students], "metrics": out}
 
 
-def stage_distill(ctx: Ctx) -> dict:
+def distill_config(ctx: Ctx, st):
     from minitron.config.train import DistillConfig, ValidationConfig
-    from minitron.recipes import distill
 
     c = ctx.cfg
-    for st in c.students:
-        _run(distill, DistillConfig(student=str(ctx.pruned(st.name)), teacher=str(ctx.teacher()),
-                                    out=str(ctx.work / "distill" / st.name), data=ctx.data(),
-                                    loss=c.distill.loss, optim=c.distill.optim,
-                                    schedule=c.distill.schedule,
-                                    validation=ValidationConfig(loss=ctx.heldout(8, seed=1234)),
-                                    tp=c.tp, pp=c.pp, dtype=c.dtype, progress=False), ctx)
-    return {"outputs": [str(ctx.distilled(s.name)) for s in c.students]}
+    return DistillConfig(student=str(ctx.pruned(st.name)), teacher=str(ctx.teacher()),
+                         out=str(ctx.work / "distill" / st.name), data=ctx.data(),
+                         loss=c.distill.loss, optim=c.distill.optim, schedule=c.distill.schedule,
+                         validation=ValidationConfig(loss=ctx.heldout(8, seed=1234)),
+                         **c.training_values(dry_run=False, progress=False))
+
+
+def stage_distill(ctx: Ctx) -> dict:
+    from minitron.recipes import distill
+
+    for st in ctx.cfg.students:
+        _run(distill, distill_config(ctx, st), ctx)
+    return {"outputs": [str(ctx.distilled(s.name)) for s in ctx.cfg.students]}
+
+
+def align_configs(ctx: Ctx, st) -> tuple:
+    """(SFT config, preference config) of one student."""
+    from minitron.config.align import AlignConfig
+    from minitron.config.train import OptimConfig, ScheduleConfig
+
+    c, a = ctx.cfg, ctx.cfg.align
+    base = ctx.work / "align" / st.name
+    common = c.training_values(dry_run=False, progress=False)
+    sft = AlignConfig(model=str(ctx.distilled(st.name)), out=str(base / "sft"), algorithm="sft",
+                      data=a.sft_data, optim=OptimConfig(lr=1e-4, min_lr=1e-5, warmup_steps=5),
+                      schedule=ScheduleConfig(steps=a.sft_steps, global_batch_size=8,
+                                              micro_batch_size=4), **common)
+    pref = AlignConfig(model=str(base / "sft" / "final" / "policy"), out=str(base / "pref"),
+                       algorithm=a.algorithm, data=a.preference_data, rounds=a.rounds,
+                       schedule=ScheduleConfig(steps=a.preference_steps, global_batch_size=8,
+                                               micro_batch_size=4), **common)
+    return sft, pref
 
 
 def stage_align(ctx: Ctx) -> dict:
-    from minitron.config.align import AlignConfig
-    from minitron.config.train import OptimConfig, ScheduleConfig
     from minitron.recipes import align
 
-    c, a = ctx.cfg, ctx.cfg.align
-    if not a.enabled:
+    if not ctx.cfg.align.enabled:
         return {"skipped": True}
-    for st in c.students:
-        base = ctx.work / "align" / st.name
-        _run(align, AlignConfig(model=str(ctx.distilled(st.name)), out=str(base / "sft"),
-                                algorithm="sft", data=a.sft_data, tp=c.tp, pp=c.pp, dtype=c.dtype,
-                                optim=OptimConfig(lr=1e-4, min_lr=1e-5, warmup_steps=5),
-                                schedule=ScheduleConfig(steps=a.sft_steps, global_batch_size=8,
-                                                        micro_batch_size=4),
-                                progress=False), ctx)
-        _run(align, AlignConfig(model=str(base / "sft" / "final" / "policy"), out=str(base / "pref"),
-                                algorithm=a.algorithm, data=a.preference_data, rounds=a.rounds,
-                                tp=c.tp, pp=c.pp, dtype=c.dtype,
-                                schedule=ScheduleConfig(steps=a.preference_steps,
-                                                        global_batch_size=8, micro_batch_size=4),
-                                progress=False), ctx)
-    return {"outputs": [str(ctx.aligned(s.name)) for s in c.students]}
+    for st in ctx.cfg.students:
+        for cfg in align_configs(ctx, st):
+            _run(align, cfg, ctx)
+    return {"outputs": [str(ctx.aligned(s.name)) for s in ctx.cfg.students]}
+
+
+def training_configs(ctx: Ctx) -> list:
+    """Every training stage's config, built as the stages will build them (validated by the
+    caller before the first stage runs)."""
+    c = ctx.cfg
+    out = [("correct", correct_config(ctx))] if c.correct.enabled else []
+    out += [(f"distill.{st.name}", distill_config(ctx, st)) for st in c.students]
+    if c.align.enabled:
+        for st in c.students:
+            sft, pref = align_configs(ctx, st)
+            out += [(f"align.{st.name}.sft", sft), (f"align.{st.name}.{pref.algorithm}", pref)]
+    return out
 
 
 def models_to_evaluate(ctx: Ctx) -> dict[str, Path]:

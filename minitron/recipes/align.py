@@ -22,12 +22,13 @@ from minitron.align.data import ChatRenderer, load_pairs, load_sft, pack, pair_r
 from minitron.align.steps import PreferenceStep, sft_step
 from minitron.config.align import AlignConfig
 from minitron.data.tokenizer import load_tokenizer
-from minitron.models.builder import DTYPE_NAMES
+from minitron.models.builder import DTYPE_NAMES, Execution
 from minitron.models.load import describe_source, load_model
 from minitron.parallel import runtime
 from minitron.parallel.schedule import from_last_stage, pipeline_forward
 from minitron.train import trainable
-from minitron.train.loop import Trained, broadcast_metrics, fingerprint, run, split_micro
+from minitron.train.loop import Trained, fingerprint, run, split_micro
+from minitron.train.plan import check_memory, dry_run_plan
 
 
 def _rows(spec: str):
@@ -51,6 +52,9 @@ def order(n: int, seed: int, global_index: int) -> int:
 
 
 def provider(items: list, cfg: AlignConfig, collate):
+    """Step -> this data-parallel rank's micro-batches of global batch ``step``. Preference
+    pairs are padded to the longest row of the whole step: one schedule call carries every
+    micro-batch, and its pipeline buffers have one shape."""
     lay = runtime.layout()
     g, m = cfg.schedule.global_batch_size, cfg.schedule.micro_batch_size
     per_rank = g // lay.dp
@@ -58,6 +62,9 @@ def provider(items: list, cfg: AlignConfig, collate):
     def batches(step: int) -> list[dict]:
         start = step * g + lay.dp_rank * per_rank
         picked = [items[order(len(items), cfg.schedule.seed, start + j)] for j in range(per_rank)]
+        if collate is pair_rows:
+            width = max(len(e.ids) for p in picked for e in (p.chosen, p.rejected)) - 1
+            return [pair_rows(picked[i:i + m], width=width) for i in range(0, per_rank, m)]
         return [collate(picked[i:i + m]) for i in range(0, per_rank, m)]
 
     return batches
@@ -86,31 +93,29 @@ def sft_loss_on(model, rows: list[dict], micro: int) -> float:
 
 def run_round(cfg: AlignConfig, run_dir: Path, start: str, reference: str | None, data, log):
     arch, hf_config, tok_dir = describe_source(start)
-    policy, arch, _ = load_model(start, cfg.dtype)
+    execution = Execution.of(cfg)
+    policy, arch, _ = load_model(start, cfg.dtype, execution=execution)
     dtype = DTYPE_NAMES[next(policy.parameters()).dtype]
-    trained = Trained("policy", policy, list(policy.parameters()), cfg.optim,
-                      (arch, hf_config, tok_dir, dtype))
+    trained = Trained("policy", policy, cfg.optim, (arch, hf_config, tok_dir, dtype))
     train_items, valid_items = data
     micro = cfg.schedule.micro_batch_size
     if cfg.algorithm == "sft":
         batches = provider(train_items, cfg, _stack)
 
-        def micro_step(mbs):
-            policy.train()
-            return broadcast_metrics(sft_step(policy, mbs))
+        def make_step():
+            return lambda mbs: sft_step(trained.ddp, mbs)
 
         def validate():
             return {"val_loss": sft_loss_on(policy, valid_items, micro)} if valid_items else {}
     else:
-        ref_model, _, _ = load_model(reference, cfg.dtype)
+        ref_model, _, _ = load_model(reference, cfg.dtype, execution=execution)
         trainable.freeze(ref_model)
         ref_model.eval()
         step = PreferenceStep(policy, ref_model, cfg)
         batches = provider(train_items, cfg, pair_rows)
 
-        def micro_step(mbs):
-            policy.train()
-            return broadcast_metrics(step.step(mbs))
+        def make_step():
+            return PreferenceStep(trained.ddp, ref_model, cfg).step
 
         def validate():
             if not valid_items:
@@ -121,11 +126,19 @@ def run_round(cfg: AlignConfig, run_dir: Path, start: str, reference: str | None
             keys = ("reward_accuracy", "reward_margin", "logp_accuracy", "kl_to_reference",
                     "preference_loss")
             return {f"val_{k}": res[k] for k in keys}
-    return run(run_dir, [trained], batches, cfg.schedule, micro_step, validate, fingerprint(cfg),
-               cfg.tensorboard, cfg.progress, log)
+    return run(run_dir, [trained], batches, cfg.schedule, make_step, validate, fingerprint(cfg),
+               cfg, log)
 
 
 def main(cfg: AlignConfig, log=print) -> dict:
+    arch, _, _ = describe_source(cfg.model)
+    pref = cfg.algorithm != "sft"
+    planned = {"trained": [("policy", arch, "full")],
+               "frozen": [("reference", arch)] if pref else [], "seq_length": cfg.seq_length,
+               "rows_per_sample": 2 if pref else 1}
+    if cfg.dry_run:
+        return dry_run_plan(cfg, log=log, **planned)
+    check_memory(cfg, **planned)
     runtime.init(cfg.tp, cfg.pp)
     tok = load_tokenizer(cfg.model)
     renderer = ChatRenderer(tok, cfg.chat_template)

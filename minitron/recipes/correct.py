@@ -12,11 +12,12 @@ from minitron.config.schema import LossTaskConfig
 from minitron.config.train import CorrectConfig
 from minitron.data.tokenizer import load_tokenizer
 from minitron.eval.evaluator import Evaluator
-from minitron.models.builder import DTYPE_NAMES
+from minitron.models.builder import DTYPE_NAMES, Execution
 from minitron.models.load import describe_source, load_model
 from minitron.parallel import runtime
 from minitron.train import trainable
-from minitron.train.loop import Trained, broadcast_metrics, fingerprint, gpt_batches, run
+from minitron.train.loop import Trained, fingerprint, gpt_batches, run
+from minitron.train.plan import check_memory, dry_run_plan
 from minitron.train.steps import lm_step
 
 
@@ -40,20 +41,18 @@ def validator(model, arch, tokenizer_spec: str, cfg) -> callable:
 
 
 def main(cfg: CorrectConfig, log=print) -> dict:
-    runtime.init(cfg.tp, cfg.pp)
     arch, hf_config, tok_dir = describe_source(cfg.model)
-    model, arch, _ = load_model(cfg.model, cfg.dtype)
-    params, lora = trainable.select(model, cfg.mode, cfg.lora_rank, cfg.lora_alpha,
-                                    cfg.schedule.seed)
+    planned = {"trained": [("teacher", arch, cfg.mode)]}
+    if cfg.dry_run:
+        return dry_run_plan(cfg, log=log, **planned)
+    check_memory(cfg, **planned)
+    runtime.init(cfg.tp, cfg.pp)
+    model, arch, _ = load_model(cfg.model, cfg.dtype, execution=Execution.of(cfg))
+    _, lora = trainable.select(model, cfg.mode, cfg.lora_rank, cfg.lora_alpha, cfg.schedule.seed)
     dtype = DTYPE_NAMES[next(model.parameters()).dtype]
-    teacher = Trained("teacher", model, params, cfg.optim, (arch, hf_config, tok_dir, dtype),
+    teacher = Trained("teacher", model, cfg.optim, (arch, hf_config, tok_dir, dtype),
                       before_save=lora.merge if lora is not None else None)
     validate = validator(model, arch, cfg.model, cfg)
-
-    def micro_step(batches):
-        model.train()
-        return broadcast_metrics(lm_step(model, batches))
-
     batches = gpt_batches(cfg.data, cfg.schedule, arch.vocab_size)
-    return run(cfg.out, [teacher], batches, cfg.schedule, micro_step, validate, fingerprint(cfg),
-               cfg.tensorboard, cfg.progress, log)
+    return run(cfg.out, [teacher], batches, cfg.schedule,
+               lambda: lambda mbs: lm_step(teacher.ddp, mbs), validate, fingerprint(cfg), cfg, log)

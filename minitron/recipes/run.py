@@ -94,7 +94,25 @@ def preflight(cfg: RunConfig) -> tuple:
             students[s.name] = check_target(teacher, pc)
         except ConfigError as e:
             raise ConfigError(f"students[{i}].{e.field}", e.message) from None
+    check_stage_configs(cfg)
     return teacher, students
+
+
+def check_stage_configs(cfg: RunConfig) -> list:
+    """Build and validate every training stage's config now, so a bad value fails before
+    the first stage runs rather than after import and prepare (the field is named as the
+    stage sees it)."""
+    from minitron.config.loader import validate
+    from minitron.errors import ConfigError
+
+    ctx = S.Ctx(cfg=cfg, work=Path(cfg.workdir), log=lambda s: None, main=False)
+    out = []
+    for name, stage_cfg in S.training_configs(ctx):
+        try:
+            out.append((name, validate(stage_cfg)))
+        except ConfigError as e:
+            raise ConfigError(f"{name.split('.')[0]}.{e.field}", f"({name}) {e.message}") from None
+    return out
 
 
 def dry_run(cfg: RunConfig, steps: list, log) -> dict:
@@ -114,7 +132,42 @@ def dry_run(cfg: RunConfig, steps: list, log) -> dict:
     log("\nbudget:")
     for line in budget(cfg, teacher, students):
         log(f"  {line}")
-    return {"plan": steps, "students": {k: v.to_dict() for k, v in students.items()}}
+    plans = memory_plans(cfg, teacher, students, log)
+    return {"plan": steps, "students": {k: v.to_dict() for k, v in students.items()},
+            "memory": plans}
+
+
+def memory_plans(cfg: RunConfig, teacher, students: dict, log) -> dict:
+    """The memory plan per GPU of every training stage (printed), each checked against
+    ``gpu_memory_gb``: the first that does not fit is refused, naming its largest part."""
+    from minitron.train import memory
+    from minitron.train.plan import stage_plan
+
+    out, refused = {}, None
+    for name, sc in check_stage_configs(cfg):
+        kind = name.split(".")[0]
+        if kind == "correct":
+            p = stage_plan(sc, [("teacher", teacher, sc.mode)])
+        elif kind == "distill":
+            p = stage_plan(sc, [("student", students[name.split(".", 1)[1]], "full")],
+                           [("teacher", teacher)], loss_kind="kd",
+                           loss_chunk_tokens=sc.loss.chunk_size)
+        else:
+            arch = students[name.split(".")[1]]
+            pref = sc.algorithm != "sft"
+            p = stage_plan(sc, [("policy", arch, "full")], [("reference", arch)] if pref else [],
+                           seq_length=sc.seq_length, rows_per_sample=2 if pref else 1)
+        log(f"\nmemory plan per GPU, {name}:\n{p.format(cfg.gpu_memory_gb)}")
+        out[name] = p.to_dict()
+        try:
+            memory.check(p, cfg.gpu_memory_gb)
+        except Exception as e:
+            refused = refused or (name, e)
+    if refused is not None:
+        from minitron.errors import ConfigError
+
+        raise ConfigError(refused[1].field, f"({refused[0]}) {refused[1].message}")
+    return out
 
 
 def main(cfg: RunConfig, log=print) -> dict:

@@ -70,7 +70,7 @@ def test_response_only_mask_gives_prompt_tokens_zero_gradient(tiny_models, tiny_
     from transformers import AutoTokenizer
 
     from minitron.models.load import load_model
-    from minitron.train.steps import lm_loss_from_logits
+    from minitron.train.steps import cross_entropy, lm_loss_from_ce
 
     tok = AutoTokenizer.from_pretrained(tiny_tokenizer)
     r = ChatRenderer(tok, "plain")
@@ -83,7 +83,7 @@ def test_response_only_mask_gives_prompt_tokens_zero_gradient(tiny_models, tiny_
     model, arch, _ = load_model(str(tiny_models["llama-untied"]))
     logits = model(batch["tokens"], position_ids=None, attention_mask=batch["attention_mask"])
     logits.retain_grad()
-    loss, _ = lm_loss_from_logits(logits, batch)
+    loss, _, _ = lm_loss_from_ce(cross_entropy(logits, batch["labels"]), batch)
     loss.backward()
     grad = logits.grad[0].abs().sum(-1)
     prompt = batch["loss_mask"][0] == 0

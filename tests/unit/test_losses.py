@@ -86,17 +86,18 @@ def test_student_and_teacher_padded_differently_at_tp1(world):
     from minitron.train.steps import Distiller
 
     def fake(padded):
-        return SimpleNamespace(minitron_arch=SimpleNamespace(padded_vocab_size=padded))
+        cfg = SimpleNamespace(sequence_parallel=False, hidden_size=8, no_sync_func=None)
+        return SimpleNamespace(minitron_arch=SimpleNamespace(padded_vocab_size=padded), config=cfg)
 
     d = Distiller(fake(64), fake(96), DistillLossConfig(chunk_size=3), vocab_size=50)
     s = torch.randn(2, 5, 64, generator=G)
     t = torch.randn(2, 5, 96, generator=G)
     s[..., 50:], t[..., 50:] = float("-inf"), float("-inf")
     mask = torch.ones(2, 5)
-    loss, metrics = d._student_loss(t)(s, {"loss_mask": mask, "labels": torch.zeros(2, 5).long()})
-    want = distill_loss(s[..., :50], t[..., :50], mask, chunk_size=3)
-    torch.testing.assert_close(loss, want)
-    assert metrics["kd"] == want
+    loss, count, metrics = d._loss((s, t), {"loss_mask": mask, "labels": torch.zeros(2, 5).long()})
+    want = distill_loss(s[..., :50], t[..., :50], mask, chunk_size=3)  # the mean
+    torch.testing.assert_close(loss, want * 10)  # training sums over the 10 tokens
+    assert count == 10 and metrics["kd"] == loss
 
 
 @pytest.mark.parametrize("chunk", [4, 10_000])

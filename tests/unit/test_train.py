@@ -108,26 +108,52 @@ def load_file_from_ckpt(ckpt, out):
     return load_file(str(out / "model.safetensors"))
 
 
-def test_non_finite_loss_names_step_and_checkpoint(tiny_models, calib, tmp_path, world):
+def test_non_finite_gradient_skips_the_step_then_stops_after_max_skipped(tiny_models, calib,
+                                                                         tmp_path, world):
+    """An inf injected into the gradient buffer: that step leaves weights and Adam state as
+    they were and is counted; max_skipped_steps skips in a row stop the run, naming the last
+    good checkpoint."""
     from minitron.config.schema import DataConfig
-    from minitron.config.train import OptimConfig, ScheduleConfig
+    from minitron.config.train import CorrectConfig, OptimConfig, ScheduleConfig
     from minitron.models.load import describe_source, load_model
     from minitron.train.loop import NonFiniteLoss, Trained, gpt_batches, run
+    from minitron.train.steps import lm_step
 
     src = str(tiny_models["llama-untied"])
     arch, hf, tok = describe_source(src)
     model, _, _ = load_model(src)
-    t = Trained("student", model, list(model.parameters()), OptimConfig(),
+    t = Trained("student", model, OptimConfig(lr=1e-3, warmup_steps=0),
                 (arch, hf, tok, "float32"))
-    sched = ScheduleConfig(steps=5, global_batch_size=2, micro_batch_size=2, save_every=2)
-    calls = {"n": 0}
+    sched = ScheduleConfig(steps=8, global_batch_size=2, micro_batch_size=2, save_every=2)
+    opts = CorrectConfig(model=src, out=str(tmp_path), max_skipped_steps=2, tensorboard=False,
+                         progress=False)
+    seen = {"n": 0}
 
-    def micro_step(batches):
-        calls["n"] += 1
-        return {"loss": float("nan") if calls["n"] == 3 else 1.0}
+    def snapshot():
+        opt = t.engine.optimizer.chained_optimizers[0].optimizer
+        return ([p.detach().clone() for p in model.parameters()],
+                [s["exp_avg"].clone() for s in opt.state.values()])
+
+    def make_step():
+        def step(batches):
+            seen["n"] += 1
+            if seen["n"] == 4:  # step 3 was the first injected one: nothing moved
+                w, m = snapshot()
+                assert all(torch.equal(a, b) for a, b in zip(w, seen["before"][0]))
+                assert all(torch.equal(a, b) for a, b in zip(m, seen["before"][1]))
+            out = lm_step(t.ddp, batches)
+            if seen["n"] >= 3:
+                if seen["n"] == 3:
+                    seen["before"] = snapshot()
+                t.ddp.buffers[0].grad_data[0] = float("inf")
+            return out
+        return step
 
     data = DataConfig(paths=[str(calib)], seq_length=16)
     with pytest.raises(NonFiniteLoss) as e:
-        run(tmp_path / "run", [t], gpt_batches(data, sched, 300), sched, micro_step, lambda: {},
-            "fp", tensorboard=False, progress=False, log=lambda s: None)
-    assert "at step 3" in str(e.value) and "step_000002" in str(e.value)
+        run(tmp_path / "run", [t], gpt_batches(data, sched, 300), sched, make_step, lambda: {},
+            "fp", opts, log=lambda s: None)
+    assert seen["n"] == 4 and "step 4" in str(e.value) and "step_000002" in str(e.value)
+    rows = read_metrics(tmp_path / "run")
+    assert [int(float(r["skipped_steps"])) for r in rows] == [0, 0, 1, 2]
+    assert math.isfinite(float(rows[1]["grad_norm"])) and not math.isfinite(float(rows[2]["grad_norm"]))

@@ -84,6 +84,7 @@ def preflight(cfg: RunConfig) -> tuple:
     from minitron.models.builder import check_layout
     from minitron.recipes.prune import check_target
 
+    check_stage_configs(cfg)
     teacher, _, _ = describe_source(cfg.model)
     check_layout(teacher, cfg.tp, cfg.pp)
     students = {}
@@ -94,7 +95,6 @@ def preflight(cfg: RunConfig) -> tuple:
             students[s.name] = check_target(teacher, pc)
         except ConfigError as e:
             raise ConfigError(f"students[{i}].{e.field}", e.message) from None
-    check_stage_configs(cfg)
     return teacher, students
 
 

@@ -90,3 +90,15 @@ def test_every_field_is_documented(command):
     assert rows
     for key, _, _, text in rows:
         assert len(text) > 10, f"{command}: {key} has no doc"
+
+
+def test_run_checks_every_stage_config_before_the_first_stage(tiny_models, tmp_path):
+    """A bad value of a later stage (correct.mode) stops `minitron run` before import."""
+    from helpers import minitron
+
+    work = tmp_path / "work"
+    res = minitron(["run", "--workdir", str(work), f"model={tiny_models['llama-untied']}",
+                    "correct.enabled=true", "correct.mode=bogus"], check=False)
+    assert res.returncode == 2
+    assert "correct.mode" in res.stderr and "bogus" in res.stderr
+    assert not (work / "checkpoints").exists() and not (work / "data").exists()

@@ -16,12 +16,12 @@ def _batch(n=4, s=16, lengths=(16, 2, 9, 5), seed=0):
     return {"tokens": tokens, "labels": torch.roll(tokens, -1, 1), "loss_mask": mask}
 
 
-def _engine(src, dtype="float32", **optim):
-    from minitron.models.builder import DTYPES
+def _engine(src, dtype="float32", execution=None, **optim):
+    from minitron.models.builder import DTYPES, Execution
     from minitron.models.load import load_model
     from minitron.parallel.engine import Engine, EngineOptions
 
-    model, _, _ = load_model(src, dtype)
+    model, _, _ = load_model(src, dtype, execution=execution or Execution())
     return Engine(model, OptimConfig(**optim), EngineOptions(dtype=DTYPES[dtype]))
 
 
@@ -52,6 +52,23 @@ def test_loss_and_gradients_do_not_depend_on_the_micro_batch_split(tiny_models, 
     per1 = runs[2][2]
     mean_of_means = sum(float(m["loss"]) / float(m["count"]) for m in per1) / len(per1)
     assert abs(mean_of_means - loss4) > 1e-3
+
+
+@pytest.mark.parametrize("recompute", ["selective", "full"])
+def test_recomputation_gives_the_same_loss_and_gradients(recompute, tiny_models, world):
+    from minitron.models.builder import Execution
+
+    src = str(tiny_models["llama-untied"])
+    batch = _batch()
+    runs = []
+    for ex in (Execution(), Execution(recompute=recompute, recompute_num_layers=2)):
+        eng = _engine(src, execution=ex)
+        assert eng.model.config.recompute_granularity == (None if ex.recompute == "none"
+                                                          else recompute)
+        loss, _ = _step(eng, batch, 2)
+        runs.append((loss, torch.cat([b.grad_data.clone() for b in eng.ddp.buffers])))
+    assert abs(runs[0][0] - runs[1][0]) <= 1e-6
+    assert (runs[0][1] - runs[1][1]).abs().max().item() <= 1e-6
 
 
 def _norm_weights(model):
@@ -102,3 +119,25 @@ def test_bf16_training_stays_close_to_fp32(tiny_models, world, steps):
         finals[dtype] = loss
     assert finals["float32"] < 5.5  # it trained
     assert abs(finals["bfloat16"] - finals["float32"]) < 0.05, finals
+
+
+@pytest.mark.parametrize("stage", ["distill", "correct", "align"])
+def test_dry_run_prints_the_memory_plan_and_refuses_one_over_budget(stage, tiny_models, calib,
+                                                                   tmp_path):
+    from helpers import minitron
+
+    src, out = str(tiny_models["llama-untied"]), tmp_path / "run"
+    args = {"distill": ["distill", "--student", src, "--teacher", src],
+            "correct": ["correct", "--model", src],
+            "align": ["align", "--model", src, "--algorithm", "dpo", "--data",
+                      "builtin:preferences"]}[stage]
+    args += ["--out", str(out), f"data.paths=[{calib}]" if stage != "align" else "beta=0.1",
+             "--dry-run"]
+    res = minitron(args)
+    trained = {"distill": "student", "correct": "teacher", "align": "policy"}[stage]
+    assert f"{trained} optimizer (Adam moments)" in res.stdout and "fits" in res.stdout
+    if stage != "correct":
+        assert ("teacher" if stage == "distill" else "reference") + " weights" in res.stdout
+    assert not out.exists()  # nothing was run
+    bad = minitron(args + ["gpu_memory_gb=0.0001"], check=False)
+    assert bad.returncode == 2 and "gpu_memory_gb" in bad.stderr and "largest part" in bad.stderr

@@ -29,10 +29,16 @@ OLD = "8f854a6"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli(*args, env=None):
+def cli(*args, env=None, package=None):
+    """The CLI in a fresh process; ``package``: a checkout whose minitron is imported instead
+    of the installed (editable) one."""
     print("$ minitron", " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "minitron", *args], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    if package is None:
+        cmd = [sys.executable, "-m", "minitron", *args]
+    else:
+        cmd = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(package)!r}); "
+               "from minitron.cli import main; sys.exit(main(sys.argv[1:]))", *args]
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
 
 
 def models(work: Path) -> tuple[Path, Path, Path]:
@@ -73,10 +79,11 @@ def bench_step(work: Path, repeats: int) -> dict:
             run = work / f"engine_bench_{name}"
             subprocess.run(["rm", "-rf", str(run)], check=True)
             env = dict(os.environ, OMP_NUM_THREADS="2")
-            if name == "old_loop":  # the old package first on the path
-                env["PYTHONPATH"] = str(old)
-            cli(*args, "--out", str(run), env=env)
+            cli(*args, "--out", str(run), env=env, package=old if name == "old_loop" else None)
             times[name] += step_times(run)
+            # which loop ran: the old one pickles per-rank optimizer files
+            ck = next((run / "checkpoints").glob("step_*"))
+            assert (ck / "optim" / "rank_0.pt").exists() == (name == "old_loop"), name
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"step_s": times, "median_step_s": med,
             "engine_over_old": med["engine"] / med["old_loop"]}

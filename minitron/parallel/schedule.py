@@ -94,6 +94,9 @@ def pipeline_train_step(model, batches: Sequence[dict], loss_fn, with_labels: bo
         def loss_func(output):
             loss, count, metrics = loss_fn(output, batch)
             count = torch.as_tensor(count).detach().to(torch.int)
+            # copies: without per-token loss (a model outside the engine) the schedule divides
+            # the loss in place, and a metric may be that very tensor
+            metrics = {k: torch.as_tensor(v).detach().clone() for k, v in metrics.items()}
             return loss, count, dict(metrics, count=count.double())
 
         return out, loss_func

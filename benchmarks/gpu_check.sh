@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One GPU session's checks (run through the device tool; never part of CI):
-#   1. the CUDA path of the unit tests (model logits vs transformers, checkpoints, params);
+#   1. the CUDA path of the unit tests (model logits vs transformers, checkpoints, params,
+#      the training engine: DDP + megatron optimizer, bf16 main weights, recompute);
 #   2. bf16 forward throughput, minitron vs transformers, on random-weight models.
 # Needs .whl/ with megatron-core 0.16.1 and omegaconf wheels for the device's Python
 # (see docs/benchmarks.md); writes its results under $OUT.
@@ -14,7 +15,8 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
   python3 -c "import torch, megatron.core, transformers; print('torch', torch.__version__, 'mcore', megatron.core.__version__, 'transformers', transformers.__version__)";
   python3 -c "import transformer_engine.pytorch" 2>&1 | tail -1; echo "te import rc=$?"; } > "$OUT/env.txt" 2>&1
 timeout 240 python3 -m pytest -q -p no:cacheprovider -p no:warnings \
-  tests/unit/test_model.py tests/unit/test_checkpoint.py tests/unit/test_params.py > "$OUT/pytest.txt" 2>&1
+  tests/unit/test_model.py tests/unit/test_checkpoint.py tests/unit/test_params.py \
+  tests/unit/test_engine.py > "$OUT/pytest.txt" 2>&1
 echo "pytest rc=$?" >> "$OUT/pytest.txt"
 timeout 150 python3 benchmarks/bench_forward.py --device cuda --dtype bfloat16 --batch 8 --seq 2048 \
   --repeats 10 --random-config examples/smollm2-135m/config.json --out "$OUT/fwd_smollm2.json" > "$OUT/fwd_smollm2.txt" 2>&1

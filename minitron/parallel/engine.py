@@ -39,9 +39,12 @@ class EngineOptions:
     overlap_grad_reduce: bool = False
 
     @classmethod
-    def of(cls, cfg, dtype: torch.dtype, dp: int) -> "EngineOptions":
-        """From a config with the TrainingBase fields, at data-parallel size ``dp``."""
-        distributed = cfg.use_distributed_optimizer
+    def of(cls, cfg, dtype: torch.dtype, dp: int, distributed=None) -> "EngineOptions":
+        """From a config with the TrainingBase fields, at data-parallel size ``dp``;
+        ``distributed`` overrides ``cfg.use_distributed_optimizer``; where both are None the
+        distributed optimizer is on when dp > 1."""
+        if distributed is None:
+            distributed = cfg.use_distributed_optimizer
         return cls(dtype=dtype,
                    use_distributed_optimizer=dp > 1 if distributed is None else bool(distributed),
                    grad_reduce_in_fp32=cfg.grad_reduce_in_fp32,

@@ -108,9 +108,7 @@ def _engines(trained: list[Trained], opts: TrainingBase, saved: Optional[dict]) 
                               "value (or leave it unset), or start a new run")
     for t in trained:
         dtype = next(t.model.parameters()).dtype
-        o = EngineOptions.of(dataclasses.replace(opts, use_distributed_optimizer=distributed),
-                             dtype, lay.dp)
-        t.engine = Engine(t.model, t.optim, o)
+        t.engine = Engine(t.model, t.optim, EngineOptions.of(opts, dtype, lay.dp, distributed))
 
 
 def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], list[dict]],

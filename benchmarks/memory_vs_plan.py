@@ -81,11 +81,12 @@ def worker(args_json: str, out: str) -> None:
     runtime.shutdown()
 
 
-def plan_bytes(args: list[str]) -> dict:
+def plan_bytes(args: list[str], dp: int) -> dict:
+    """The plan `--dry-run` prints for ``args`` at data-parallel size ``dp``."""
     from minitron import cli
     from minitron.recipes import distill
 
-    _, cfg = cli.parse(args + ["--dry-run"])
+    _, cfg = cli.parse(args + ["--dry-run", f"dp={dp}"])
     return distill.main(cfg, log=lambda s: None)["plan"]
 
 
@@ -104,13 +105,7 @@ def measure(teacher, student, data, work: Path, steps: int, dp: int) -> dict:
                "--master_port", "29541", *cmd[1:]]
     subprocess.run(cmd, check=True, env=env, cwd=ROOT)
     ranks = [json.loads(Path(f"{out}.rank{r}").read_text()) for r in range(dp)]
-    env_dp = dict(os.environ, WORLD_SIZE=str(dp))  # the plan's dp: this launch's size
-    plan = json.loads(subprocess.run(
-        [sys.executable, "-c", "import json, sys; sys.path.insert(0, %r); "
-         "from memory_vs_plan import plan_bytes; "
-         "print(json.dumps(plan_bytes(json.loads(sys.argv[1]))))" % str(Path(__file__).parent),
-         json.dumps(args)], check=True, env=env_dp, cwd=ROOT, capture_output=True,
-        text=True).stdout.strip().splitlines()[-1])
+    plan = plan_bytes(args, dp)
     total = plan["total_bytes"]
     return {"dp": dp, "plan_total_bytes": total, "plan_parts_gb": plan["parts_gb"],
             "ranks": [dict(r, ratio_measured_over_plan=r["growth_bytes"] / total) for r in ranks]}

@@ -15,6 +15,7 @@ import importlib
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from minitron.config import align, loader, prune, run, schema, train
@@ -27,6 +28,7 @@ class Command:
     recipe: str  # module under minitron.recipes with main(cfg)
     help: str
     flags: tuple = ()  # (flag, key, kind) with kind in value | true | append | task | csv
+    replaces: Optional[str] = None  # the output kind ``overwrite`` may replace at ``out``
 
 
 COMMANDS: dict[str, Command] = {
@@ -34,13 +36,13 @@ COMMANDS: dict[str, Command] = {
                       "HF checkpoint -> megatron-core checkpoint (any TP/PP)",
                       (("--hf", "hf", "value"), ("--out", "out", "value"), ("--tp", "tp", "value"),
                        ("--pp", "pp", "value"), ("--dtype", "dtype", "value"),
-                       ("--overwrite", "overwrite", "true"))),
+                       ("--overwrite", "overwrite", "true")), replaces="checkpoint"),
     "export": Command(schema.ExportConfig, "export",
                       "checkpoint (any saved layout) -> HF directory or TensorRT-LLM checkpoint",
                       (("--ckpt", "ckpt", "value"), ("--format", "format", "value"),
                        ("--out", "out", "value"), ("--tp", "tp", "value"),
                        ("--dtype", "dtype", "value"),
-                       ("--overwrite", "overwrite", "true"))),
+                       ("--overwrite", "overwrite", "true")), replaces="export"),
     "params": Command(schema.ParamsConfig, "params",
                       "exact total / non-embedding parameter counts of a HF config",
                       (("--hf-config", "hf_config", "value"), ("--json", "json", "true"))),
@@ -65,13 +67,13 @@ COMMANDS: dict[str, Command] = {
     "score": Command(prune.ScoreConfig, "score",
                      "importance of heads, neurons, channels and layers on calibration data",
                      (("--model", "model", "value"), ("--out", "out", "value"),
-                      ("--tp", "tp", "value"), ("--pp", "pp", "value"))),
+                      ("--tp", "tp", "value"), ("--pp", "pp", "value")), replaces="scores"),
     "prune": Command(prune.PruneConfig, "prune",
                      "width and depth pruning to a target architecture, any TP/PP",
                      (("--model", "model", "value"), ("--scores", "scores", "value"),
                       ("--out", "out", "value"), ("--dry-run", "dry_run", "true"),
                       ("--tp", "tp", "value"), ("--pp", "pp", "value"),
-                      ("--overwrite", "overwrite", "true"))),
+                      ("--overwrite", "overwrite", "true")), replaces="checkpoint"),
     "correct": Command(train.CorrectConfig, "correct",
                        "teacher correction: light fine-tune on the distillation data (full, LoRA, "
                        "norm-only), resumable",
@@ -166,8 +168,28 @@ def run(argv: Sequence[str], log: Callable[[str], None] = print):
     """Parse and run one command; returns the recipe's result."""
     quiet_megatron()
     name, cfg = parse(argv)
-    recipe = importlib.import_module(f"minitron.recipes.{COMMANDS[name].recipe}")
-    return recipe.main(cfg, log)
+    cmd = COMMANDS[name]
+    out = output_dir(cfg)
+    if out is not None and cmd.replaces and getattr(cfg, "overwrite", False):
+        from minitron.checkpoint.atomic import check_replace
+
+        check_replace(Path(out), cmd.replaces)  # before any work
+    recipe = importlib.import_module(f"minitron.recipes.{cmd.recipe}")
+    if out is None or getattr(cfg, "dry_run", False) or os.environ.get("RANK", "0") != "0":
+        return recipe.main(cfg, log)
+    from minitron.checkpoint.lock import DirLock
+
+    with DirLock(out):  # one writer per output directory
+        return recipe.main(cfg, log)
+
+
+def output_dir(cfg) -> Optional[str]:
+    """The directory a command writes (``out``, or ``workdir`` for ``run``), if any."""
+    for key in ("out", "workdir"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

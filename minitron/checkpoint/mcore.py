@@ -35,6 +35,7 @@ MANIFEST = "manifest.json"
 FORMAT = "minitron-checkpoint"
 VERSION = 1
 VERIFY_MODES = ("full", "size", "none")
+KIND = "checkpoint"  # the output marker's kind (:mod:`minitron.checkpoint.atomic`)
 
 
 def _versions() -> dict:
@@ -59,11 +60,16 @@ def save_checkpoint(model, out: str | Path, *, arch: ModelArch, hf_config: dict,
     lay = runtime.layout()
     if out.exists() and not overwrite:
         raise CheckpointError(f"{out} already exists; pass overwrite=true to replace it")
-    tmp = atomic.temp_dir_for(out)
+    problem = atomic.replace_problem(out, KIND) if lay.is_main and overwrite else None
+    problem = collectives.broadcast_object(problem)
+    if problem:
+        raise CheckpointError(problem)
+    check_finite(model, out)
+    tmp = None
     if lay.is_main:
-        atomic.begin(out)
+        tmp = atomic.begin(out, KIND)
         (tmp / "weights").mkdir()
-    runtime.barrier()
+    tmp = collectives.broadcast_object(tmp)
     dist_checkpointing.save(model.sharded_state_dict(), str(tmp / "weights"))
     runtime.barrier()
     if lay.is_main:
@@ -85,9 +91,28 @@ def save_checkpoint(model, out: str | Path, *, arch: ModelArch, hf_config: dict,
             "files": atomic.checksums(tmp),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        atomic.commit(tmp, out, overwrite)
+        atomic.commit(tmp, out, overwrite, KIND)
     runtime.barrier()
     return out
+
+
+def non_finite(named_tensors) -> Optional[str]:
+    """The first tensor holding NaN or inf, as ``name (n of m values)``; None if all finite."""
+    for name, t in named_tensors:
+        if t is None or not t.is_floating_point():
+            continue
+        ok = torch.isfinite(t)
+        if not bool(ok.all()):
+            return f"{name} ({int((~ok).sum())} of {t.numel()} values are NaN or inf)"
+    return None
+
+
+def check_finite(model, out: str | Path) -> None:
+    """Collective: refuse to save a model with a non-finite weight on any rank."""
+    bad = collectives.first_error(non_finite(model.named_parameters()))
+    if bad is not None:
+        raise CheckpointError(f"refusing to write {out}: {bad}; training diverged (lower the "
+                              "learning rate, or resume from an earlier checkpoint)")
 
 
 def read_manifest(path: str | Path) -> dict:
@@ -96,8 +121,8 @@ def read_manifest(path: str | Path) -> dict:
         raise CheckpointError(f"{p}: no such checkpoint directory")
     mf = p / MANIFEST
     if not mf.is_file():
-        hint = (" (an unfinished write was left at " f"{atomic.temp_dir_for(p)})"
-                if atomic.temp_dir_for(p).exists() else "")
+        left = atomic.leftovers(p)
+        hint = f" (an unfinished write was left at {left[-1]})" if left else ""
         raise CheckpointError(f"{p}: no {MANIFEST}; not a minitron checkpoint, or its write did "
                               f"not finish{hint}")
     try:
@@ -121,30 +146,21 @@ def verify_files(path: str | Path, manifest: dict, mode: str = "full") -> None:
         raise CheckpointError(f"verify={mode!r}: valid are {', '.join(VERIFY_MODES)}")
     if mode == "none":
         return
-    root = Path(path)
-    for rel, info in manifest["files"].items():
-        f = root / rel
-        if not f.is_file():
-            raise CheckpointError(f"{root}: {rel} is missing; the checkpoint is incomplete")
-        size = f.stat().st_size
-        if size != info["size"]:
-            raise CheckpointError(f"{root}: {rel} has {size} bytes, the manifest says "
-                                  f"{info['size']}; the file is truncated or was replaced")
-        if mode == "full" and atomic.sha256(f) != info["sha256"]:
-            raise CheckpointError(f"{root}: {rel} does not match its sha256 in the manifest; "
-                                  "the file is corrupted")
+    problem = atomic.verify(Path(path), manifest["files"], full=mode == "full")
+    if problem:
+        raise CheckpointError(f"{path}: {problem}; the checkpoint is incomplete or corrupted")
 
 
 def load_weights(model, path: str | Path) -> None:
     """Fill a built model from ``path/weights`` (any saved layout -> this layout)."""
-    from megatron.core import dist_checkpointing
     from megatron.core.dist_checkpointing.validation import StrictHandling
     from torch.distributed.checkpoint.api import CheckpointException  # a BaseException
 
+    from minitron.checkpoint.gate import dist_load
+
     try:
-        state, _, absent = dist_checkpointing.load(
-            model.sharded_state_dict(), str(Path(path) / "weights"),
-            strict=StrictHandling.RETURN_ALL)
+        state, _, absent = dist_load(model.sharded_state_dict(), Path(path) / "weights",
+                                     strict=StrictHandling.RETURN_ALL)
     except CheckpointError:
         raise
     except (Exception, CheckpointException) as e:

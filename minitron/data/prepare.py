@@ -3,9 +3,11 @@
 Every input is read and checked in full first (empty, binary, non-UTF-8 and
 malformed jsonl inputs fail naming file and line before anything is written).
 Each dataset is then written to temporary files and renamed into place, with a
-sidecar ``<name>.json`` (source, tokenizer fingerprint, counts); a rerun skips
-datasets whose sidecar matches, so an interrupted prepare resumes.
-``datasets.json`` lists them all.
+sidecar ``<name>.json`` (source, its size and sha256, tokenizer fingerprint, counts); a
+rerun skips datasets whose sidecar matches -- the input's content, not its path -- so an
+interrupted prepare resumes and an edited input is tokenized again. ``datasets.json``
+lists every dataset in ``out``: a prepare of other inputs into the same directory adds
+to it (a directory holds one tokenizer's datasets; another tokenizer is refused).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from minitron.checkpoint import atomic
 from minitron.config.schema import PrepareConfig
 from minitron.data import builtin
 from minitron.data.readers import read_documents
@@ -52,7 +55,8 @@ def _write_dataset(prefix: Path, docs: Iterator[str], tok, eod: int, bos: int | 
     from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
 
     dtype = DType.optimal_dtype(len(tok))
-    tmp_bin, tmp_idx = Path(f"{prefix}.bin.tmp"), Path(f"{prefix}.idx.tmp")
+    tag = f"tmp.{os.getpid()}"
+    tmp_bin, tmp_idx = Path(f"{prefix}.bin.{tag}"), Path(f"{prefix}.idx.{tag}")
     builder = IndexedDatasetBuilder(str(tmp_bin), dtype=dtype)
     n_docs = n_tokens = n_empty = 0
     t0 = time.perf_counter()
@@ -100,11 +104,12 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print) -> dict:
     fp = fingerprint(tok)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    kept = _kept_datasets(out, fp, set(sources))
     entries = []
     for spec, (name, docs) in zip(cfg.inputs, sources.items()):
         prefix = out / name
-        key = {"source": spec, "tokenizer": fp, "eod": eod, "bos": bos,
-               "jsonl_key": cfg.jsonl_key, "text_unit": cfg.text_unit}
+        key = {"source": spec, "content": _content(spec), "tokenizer": fp, "eod": eod,
+               "bos": bos, "jsonl_key": cfg.jsonl_key, "text_unit": cfg.text_unit}
         side = Path(f"{prefix}.json")
         done = json.loads(side.read_text()) if side.is_file() else None
         if (done and not cfg.overwrite and done.get("key") == key
@@ -113,13 +118,41 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print) -> dict:
             stats = done["stats"]
         else:
             stats = _write_dataset(prefix, docs(), tok, eod, bos, cfg.batch_docs)
-            side.write_text(json.dumps({"key": key, "stats": stats}, indent=2))
+            atomic.write_text(side, json.dumps({"key": key, "stats": stats}, indent=2))
             log(f"[prepare] {name}: {stats['documents']:,} documents, {stats['tokens']:,} tokens, "
                 f"{stats['tokens_per_second']:,} tokens/s")
         entries.append({"name": name, "prefix": name, **key, **stats})
     index = {"tokenizer": cfg.tokenizer, "tokenizer_fingerprint": fp, "vocab_size": len(tok),
-             "eod": eod, "datasets": entries}
-    tmp = out / (INDEX_FILE + ".tmp")
-    tmp.write_text(json.dumps(index, indent=2))
-    os.replace(tmp, out / INDEX_FILE)
+             "eod": eod, "datasets": entries + kept}
+    atomic.write_text(out / INDEX_FILE, json.dumps(index, indent=2))
     return index
+
+
+def _content(spec: str) -> dict:
+    """What identifies an input's content: a file's size and sha256 (a built-in corpus: the
+    minitron version that ships it)."""
+    if builtin.is_builtin(spec):
+        from minitron import __version__
+
+        return {"builtin": spec, "minitron": __version__}
+    p = Path(spec)
+    return {"size": p.stat().st_size, "sha256": atomic.sha256(p)}
+
+
+def _kept_datasets(out: Path, fp: str, names: set[str]) -> list[dict]:
+    """The datasets an earlier prepare left in ``out`` that this one does not rewrite."""
+    index = out / INDEX_FILE
+    if not index.is_file():
+        return []
+    try:
+        old = json.loads(index.read_text())
+    except ValueError:
+        raise DataError(f"{index} is corrupted; remove it (the datasets are then prepared "
+                        "again)") from None
+    kept = [e for e in old.get("datasets", []) if e.get("name") not in names
+            and Path(out / f"{e.get('prefix')}.bin").is_file()]
+    if kept and old.get("tokenizer_fingerprint") != fp:
+        raise DataError(f"{out} already holds {', '.join(e['name'] for e in kept)} tokenized "
+                        f"with another tokenizer ({old.get('tokenizer')}); prepare into another "
+                        "--out (a directory holds one tokenizer's datasets)")
+    return kept

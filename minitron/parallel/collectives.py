@@ -34,3 +34,13 @@ def all_reduce_sum(t: torch.Tensor, group: Optional[dist.ProcessGroup]) -> torch
     if dist.is_initialized() and dist.get_world_size(group) > 1:
         dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
     return t
+
+
+def first_error(message: Optional[str], group: Optional[dist.ProcessGroup] = None) -> Optional[str]:
+    """The first non-None ``message`` over the ranks of ``group`` (default: the world), on
+    every rank: so that a check failing on one rank stops all of them together."""
+    if not dist.is_initialized() or dist.get_world_size(group) == 1:
+        return message
+    found: list = [None] * dist.get_world_size(group)
+    dist.all_gather_object(found, message, group=group)
+    return next((m for m in found if m is not None), None)

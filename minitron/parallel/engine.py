@@ -142,9 +142,9 @@ class Engine:
         dist_checkpointing.save(self._sharded_state_dict(False), str(path))
 
     def load_optimizer(self, path: Path) -> None:
-        from megatron.core import dist_checkpointing
+        from minitron.checkpoint.gate import dist_load
 
-        state = dist_checkpointing.load(self._sharded_state_dict(True), str(path))
+        state = dist_load(self._sharded_state_dict(True), path)
         with _torch_adam_loading(self.optimizer):
             self.optimizer.load_state_dict(state)
 

@@ -43,14 +43,14 @@ def save_scores(out: str | Path, scores: dict[str, torch.Tensor], arch: ModelArc
         if name not in scores or tuple(scores[name].shape) != shape:
             got = tuple(scores[name].shape) if name in scores else None
             raise ValueError(f"score {name}: shape {got}, expected {shape}")
-    tmp = atomic.begin(out)
+    tmp = atomic.begin(out, "scores")
     save_file({k: v.float().contiguous() for k, v in scores.items()},
               str(tmp / "scores.safetensors"))
     info = {"format": FORMAT, "version": 1, "arch": arch.to_dict(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **meta}
     (tmp / "scores.json").write_text(json.dumps(info, indent=2))
-    atomic.commit(tmp, out, overwrite)
+    atomic.commit(tmp, out, overwrite, "scores")
     return out
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from minitron.checkpoint import atomic
 from minitron.checkpoint.hf_io import copy_tokenizer, write_safetensors
-from minitron.checkpoint.mcore import read_manifest, tokenizer_path
+from minitron.checkpoint.mcore import non_finite, read_manifest, tokenizer_path
 from minitron.config.schema import ExportConfig
 from minitron.errors import CheckpointError
 from minitron.export import trtllm
@@ -28,6 +28,8 @@ from minitron.models.convert import hf_shapes, mcore_to_hf
 from minitron.models.load import load_model
 from minitron.models.weights import full_tensors
 from minitron.parallel import runtime
+
+KIND = "export"  # the output marker's kind: --overwrite replaces only an earlier export
 
 
 def hf_tensors(tensors: dict, arch, dtype) -> dict:
@@ -66,6 +68,10 @@ def main(cfg: ExportConfig, log=print) -> Path:
     lay = runtime.init(1, 1)
     model, arch, _ = load_model(cfg.ckpt)
     tensors = hf_tensors(full_tensors(model), arch, parse_dtype(dtype_name))
+    bad = non_finite(tensors.items())
+    if bad is not None:
+        raise CheckpointError(f"{cfg.ckpt}: refusing to export {bad}; the checkpoint holds a "
+                              "diverged model (export an earlier checkpoint)")
     base = json.loads((Path(cfg.ckpt) / "hf_config.json").read_text())
     hf_config = hf_config_for(arch, base)
     hf_config["torch_dtype"] = dtype_name  # transformers 4.x name
@@ -73,14 +79,14 @@ def main(cfg: ExportConfig, log=print) -> Path:
         hf_config["dtype"] = dtype_name
     out = Path(cfg.out)
     if lay.is_main:
-        tmp = atomic.begin(out)
+        tmp = atomic.begin(out, KIND)
         if cfg.format == "hf":
             files = write_safetensors(tensors.items(), tmp)
             (tmp / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True))
         else:
             files = write_trtllm(tensors, arch, dtype_name, cfg.tp, hf_config, tmp)
         copy_tokenizer(tokenizer_path(cfg.ckpt), tmp)
-        atomic.commit(tmp, out, cfg.overwrite)
+        atomic.commit(tmp, out, cfg.overwrite, KIND)
         log(f"[export] wrote {out} ({', '.join(files)}) in {time.perf_counter() - t0:.1f}s")
     runtime.barrier()
     return out

@@ -13,8 +13,6 @@ periodic validation, atomic checkpoints and resumption.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import time
 from pathlib import Path
@@ -29,6 +27,7 @@ from minitron.errors import ConfigError, MinitronError
 from minitron.parallel import runtime
 from minitron.parallel.engine import Engine, EngineOptions
 from minitron.parallel.schedule import reduce_metrics
+from minitron.train import settings as run_settings
 from minitron.train import state
 from minitron.train.metrics import MetricsLogger
 from minitron.train.schedule import lr_at
@@ -55,20 +54,61 @@ class NonFiniteLoss(MinitronError):
     pass
 
 
-# settings a resumed run may change: where it lives, how it is laid out and logged, not what
-# it computes
-_NOT_FINGERPRINTED = ({f.name for f in dataclasses.fields(TrainingBase)} - {"dtype"}) | {"out"}
+def fingerprint(cfg) -> dict:
+    """The settings a rerun must share to resume (:func:`minitron.train.settings.of`)."""
+    return run_settings.of(cfg)
 
 
-def fingerprint(cfg) -> str:
-    """Hash of the settings a resumed run must share (not layout, intervals or logging)."""
-    d = dataclasses.asdict(cfg)
-    for k in _NOT_FINGERPRINTED:
-        d.pop(k, None)
-    for k in ("log_every", "eval_every", "save_every", "keep_last"):
-        d.get("schedule", {}).pop(k, None)
-    d.pop("validation", None)
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def _check_weights(trained: list[Trained], run_dir: Path, step: int) -> None:
+    """Collective: stop before a checkpoint would hold a non-finite weight (a finite
+    gradient can still step weights to inf at a huge learning rate)."""
+    from minitron.checkpoint.mcore import non_finite
+    from minitron.parallel.collectives import first_error
+
+    bad = first_error(next((f"{t.name}: {b}" for t in trained
+                            if (b := non_finite(t.model.named_parameters()))), None))
+    if bad is not None:
+        last = state.latest(run_dir)
+        raise NonFiniteLoss(f"after step {step} a weight is not finite ({bad}); nothing was "
+                            f"saved. The last good checkpoint is "
+                            f"{last or 'none (no checkpoint written yet)'}: lower optim.lr or "
+                            "check the data, then rerun")
+
+
+def finished(final: Path, names: list[str], settings: dict) -> bool:
+    """Whether ``final/`` holds every model, trained with these settings (other settings
+    are refused, naming the keys that differ)."""
+    from minitron.checkpoint.mcore import read_manifest
+
+    if not all((final / n / "manifest.json").is_file() for n in names):
+        return False
+    for n in names:
+        saved = read_manifest(final / n).get("extra", {}).get("settings")
+        diff = run_settings.differences(saved, settings)
+        if diff:
+            raise ConfigError("config", f"{final.parent} already finished with other settings "
+                              f"({'; '.join(diff)}); pass overwrite=true to start over, or use "
+                              "another out")
+    return True
+
+
+def start_over(run_dir: Path, log) -> None:
+    """``overwrite=true``: remove what an earlier run left (its checkpoints, final models,
+    metrics), nothing else."""
+    import shutil
+
+    removed = []
+    for name in ("checkpoints", "final", "tensorboard", "metrics.csv"):
+        p = run_dir / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+        else:
+            continue
+        removed.append(name)
+    if removed:
+        log(f"[train] overwrite=true: removed {', '.join(removed)} from {run_dir}")
 
 
 def gpt_batches(data_cfg, sched: ScheduleConfig, vocab_size: int) -> Callable[[int], list[dict]]:
@@ -113,7 +153,7 @@ def _engines(trained: list[Trained], opts: TrainingBase, saved: Optional[dict]) 
 
 def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], list[dict]],
         sched: ScheduleConfig, make_step: Callable[[], Callable[[list[dict]], Optional[list]]],
-        validate: Callable[[], dict], fp: str, opts: TrainingBase, log=print) -> dict:
+        validate: Callable[[], dict], fp: dict, opts: TrainingBase, log=print) -> dict:
     """Train ``trained`` for ``sched.steps`` optimizer steps; ``batches(step)`` gives this
     rank's micro-batches of global batch ``step`` (so the data position is the step).
     ``make_step()`` is called once the models are wrapped (``Trained.ddp``) and returns the
@@ -121,20 +161,24 @@ def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], li
     run_dir = Path(run_dir)
     lay = runtime.layout()
     final = run_dir / "final"
-    if all((final / t.name / "manifest.json").is_file() for t in trained):
+    if getattr(opts, "overwrite", False) and lay.is_main:
+        start_over(run_dir, log)
+    runtime.barrier()
+    if runtime.on_main(finished, final, [t.name for t in trained], fp):
         if lay.is_main:
-            log(f"[train] {run_dir} is complete (final/ exists): nothing to do")
+            log(f"[train] {run_dir} is complete (final/ exists) with these settings: nothing "
+                "to do")
         return {"resumed_from": None, "complete": True}
     if sched.global_batch_size % (sched.micro_batch_size * lay.dp):
         raise ConfigError("schedule.global_batch_size",
                           f"{sched.global_batch_size} must be a multiple of micro_batch_size x "
                           f"data-parallel size ({sched.micro_batch_size} x {lay.dp})")
-    ckpt = runtime.on_main(state.latest, run_dir)
-    saved = runtime.on_main(state.read_info, ckpt) if ckpt is not None else None
-    _engines(trained, opts, saved)
+    point = runtime.on_main(state.resume_point, run_dir, fp)
+    _engines(trained, opts, point[1] if point else None)
     start, resumed = 0, None
-    if ckpt is not None:
-        info = state.restore(ckpt, trained, fp, sched.seed)
+    if point is not None:
+        ckpt, info = point
+        state.restore(ckpt, info, trained, sched.seed)
         start, resumed = info["step"], str(ckpt)
         skipped_total = info.get("skipped_steps", 0)
     else:
@@ -189,6 +233,7 @@ def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], li
                                 f"{last or 'none (no checkpoint written yet)'}: lower optim.lr or "
                                 "check the data, then rerun")
         if done % sched.save_every == 0 or done == sched.steps:
+            _check_weights(trained, run_dir, done)
             state.save(run_dir, done, done * sched.global_batch_size, trained, fp,
                        sched.keep_last, skipped_total)
         last_metrics = metrics
@@ -199,6 +244,7 @@ def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], li
         arch, hf_config, tok, dtype = t.source
         save_checkpoint(t.model, final / t.name, arch=arch, hf_config=hf_config,
                         tokenizer_src=tok, dtype=dtype, overwrite=True,
-                        extra={"stage": "train", "run": str(run_dir), "steps": sched.steps})
+                        extra={"stage": "train", "run": str(run_dir), "steps": sched.steps,
+                               "settings": fp})
     logger.close(f"[train] done: {final}" if lay.is_main else None)
     return {"resumed_from": resumed, "complete": True, "final": final_metrics}

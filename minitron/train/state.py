@@ -6,13 +6,14 @@
                            megatron-core dist_checkpointing from the optimizer's sharded state
                            dict: one layout-independent checkpoint, not a file per rank
         rng/rank_R.safetensors   rank R's RNG states (tensors only, no pickle)
-        trainer.json       step, samples consumed, layout, optimizer kind, config fingerprint
-                           (written last)
+        trainer.json       step, samples consumed, layout, optimizer kind, the run's settings,
+                           sizes and sha256 of optim/ and rng/ (written last)
 
 A checkpoint directory is built under a temp name and renamed when complete, so
 ``kill -9`` at any moment leaves either the previous checkpoint or the new one.
-:func:`latest` finds the newest complete one; :func:`restore` puts models, optimizers
-and RNG back. At the same layout a resumed run's losses equal an uninterrupted run's
+:func:`resume_point` finds the newest complete one and verifies it (settings, and every
+file's size and sha256, as ``minitron loss`` does): a damaged one is reported with the
+one before it, never used. :func:`restore` puts models, optimizers and RNG back. At the same layout a resumed run's losses equal an uninterrupted run's
 bit for bit on CPU; at another data-parallel (or TP/PP) size the weights and optimizer
 state are resharded and the run continues (RNG streams are then re-seeded from the step).
 """
@@ -28,8 +29,9 @@ import torch
 
 from minitron.checkpoint import atomic
 from minitron.checkpoint.mcore import load_weights, save_checkpoint
-from minitron.errors import CheckpointError
-from minitron.parallel import runtime
+from minitron.errors import CheckpointError, ConfigError
+from minitron.parallel import collectives, runtime
+from minitron.train import settings as run_settings
 
 TRAINER_FILE = "trainer.json"
 
@@ -58,7 +60,7 @@ def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def save(run: Path, step: int, samples: int, trained: list, fingerprint: str,
+def save(run: Path, step: int, samples: int, trained: list, settings: dict,
          keep_last: int = 2, skipped_steps: int = 0) -> Path:
     """Write checkpoint ``step`` (collective) of the :class:`~minitron.train.loop.Trained`
     models in ``trained``, each with its optimizer."""
@@ -66,12 +68,12 @@ def save(run: Path, step: int, samples: int, trained: list, fingerprint: str,
 
     lay = runtime.layout()
     out = step_dir(run, step)
-    tmp = atomic.temp_dir_for(out)
+    tmp = None
     if lay.is_main:
-        atomic.begin(out)
+        tmp = atomic.begin(out, "train-step")
         (tmp / "optim").mkdir()
         (tmp / "rng").mkdir()
-    runtime.barrier()
+    tmp = collectives.broadcast_object(tmp)
     for t in trained:
         arch, hf_config, tok, dtype = t.source
         save_checkpoint(t.model, tmp / t.name, arch=arch, hf_config=hf_config, tokenizer_src=tok,
@@ -84,45 +86,105 @@ def save(run: Path, step: int, samples: int, trained: list, fingerprint: str,
     runtime.barrier()
     if lay.is_main:
         (tmp / TRAINER_FILE).write_text(json.dumps({
-            "step": step, "samples": samples, "fingerprint": fingerprint,
+            "step": step, "samples": samples, "fingerprint": run_settings.digest(settings),
+            "settings": settings,
             "layout": {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "world": lay.world_size},
             "distributed_optimizer": trained[0].engine.options.use_distributed_optimizer,
             "skipped_steps": skipped_steps,
-            "models": sorted(t.name for t in trained)}, indent=2))
+            "models": sorted(t.name for t in trained),
+            # the models have their own manifests; this covers the optimizer state and RNG
+            "files": {**_checksums(tmp, "optim"), **_checksums(tmp, "rng")}}, indent=2))
         atomic.commit(tmp, out, overwrite=True)
-        done = sorted(p for p in (run / "checkpoints").glob("step_*") if (p / TRAINER_FILE).is_file())
-        for old in done[:-keep_last]:
+        for old in complete(run)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     runtime.barrier()
     return out
 
 
+def _checksums(root: Path, sub: str) -> dict:
+    return {f"{sub}/{k}": v for k, v in atomic.checksums(root / sub).items()}
+
+
+def complete(run: Path) -> list[Path]:
+    """A run's complete checkpoints (trainer.json is written last), oldest first."""
+    return sorted(p for p in (Path(run) / "checkpoints").glob("step_*")
+                  if (p / TRAINER_FILE).is_file())
+
+
 def latest(run: Path) -> Optional[Path]:
     """The newest complete checkpoint of a run, or None."""
-    done = sorted(p for p in (Path(run) / "checkpoints").glob("step_*")
-                  if (p / TRAINER_FILE).is_file())
+    done = complete(run)
     return done[-1] if done else None
+
+
+_INFO_KEYS = ("step", "samples", "fingerprint", "layout", "models")
 
 
 def read_info(ckpt: Path) -> dict:
     """A checkpoint's trainer.json."""
+    f = Path(ckpt) / TRAINER_FILE
     try:
-        return json.loads((Path(ckpt) / TRAINER_FILE).read_text())
+        info = json.loads(f.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{ckpt}/{TRAINER_FILE} cannot be read ({e})") from None
+        raise CheckpointError(f"{f} cannot be read ({e}); the checkpoint is damaged") from None
+    missing = [k for k in _INFO_KEYS if not isinstance(info, dict) or k not in info]
+    if missing:
+        raise CheckpointError(f"{f} lacks {missing}; the checkpoint is damaged")
+    return info
 
 
-def restore(ckpt: Path, trained: list, fingerprint: str, seed: int) -> dict:
-    """Load a checkpoint into the built models and optimizers; returns trainer.json."""
+def problem(ckpt: Path, info: dict) -> Optional[str]:
+    """What is wrong with a checkpoint's files (sizes and sha256), or None."""
+    from minitron.checkpoint.mcore import read_manifest
+
+    for name in info["models"]:
+        try:
+            manifest = read_manifest(ckpt / name)
+        except CheckpointError as e:
+            return str(e)
+        bad = atomic.verify(ckpt / name, manifest["files"])
+        if bad:
+            return f"{name}/{bad}"
+    if "files" not in info:
+        return None  # written before trainer.json listed its files: the models were checked
+    return atomic.verify(ckpt, info["files"])
+
+
+def resume_point(run: Path, settings: dict) -> Optional[tuple[Path, dict]]:
+    """The checkpoint to resume from and its trainer.json, verified; None for a new run.
+    The newest complete checkpoint is used only if its settings match and its files are
+    intact; otherwise the error names what differs or what is damaged, and the checkpoint
+    before it."""
+    done = complete(run)
+    if not done:
+        return None
+    newest = done[-1]
+    before = (f"; the checkpoint before it is {done[-2]}: delete {newest} to resume from that"
+              if len(done) > 1 else "; no earlier checkpoint is left: start over with "
+              "overwrite=true")
+    try:
+        info = read_info(newest)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}{before}") from None
+    diff = run_settings.differences(info.get("settings"), settings)
+    if diff or (not info.get("settings") and info["fingerprint"] != run_settings.digest(settings)):
+        raise ConfigError("config", f"{run} was started with other settings "
+                          f"({'; '.join(diff) or 'written by an older minitron'}); put them "
+                          "back, pass overwrite=true to start over, or use another out")
+    bad = problem(newest, info)
+    if bad:
+        raise CheckpointError(f"{newest} is damaged ({bad}){before}")
+    return newest, info
+
+
+def restore(ckpt: Path, info: dict, trained: list, seed: int) -> None:
+    """Load a verified checkpoint (:func:`resume_point`) into the built models and
+    optimizers, and the RNG."""
     from safetensors.torch import load_file
 
     from minitron.parallel.runtime import reseed
 
     lay = runtime.layout()
-    info = read_info(ckpt)
-    if info["fingerprint"] != fingerprint:
-        raise CheckpointError(f"{ckpt} belongs to a run with a different configuration; use a new "
-                              "output directory, or put the original settings back")
     missing = sorted({t.name for t in trained} - set(info.get("models", [])))
     if missing or not (ckpt / "optim").is_dir():
         raise CheckpointError(f"{ckpt} has no optimizer state for {missing or 'any model'} "
@@ -137,4 +199,3 @@ def restore(ckpt: Path, trained: list, fingerprint: str, seed: int) -> dict:
         _set_rng_state(load_file(str(rng)))
     else:  # another layout: every rank's streams differ anyway; continue from the step
         reseed(seed + info["step"])
-    return info

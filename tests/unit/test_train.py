@@ -152,7 +152,7 @@ def test_non_finite_gradient_skips_the_step_then_stops_after_max_skipped(tiny_mo
     data = DataConfig(paths=[str(calib)], seq_length=16)
     with pytest.raises(NonFiniteLoss) as e:
         run(tmp_path / "run", [t], gpt_batches(data, sched, 300), sched, make_step, lambda: {},
-            "fp", opts, log=lambda s: None)
+            {}, opts, log=lambda s: None)
     assert seen["n"] == 4 and "step 4" in str(e.value) and "step_000002" in str(e.value)
     rows = read_metrics(tmp_path / "run")
     assert [int(float(r["skipped_steps"])) for r in rows] == [0, 0, 1, 2]

@@ -1,4 +1,5 @@
-"""Preference losses of the DPO family (DPO, IPO, RPO), pure math on sequence log-probs.
+"""Preference losses of the DPO family (DPO, IPO, RPO), and their optional SFT term:
+pure math on sequence log-probs (and, for the SFT term, per-token NLL).
 
 Inputs per pair: the policy's and the frozen reference's log-probabilities of the
 chosen and rejected responses (summed, or averaged, over response tokens), and
@@ -26,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 LOSSES = ("dpo", "ipo", "rpo_sq", "rpo_fwd_kl", "rpo_bwd_kl")
+SFT_REDUCTIONS = ("sequence_mean", "sequence_sum", "token_mean")
 
 
 def _bernoulli_kl(log_p: torch.Tensor, log_q: torch.Tensor, log_1mp: torch.Tensor,
@@ -70,3 +72,28 @@ def preference_loss(kind: str, pi_c: torch.Tensor, pi_l: torch.Tensor, ref_c: to
                    # E_chosen[log pi - log ref]: a sample estimate of KL(pi || ref) on the data
                    "kl_to_reference": ((pi_c - ref_c) + (pi_l - ref_l)).mean() / 2}
     return loss, metrics
+
+
+def sft_nll(ce: torch.Tensor, mask: torch.Tensor, reduction: str) -> torch.Tensor:
+    """The SFT term of a micro-batch of ``n`` pairs, as a *sum over its pairs* (the step
+    divides by its global number of pairs, as for the preference loss).
+
+    ``ce``: the chosen responses' per-token NLL ``[n, s]``; ``mask``: their loss mask
+    ``[n, s]``. With ``m_i = sum_t mask_it`` and ``l_i = sum_t mask_it ce_it``:
+
+        sequence_mean  sum_i l_i / m_i             per pair the mean NLL of its response
+                                                   (NeMo-Aligner with sft_average_log_probs)
+        sequence_sum   sum_i l_i                   per pair the response's summed NLL
+                                                   (NeMo-Aligner's default)
+        token_mean     n * sum_i l_i / sum_i m_i   the mean over the micro-batch's chosen
+                                                   tokens, weighted by its n pairs (TRL)
+    """
+    if reduction not in SFT_REDUCTIONS:
+        raise ValueError(f"sft reduction {reduction!r}: valid are {SFT_REDUCTIONS}")
+    mask = mask.to(ce.device).float()
+    per_pair = (ce.float() * mask).sum(1)  # [n]
+    if reduction == "sequence_sum":
+        return per_pair.sum()
+    if reduction == "sequence_mean":
+        return (per_pair / mask.sum(1).clamp(min=1)).sum()
+    return per_pair.sum() / mask.sum().clamp(min=1) * ce.shape[0]

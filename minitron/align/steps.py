@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from minitron.align.losses import preference_loss
+from minitron.align.losses import preference_loss, sft_nll
 from minitron.parallel.coupled import Coupled
 from minitron.parallel.schedule import model_device, pipeline_forward, pipeline_train_step
 from minitron.train.steps import lm_step
@@ -56,9 +56,9 @@ class PreferenceStep:
         metrics = {k: v.detach() * n for k, v in metrics.items()}  # means -> sums over pairs
         metrics["preference_loss"] = loss.detach()
         if cfg.sft_loss_weight:
-            # the chosen responses' mean NLL per pair, so it weighs like the preference loss
-            mask = batch["loss_mask"][:n].to(ce.device).float()
-            nll = ((ce[:n].float() * mask).sum(1) / mask.sum(1).clamp(min=1)).sum()
+            # a sum over the pairs too (sft_reduction says of what), so it weighs like the
+            # preference loss once the step divides by its global number of pairs
+            nll = sft_nll(ce[:n], batch["loss_mask"][:n], cfg.sft_reduction)
             loss = loss + cfg.sft_loss_weight * nll
             metrics["sft_loss"] = nll.detach()
         metrics["loss"] = loss.detach()

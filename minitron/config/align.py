@@ -12,6 +12,7 @@ from minitron.errors import ConfigError
 
 ALGORITHMS = ("sft", "dpo", "ipo", "rpo")
 RPO_DISTANCES = ("sq", "fwd_kl", "bwd_kl")
+SFT_REDUCTIONS = ("sequence_mean", "sequence_sum", "token_mean")  # minitron.align.losses
 
 
 @dataclass
@@ -38,7 +39,14 @@ class AlignConfig(TrainingBase):
     gt_reward_scale: float = doc(1.0, "RPO: scale applied to the rewards as read from the data.")
     rpo_distance: str = doc("bwd_kl", "RPO distance between implicit and target reward gaps: sq, "
                             "fwd_kl, bwd_kl (NeMo-Aligner's rpo_sq, rpo_fwd_kl, rpo_bwd_kl).")
-    sft_loss_weight: float = doc(0.0, "Add this times the NLL of the chosen response.")
+    sft_loss_weight: float = doc(0.0, "Add this times the NLL of the chosen response (reduced "
+                                 "as sft_reduction says).")
+    sft_reduction: str = doc("sequence_mean", "The SFT term per pair, averaged over the step's "
+                             "pairs: sequence_mean (the chosen response's mean NLL per token; "
+                             "NeMo-Aligner with sft_average_log_probs=true), sequence_sum (its "
+                             "summed NLL; NeMo-Aligner's default) or token_mean (TRL: the mean "
+                             "over a micro-batch's chosen tokens, micro-batches weighted by "
+                             "pairs).")
     average_log_probs: bool = doc(False, "Average (not sum) response log-probs in the preference "
                                   "loss.")
     default_chosen_reward: float = doc(1.0, "Reward of a chosen response without one in the data.")
@@ -56,6 +64,7 @@ class AlignConfig(TrainingBase):
         choice(self.algorithm, ALGORITHMS, "algorithm")
         choice(self.rpo_distance, RPO_DISTANCES, "rpo_distance")
         choice(self.chat_template, ("auto", "plain"), "chat_template")
+        choice(self.sft_reduction, SFT_REDUCTIONS, "sft_reduction")
         for f in ("seq_length", "rounds", "validation_samples"):
             positive(getattr(self, f), f)
         if self.beta <= 0:

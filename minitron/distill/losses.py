@@ -4,12 +4,13 @@ Pure math on logits ``[n, v]`` (tokens x vocabulary) with analytic gradients. Th
 same code serves one rank and a vocabulary split over TP ranks: every reduction
 over the vocabulary goes through ``reduce_max`` / ``reduce_sum`` callables, the
 identity here and an all-reduce over the TP group in
-``minitron.parallel.vocab.VocabParallelReducer`` (the only communication: per-token
-scalars, never the vocabulary).
+``minitron.parallel.vocab.VocabParallelReducers`` (the only communication: per-token
+scalars, and for top-k each rank's ``k`` largest teacher logits, never the vocabulary).
 
 Notation: ``s`` student logits, ``t`` teacher logits, temperature ``T``,
 ``p = softmax(s / T)``, ``q`` the teacher's target distribution (``softmax(t / T)``,
-or for top-k its ``k`` largest entries renormalised). Per token:
+or for top-k its ``k`` largest entries renormalised, exactly ``k``: ties at the k-th value
+go to the lowest vocabulary indices). Per token:
 
 - forward KL  ``KL(q || p) = sum q (log q - log p)``,      d/ds = (p - q) / T
 - reverse KL  ``KL(p || q) = sum p (log p - log q)``,      d/ds = p (log p - log q - KL) / T
@@ -50,13 +51,33 @@ def log_softmax(x: torch.Tensor, reduce_max: Reduce = _identity, reduce_sum: Red
 
 
 def _topk_target(t: torch.Tensor, k: int, reduce_max: Reduce, reduce_sum: Reduce,
-                 gather_topk: Optional[Callable[[torch.Tensor], torch.Tensor]]) -> torch.Tensor:
-    """log q for the teacher's k largest logits renormalised (-inf elsewhere)."""
-    local = t.topk(min(k, t.shape[-1]), dim=-1).values
-    candidates = gather_topk(local) if gather_topk is not None else local
-    threshold = candidates.topk(k, dim=-1).values[..., -1:]
-    kept = t.masked_fill(t < threshold, float("-inf"))
-    return log_softmax(kept, reduce_max, reduce_sum)
+                 gather_topk: Optional[Reduce], sum_lower_ranks: Optional[Reduce]) -> torch.Tensor:
+    """log q ``[n, v/tp]`` for the teacher's k largest logits renormalised (-inf elsewhere).
+
+    Exactly ``k`` per token, whatever the TP split: every logit above the k-th largest
+    value, then the logits equal to it in global vocabulary order (lowest index first)
+    until ``k`` are kept; the set ``t.sort(dim=-1, descending=True, stable=True).indices[..., :k]``
+    picks on the whole row. (``torch.topk`` leaves ties to its kernel: on CPU it does not
+    take the lowest indices.) Communication: the per-rank top-k values (``gather_topk``) and
+    a per-token count of tied logits on the lower vocabulary shards (``sum_lower_ranks``)."""
+    if gather_topk is not None and sum_lower_ranks is None:
+        raise ValueError("vocab-parallel top-k needs sum_lower_ranks as well as gather_topk")
+    local = t.topk(min(k, t.shape[-1]), dim=-1).values  # [n, k]
+    candidates = gather_topk(local) if gather_topk is not None else local  # [n, k * tp]
+    threshold = candidates.topk(k, dim=-1).values[..., -1:]  # [n, 1]: the k-th largest
+    # fewer than k logits exceed the threshold, so each rank's are all among its candidates
+    room = k - (candidates > threshold).sum(-1, keepdim=True)  # [n, 1] tied logits to keep
+    ties = t == threshold
+    n_ties = ties.sum(-1, keepdim=True)
+    if sum_lower_ranks is not None:
+        room = room - sum_lower_ranks(n_ties)  # the lower shards' ties come first
+    room = room.clamp(min=0)
+    over = (n_ties > room).squeeze(-1)  # rows where some of this shard's ties are dropped
+    if bool(over.any()):
+        rows = ties[over]
+        ties[over] = rows & (rows.cumsum(-1, dtype=torch.int32) <= room[over])
+    keep = ties.logical_or_(t > threshold)
+    return log_softmax(t.masked_fill(keep.logical_not_(), float("-inf")), reduce_max, reduce_sum)
 
 
 def _scaled(x: torch.Tensor, work: torch.dtype, T: float) -> torch.Tensor:
@@ -78,7 +99,8 @@ def _has_neg_inf(x: torch.Tensor) -> bool:
 @torch.no_grad()
 def divergence_and_grad(s: torch.Tensor, t: torch.Tensor, kind: str, T: float, beta: float,
                         topk: int, reduce_max: Reduce = _identity, reduce_sum: Reduce = _identity,
-                        gather_topk=None, out: Optional[torch.Tensor] = None,
+                        gather_topk=None, sum_lower_ranks=None,
+                        out: Optional[torch.Tensor] = None,
                         workspace: Optional["Workspace"] = None,
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token divergence ``[n]`` and its gradient d/ds ``[n, v]`` (fp32, or fp64 for fp64
@@ -88,7 +110,8 @@ def divergence_and_grad(s: torch.Tensor, t: torch.Tensor, kind: str, T: float, b
     work = torch.promote_types(s.dtype, torch.float32)
     log_p = log_softmax(_scaled(s, work, T), reduce_max, reduce_sum, out=out)
     if kind == "topk_kl":
-        log_q = _topk_target(_scaled(t, work, T), topk, reduce_max, reduce_sum, gather_topk)
+        log_q = _topk_target(_scaled(t, work, T), topk, reduce_max, reduce_sum, gather_topk,
+                             sum_lower_ranks)
     else:
         log_q = log_softmax(_scaled(t, work, T), reduce_max, reduce_sum,
                             out=workspace and workspace.get("log_q", t.shape, work, t.device))
@@ -145,7 +168,7 @@ class _ChunkedDivergence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, s, t, mask, chunk, kind, T, beta, topk, reduce_max, reduce_sum,
-                gather_topk, workspace, mean):
+                gather_topk, sum_lower_ranks, workspace, mean):
         work = torch.promote_types(s.dtype, torch.float32)
         mask = mask.to(work)
         denom = mask.sum().clamp(min=1) if mean else 1.0
@@ -157,7 +180,7 @@ class _ChunkedDivergence(torch.autograd.Function):
         total = s.new_zeros((), dtype=work)
         for i in range(0, n, chunk):
             d, g = divergence_and_grad(s[i:i + chunk], t[i:i + chunk], kind, T, beta, topk,
-                                       reduce_max, reduce_sum, gather_topk,
+                                       reduce_max, reduce_sum, gather_topk, sum_lower_ranks,
                                        out=grad[i:i + chunk] if direct else None,
                                        workspace=workspace)
             w = weights[i:i + chunk]
@@ -173,20 +196,20 @@ class _ChunkedDivergence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss):
         (grad,) = ctx.saved_tensors
-        return grad.mul_(grad_loss.to(grad.dtype) * ctx.scale), *([None] * 12)
+        return grad.mul_(grad_loss.to(grad.dtype) * ctx.scale), *([None] * 13)
 
 
 def token_divergence(s: torch.Tensor, t: torch.Tensor, kind: str = "forward_kl",
                      temperature: float = 1.0, beta: float = 0.5, topk: int = 0,
                      reduce_max: Reduce = _identity, reduce_sum: Reduce = _identity,
-                     gather_topk=None) -> torch.Tensor:
+                     gather_topk=None, sum_lower_ranks=None) -> torch.Tensor:
     """Per-token divergence ``[n]`` (times ``T^2``, no gradient) between student ``s`` and
     teacher ``t`` logits ``[n, v]`` (or this rank's ``[n, v/tp]`` with all-reduce reducers).
     Padding columns (at the end of the vocabulary) must already be -inf in both
     (``parallel.vocab.mask_padded_vocab``)."""
     _check(kind, topk)
     d, _ = divergence_and_grad(s.detach(), t.detach(), kind, float(temperature), float(beta),
-                               int(topk), reduce_max, reduce_sum, gather_topk)
+                               int(topk), reduce_max, reduce_sum, gather_topk, sum_lower_ranks)
     return d * temperature ** 2
 
 
@@ -200,7 +223,7 @@ def _check(kind: str, topk: int) -> None:
 def distill_loss(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, kind: str = "forward_kl",
                  temperature: float = 1.0, beta: float = 0.5, topk: int = 0,
                  chunk_size: int = 4096, reduce_max: Reduce = _identity,
-                 reduce_sum: Reduce = _identity, gather_topk=None,
+                 reduce_sum: Reduce = _identity, gather_topk=None, sum_lower_ranks=None,
                  workspace: Optional[Workspace] = None, reduction: str = "mean") -> torch.Tensor:
     """Mean (``reduction="sum"``: sum) divergence (times ``T^2``) over unmasked tokens of
     logits ``[..., v]``, ``chunk_size`` tokens at a time; differentiable in ``s`` (backward
@@ -211,4 +234,5 @@ def distill_loss(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, kind: str
     s2, t2 = s.reshape(-1, s.shape[-1]), t.detach().reshape(-1, t.shape[-1])
     return _ChunkedDivergence.apply(s2, t2, mask.reshape(-1).to(s.device), int(chunk_size), kind,
                                     float(temperature), float(beta), int(topk), reduce_max,
-                                    reduce_sum, gather_topk, workspace, reduction == "mean")
+                                    reduce_sum, gather_topk, sum_lower_ranks, workspace,
+                                    reduction == "mean")

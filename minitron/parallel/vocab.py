@@ -56,12 +56,15 @@ def target_logprobs(logits: torch.Tensor, targets: torch.Tensor, vocab_size: int
 
 class VocabParallelReducers:
     """The vocabulary reductions of ``minitron.distill.losses`` over a TP group:
-    all-reduce of per-token maxima and sums, and an all-gather of per-rank top-k candidates
-    (``k`` values per token, not the vocabulary)."""
+    all-reduce of per-token maxima and sums, an all-gather of per-rank top-k candidates
+    (``k`` values per token, not the vocabulary) and the sum of a per-token count over
+    the lower ranks (top-k's ties). Rank ``r`` of ``group`` holds vocabulary shard ``r``
+    (``vocab_range``)."""
 
     def __init__(self, group):
         self.group = group
         self.world = dist.get_world_size(group) if dist.is_initialized() else 1
+        self.rank = dist.get_rank(group) if self.world > 1 else 0
 
     def reduce_max(self, x: torch.Tensor) -> torch.Tensor:
         if self.world > 1:
@@ -79,10 +82,19 @@ class VocabParallelReducers:
         dist.all_gather(parts, x.contiguous(), group=self.group)
         return torch.cat(parts, dim=-1)
 
+    def sum_lower_ranks(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum of ``x [n, 1]`` over the ranks before this one, i.e. over the shards of lower
+        vocabulary indices (zeros on rank 0): an all-gather of per-token scalars."""
+        if self.world == 1:
+            return torch.zeros_like(x)
+        parts = [torch.empty_like(x) for _ in range(self.world)]
+        dist.all_gather(parts, x.contiguous(), group=self.group)
+        return sum(parts[:self.rank], torch.zeros_like(x))
+
     def kwargs(self) -> dict:
         """The reducer keyword arguments of the loss functions; none on one rank (the loss
         then uses fused single-rank kernels)."""
         if self.world == 1:
             return {}
         return {"reduce_max": self.reduce_max, "reduce_sum": self.reduce_sum,
-                "gather_topk": self.gather_topk}
+                "gather_topk": self.gather_topk, "sum_lower_ranks": self.sum_lower_ranks}

@@ -66,6 +66,64 @@ def test_bwd_kl_tends_to_dpo_for_large_reward_gaps():
     assert rpo.item() == pytest.approx(dpo.item(), rel=1e-4)
 
 
+def _sft_pairs():
+    """Two pairs: chosen NLLs [1, 2, 3] (after a masked prompt token) and [4]; the rejected
+    rows' NLLs (9) must not count."""
+    ce = T([[5.0, 1.0, 2.0, 3.0], [5.0, 4.0, 0.0, 0.0], [9.0] * 4, [9.0] * 4])
+    mask = T([[0, 1, 1, 1], [0, 1, 0, 0], [0, 1, 1, 1], [0, 1, 1, 0]])
+    return ce, mask
+
+
+@pytest.mark.parametrize("reduction,per_pair", [
+    ("sequence_mean", (2.0 + 4.0) / 2),   # NeMo-Aligner, sft_average_log_probs: true
+    ("sequence_sum", (6.0 + 4.0) / 2),    # NeMo-Aligner's default
+    ("token_mean", 10.0 / 4),             # TRL: over the 4 chosen tokens
+])
+def test_sft_term_reductions_equal_hand_computed_values(reduction, per_pair):
+    """sft_nll is a sum over the micro-batch's pairs; pair_loss adds it, weighted, to the
+    summed preference loss and reports the number of pairs, which the step divides by."""
+    from types import SimpleNamespace
+
+    from minitron.align.losses import sft_nll
+    from minitron.align.steps import PreferenceStep
+
+    ce, mask = _sft_pairs()
+    assert sft_nll(ce[:2], mask[:2], reduction).item() == pytest.approx(2 * per_pair)
+    cfg = SimpleNamespace(average_log_probs=False, loss_kind="dpo", beta=0.1, eta=1.0,
+                          gt_reward_scale=1.0, sft_loss_weight=0.5, sft_reduction=reduction)
+    batch = {"loss_mask": mask, "reward_chosen": T([1.0, 1.0]), "reward_rejected": T([0.0, 0.0])}
+    ref = -(ce * mask).sum(1)  # reference == policy: each pair's DPO loss is log 2
+    loss, n, m = PreferenceStep.pair_loss(SimpleNamespace(cfg=cfg), ce, ref, batch)
+    assert n == 2 and m["sft_loss"].item() == pytest.approx(2 * per_pair)
+    assert (loss / n).item() == pytest.approx(math.log(2) + 0.5 * per_pair)
+
+
+def test_sft_term_over_micro_batches_is_the_mean_over_all_pairs():
+    """Micro-batches of 2 and 1 pairs: the summed terms over the 3 pairs are NeMo-Aligner's
+    mean over pairs (sequence_sum); token_mean weights each micro-batch's mean by its pairs."""
+    from minitron.align.losses import sft_nll
+
+    ce, mask = _sft_pairs()
+    third, third_mask = T([[2.5, 0.5, 7.0, 0.0]]), T([[1, 1, 0, 0]])  # 3.0 over 2 tokens
+    total = sft_nll(ce[:2], mask[:2], "sequence_sum") + sft_nll(third, third_mask, "sequence_sum")
+    assert (total / 3).item() == pytest.approx((6.0 + 4.0 + 3.0) / 3)
+    total = sft_nll(ce[:2], mask[:2], "token_mean") + sft_nll(third, third_mask, "token_mean")
+    assert (total / 3).item() == pytest.approx((2 * 10.0 / 4 + 1 * 3.0 / 2) / 3)
+
+
+def test_sft_reduction_is_checked_at_load(tmp_path):
+    from minitron.align import losses
+    from minitron.config import align, loader
+    from minitron.errors import ConfigError
+
+    assert align.SFT_REDUCTIONS == losses.SFT_REDUCTIONS
+    values = {"model": "m", "out": str(tmp_path / "o"), "data": "d", "algorithm": "dpo"}
+    assert loader.load(align.AlignConfig, values=values).sft_reduction == "sequence_mean"
+    with pytest.raises(ConfigError, match="sft_reduction: 'mean' is not valid") as e:
+        loader.load(align.AlignConfig, values=dict(values, sft_reduction="mean"))
+    assert e.value.field == "sft_reduction"
+
+
 def test_response_only_mask_gives_prompt_tokens_zero_gradient(tiny_models, tiny_tokenizer, world):
     from transformers import AutoTokenizer
 

@@ -8,11 +8,18 @@ from minitron.distill.losses import distill_loss, token_divergence
 G = torch.Generator().manual_seed(0)
 
 
+def topk_indices(t, k):
+    """The k largest per row, ties to the lowest index (a stable sort; torch.topk's CPU
+    kernel picks other tied indices)."""
+    return t.sort(dim=-1, descending=True, stable=True).indices[..., :k]
+
+
 def ref(s, t, kind, T=1.0, beta=0.5, k=0):
     lp, lq = (s / T).log_softmax(-1), (t / T).log_softmax(-1)
     if kind == "topk_kl":
-        thr = t.topk(k, -1).values[..., -1:]
-        lq = (t / T).masked_fill(t < thr, float("-inf")).log_softmax(-1)
+        idx = topk_indices(t, k)
+        lq = torch.full_like(t, float("-inf")).scatter(-1, idx, (t / T).gather(-1, idx))
+        lq = lq.log_softmax(-1)
     p, q = lp.exp(), lq.exp()
     if kind in ("forward_kl", "topk_kl"):
         d = torch.where(q > 0, q * (lq - lp), 0).sum(-1)
@@ -40,6 +47,36 @@ def test_value_and_gradient_match_autograd(kind, T, k):
     (gs,) = torch.autograd.grad(ours * 0.7, s)
     (gw,) = torch.autograd.grad(want * 0.7, s2)
     torch.testing.assert_close(gs, gw)
+
+
+def test_topk_keeps_exactly_k_with_tied_teacher_logits():
+    """Logits on a grid of halves tie at the k-th value: k are kept, ties to the lowest index
+    (the old rule kept every logit >= the k-th: 3 to 40 per row here, loss 2.456 not 3.412)."""
+    from minitron.distill.losses import _identity, _topk_target
+
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(8, 40, generator=g, dtype=torch.float64, requires_grad=True)
+    t = (torch.randn(8, 40, generator=g, dtype=torch.float64) * 2).round() / 2
+    t[0] = 1.0  # a row of ties only
+    k = 3
+    kept = torch.isfinite(_topk_target(t, k, _identity, _identity, None, None))
+    assert kept.sum(-1).tolist() == [k] * 8
+    idx = topk_indices(t, k)
+    assert torch.equal(kept, torch.zeros_like(kept).scatter(-1, idx, True))
+    top = t.topk(k, -1)  # the same values as torch.topk; the same indices where nothing ties
+    torch.testing.assert_close(t.gather(-1, idx), top.values, rtol=0, atol=0)
+    untied = (t >= top.values[:, -1:]).sum(-1) == k  # no choice among ties to make
+    assert untied.sum() == 1  # row 2; the other 7 rows have more than k candidates
+    assert torch.equal(idx[untied].sort(-1).values, top.indices[untied].sort(-1).values)
+    loss = distill_loss(s, t, torch.ones(8), "topk_kl", topk=k, chunk_size=3)
+    lq = torch.full_like(t, float("-inf")).scatter(-1, idx, t.gather(-1, idx)).log_softmax(-1)
+    lp = s.log_softmax(-1)
+    want = torch.where(lq.exp() > 0, lq.exp() * (lq - lp), 0).sum(-1).mean()
+    torch.testing.assert_close(loss, want)
+    assert loss.item() == pytest.approx(3.41180325, abs=1e-7)
+    (g1,) = torch.autograd.grad(loss, s)
+    (g2,) = torch.autograd.grad(want, s)
+    torch.testing.assert_close(g1, g2)
 
 
 @pytest.mark.parametrize("kind", ["forward_kl", "reverse_kl", "jsd", "topk_kl"])

@@ -35,7 +35,7 @@ def test_manifest_records_config_layout_and_checksums(ckpt):
     assert m["dtype"] == "float32"
     weights = [k for k in m["files"] if k.startswith("weights/")]
     assert weights and all(len(m["files"][k]["sha256"]) == 64 for k in weights)
-    assert not atomic.temp_dir_for(ckpt).exists()
+    assert not atomic.leftovers(ckpt)
 
 
 @pytest.mark.parametrize("variant", ["llama-untied", "llama-tied", "mistral-headdim",

@@ -9,6 +9,9 @@ Rows (one JSON object per line; errors name the file and line):
   Anthropic HH layout ``{"chosen": "\\n\\nHuman: ...\\n\\nAssistant: ...", "rejected": ...}``
   (the shared conversation before the last ``Assistant:`` turn is the prompt).
 
+A row with an empty (or whitespace-only) prompt, response, chosen or rejected answer is
+a DataError: it would train on the end-of-turn marker alone.
+
 Rendering uses the tokenizer's chat template (``chat_template: auto``) or a plain
 ``User: ... / Assistant: ...`` template. Only assistant tokens (with the
 end-of-turn marker that follows them) are trained on: each assistant turn's span is
@@ -98,14 +101,30 @@ def _check_messages(msgs, where: str) -> list[dict]:
     return out
 
 
+def _empty(text: str) -> bool:
+    return not text.strip()
+
+
+DROP = "fill it in or drop the row"
+
+
 def sft_messages(row: dict, where: str) -> list[dict]:
     if "messages" in row:
         msgs = _check_messages(row["messages"], where)
         if not any(m["role"] == "assistant" for m in msgs):
             raise DataError(f"{where}: no assistant message to train on")
+        for k, m in enumerate(msgs):
+            if m["role"] == "assistant" and _empty(m["content"]):
+                raise DataError(f"{where}: empty response in messages[{k}]; training on it teaches "
+                                f"the model to answer with nothing ({DROP})")
         return msgs
     response = next((row[k] for k in ("response", "completion", "output") if k in row), None)
     if "prompt" in row and isinstance(response, str) and isinstance(row["prompt"], str):
+        if _empty(response):
+            raise DataError(f"{where}: empty response; training on it teaches the model to answer "
+                            f"with nothing ({DROP})")
+        if _empty(row["prompt"]):
+            raise DataError(f"{where}: empty prompt; the response answers nothing ({DROP})")
         return [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": response}]
     raise DataError(f"{where}: an SFT row needs 'messages', or 'prompt' and 'response' strings "
                     f"(fields: {', '.join(row)})")
@@ -121,7 +140,21 @@ def _split_hh(text: str, where: str) -> list[dict]:
 
 
 def preference_messages(row: dict, where: str) -> tuple[list[dict], list[dict]]:
-    """(chosen conversation, rejected conversation), each ending in the assistant response."""
+    """(chosen conversation, rejected conversation), each ending in the assistant response;
+    neither answer nor the prompt may be empty."""
+    c, r = _preference_conversations(row, where)
+    for key, conv in (("chosen", c), ("rejected", r)):
+        if conv[-1]["role"] != "assistant":
+            raise DataError(f"{where}: the {key} conversation must end in an assistant answer")
+        if _empty(conv[-1]["content"]):
+            raise DataError(f"{where}: empty {key} answer; a pair needs two non-empty answers to "
+                            f"compare ({DROP})")
+    if all(_empty(m["content"]) for m in c[:-1]):
+        raise DataError(f"{where}: empty prompt; the answers answer nothing ({DROP})")
+    return c, r
+
+
+def _preference_conversations(row: dict, where: str) -> tuple[list[dict], list[dict]]:
     for key in ("chosen", "rejected"):
         if key not in row:
             raise DataError(f"{where}: no {key!r} field (fields: {', '.join(row)})")

@@ -9,7 +9,7 @@ from typing import List, Optional
 from minitron.config.checks import choice, positive
 from minitron.config.loader import doc
 from minitron.config.prune import DepthConfig, TargetConfig, WIDTH_METHODS
-from minitron.config.schema import MCTaskConfig
+from minitron.config.schema import MCTaskConfig, check_split
 from minitron.config.train import DistillLossConfig, OptimConfig, ScheduleConfig, TrainingBase
 from minitron.errors import ConfigError
 
@@ -22,10 +22,13 @@ class RunDataConfig:
     """The distillation data: prepared once into <workdir>/data."""
 
     inputs: List[str] = doc(factory=lambda: ["builtin:wiki", "builtin:news", "builtin:shakespeare"],
-                            text="Files or builtin:NAME corpora.")
-    eod_token: Optional[str] = doc("<|endoftext|>", "Document separator (default: SmolLM2's).")
+                            text="Files or builtin:NAME corpora (checked before the first stage "
+                            "when prepare will run).")
+    eod_token: Optional[str] = doc("<|endoftext|>", "Document separator (default: SmolLM2's); must "
+                                   "be a token of the model's tokenizer.")
     seq_length: int = doc(256, "Tokens per training / held-out sample.")
-    split: str = doc("98,2,0", "Train, validation, test shares of the documents.")
+    split: str = doc("98,2,0", "Train, validation, test shares of the documents (train and "
+                     "validation must not be 0: the run trains and measures held-out loss).")
 
 
 @dataclass
@@ -45,10 +48,18 @@ class RunCorrectConfig:
 class RunScoreConfig:
     """Importance estimation on calibration samples of the training split."""
 
-    num_samples: int = doc(64, "Calibration samples (paper: 1024).")
-    micro_batch_size: int = doc(4, "Samples per forward.")
+    num_samples: int = doc(64, "Calibration samples, >= 1 (paper: 1024).")
+    micro_batch_size: int = doc(4, "Samples per forward, >= 1.")
     seq_aggregation: str = doc("mean", "mean, l2 or max.")
     batch_aggregation: str = doc("l2", "l2, mean or max.")
+
+    def validate(self):
+        from minitron.prune.importance import BATCH_AGG, SEQ_AGG
+
+        positive(self.num_samples, "num_samples")
+        positive(self.micro_batch_size, "micro_batch_size")
+        choice(self.seq_aggregation, SEQ_AGG, "seq_aggregation")
+        choice(self.batch_aggregation, BATCH_AGG, "batch_aggregation")
 
 
 @dataclass
@@ -106,7 +117,7 @@ class RunEvalConfig:
 
     tasks: List[MCTaskConfig] = doc(factory=lambda: [MCTaskConfig(limit=300, seed=42)],
                                     text="Multiple-choice tasks (default: 300 Winogrande items).")
-    loss_samples: int = doc(16, "Held-out windows for the LM loss.")
+    loss_samples: int = doc(16, "Held-out windows for the LM loss, >= 1.")
 
 
 @dataclass
@@ -114,7 +125,7 @@ class RunExportConfig:
     """Deployable copies of the final students."""
 
     formats: List[str] = doc(factory=lambda: ["hf"], text="Export formats: hf and/or trtllm.")
-    trtllm_tp: int = doc(1, "Ranks of the TensorRT-LLM checkpoint.")
+    trtllm_tp: int = doc(1, "Ranks of the TensorRT-LLM checkpoint, >= 1.")
 
 
 @dataclass
@@ -122,11 +133,24 @@ class RunBenchConfig:
     """Throughput of the teacher and the final students."""
 
     enabled: bool = doc(True, "Run the throughput benchmark stage.")
-    backends: List[str] = doc(factory=lambda: ["auto"], text="transformers, vllm, trtllm or auto.")
-    batch_sizes: List[int] = doc(factory=lambda: [1, 4], text="Batch sizes to measure.")
-    prompt_length: int = doc(64, "Prompt tokens (prefill length).")
-    decode_tokens: int = doc(16, "Generated tokens (decode length).")
-    repeats: int = doc(2, "Timed repetitions after a warm-up.")
+    backends: List[str] = doc(factory=lambda: ["auto"], text="transformers, vllm, trtllm or auto "
+                              "(one named explicitly must be installed; checked at load when "
+                              "enabled).")
+    batch_sizes: List[int] = doc(factory=lambda: [1, 4], text="Batch sizes to measure (each >= 1).")
+    prompt_length: int = doc(64, "Prompt tokens (prefill length), >= 1.")
+    decode_tokens: int = doc(16, "Generated tokens (decode length), >= 1.")
+    repeats: int = doc(2, "Timed repetitions after a warm-up, >= 1.")
+
+    def validate(self):
+        from minitron.config.schema import check_backends
+
+        if not self.enabled:
+            return
+        check_backends(self.backends, "backends")
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise ConfigError("batch_sizes", f"{list(self.batch_sizes)}: give batch sizes >= 1")
+        for f in ("prompt_length", "decode_tokens", "repeats"):
+            positive(getattr(self, f), f)
 
 
 @dataclass
@@ -158,6 +182,12 @@ class RunConfig(TrainingBase):
             raise ConfigError("students", f"names must be unique: {names}")
         for f in self.export.formats:
             choice(f, ("hf", "trtllm"), "export.formats")
-        positive(self.score.num_samples, "score.num_samples")
+        positive(self.export.trtllm_tp, "export.trtllm_tp")
+        positive(self.eval.loss_samples, "eval.loss_samples")
         positive(self.data.seq_length, "data.seq_length")
+        train, valid, _ = check_split(self.data.split, "data.split")
+        if train <= 0 or valid <= 0:
+            raise ConfigError("data.split", f"{self.data.split!r}: the run trains on the first share "
+                              "and measures held-out loss on the second; give both a share, e.g. "
+                              "98,2,0")
         choice(self.align.algorithm, ("dpo", "ipo", "rpo"), "align.algorithm")

@@ -12,10 +12,67 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-from minitron.config.checks import (DTYPE_CHOICES, IMPL_CHOICES, choice, layout, out_free,
-                                    positive)
+from minitron.config.checks import (DTYPE_CHOICES, IMPL_CHOICES, choice, dir_out, json_out,
+                                    layout, out_free, positive)
 from minitron.config.loader import REQUIRED, doc
 from minitron.errors import ConfigError
+
+
+def check_inputs(inputs: List[str], field: str = "inputs") -> None:
+    """Corpora to prepare: every file exists and every builtin:NAME is a built-in corpus."""
+    from minitron.data.builtin import CORPORA, builtin_name, is_builtin
+
+    if not inputs:
+        raise ConfigError(field, "is empty; give at least one file or builtin:NAME")
+    for i, spec in enumerate(inputs):
+        if is_builtin(spec):
+            choice(builtin_name(spec), CORPORA, f"{field}[{i}] (builtin:NAME)")
+        elif not Path(spec).is_file():
+            raise ConfigError(f"{field}[{i}]", f"{spec} does not exist; fix the path or remove it")
+
+
+def check_split(split: str, field: str = "split") -> list[float]:
+    """``"98,2,0"`` -> [98.0, 2.0, 0.0]: three non-negative shares, not all zero."""
+    try:
+        nums = [float(x) for x in split.split(",")]
+    except ValueError:
+        nums = []
+    if len(nums) != 3 or min(nums) < 0 or sum(nums) <= 0:
+        raise ConfigError(field, f"{split!r}: write three non-negative numbers, e.g. 98,2,0")
+    return nums
+
+
+def check_backends(backends: List[str], field: str = "backends") -> None:
+    """Benchmark backends: known names, and each one named explicitly is installed."""
+    from minitron.bench.backends import BACKENDS, available
+
+    for b in backends:
+        if b != "auto":
+            choice(b, BACKENDS + ("auto",), field)
+            if not available(b):
+                pkg = {"vllm": "vllm", "trtllm": "tensorrt-llm (NVIDIA's container)",
+                       "transformers": "transformers"}[b]
+                raise ConfigError(field, f"{b} was asked for but is not installed here; "
+                                  f"install {pkg}, or use backends=[auto] to skip it")
+
+
+def check_task_source(value: str, field: str) -> None:
+    """A multiple-choice task source (see ``MCTaskConfig.path``), as far as it can be checked
+    without reading it: built-in names, the hf: spelling, and local files that must exist."""
+    if value in ("builtin:winogrande", "bigbench"):
+        return
+    if value.startswith("builtin:"):
+        raise ConfigError(field, f"{value!r} is not a built-in task; the built-in one is "
+                          "builtin:winogrande (or give a .jsonl file)")
+    if value.startswith("hf:"):
+        if len(value.split(":")) not in (3, 4):
+            raise ConfigError(field, f"{value!r}: write hf:DATASET:SPLIT or hf:DATASET:CONFIG:SPLIT")
+        return
+    path = value.split(":", 1)[1] if value.startswith("bigbench:") else value
+    if not Path(path).is_file():
+        raise ConfigError(field, f"{path} does not exist; give a .jsonl file, builtin:winogrande, "
+                          "bigbench[:SDIST.tar.gz] or hf:DATASET[:CONFIG]:SPLIT")
+
 
 @dataclass
 class ImportConfig:
@@ -105,16 +162,9 @@ class PrepareConfig:
     overwrite: bool = doc(False, "Re-tokenize datasets that already exist in ``out``.")
 
     def validate(self):
-        from minitron.data.builtin import CORPORA, builtin_name, is_builtin
         from minitron.data.readers import TEXT_UNITS
 
-        if not self.inputs:
-            raise ConfigError("inputs", "is empty; give at least one file or builtin:NAME")
-        for i, spec in enumerate(self.inputs):
-            if is_builtin(spec):
-                choice(builtin_name(spec), CORPORA, f"inputs[{i}] (builtin:NAME)")
-            elif not Path(spec).is_file():
-                raise ConfigError(f"inputs[{i}]", f"{spec} does not exist")
+        check_inputs(self.inputs, "inputs")
         choice(self.text_unit, TEXT_UNITS, "text_unit")
         positive(self.batch_docs, "batch_docs")
 
@@ -125,8 +175,8 @@ class DataConfig:
 
     paths: List[str] = doc(REQUIRED, "Prepared dataset prefixes (dir/name, without .bin/.idx) or "
                            "directories written by `minitron data prepare` (all their datasets).")
-    weights: Optional[List[float]] = doc(None, "Blend weights, one per dataset; default: "
-                                         "proportional to their sizes.")
+    weights: Optional[List[float]] = doc(None, "Blend weights, one per dataset, >= 0 and not all "
+                                         "0; default: proportional to their sizes.")
     split: str = doc("98,2,0", "Train,validation,test split of the documents of every dataset, "
                      "as megatron-core reads it (contiguous document ranges).")
     seq_length: int = doc(512, "Tokens per sample.")
@@ -141,13 +191,9 @@ class DataConfig:
         if self.weights is not None and len(self.weights) != len(self.paths):
             raise ConfigError("weights", f"has {len(self.weights)} entries for {len(self.paths)} "
                               "paths; give one weight per path or none")
-        parts = self.split.split(",")
-        try:
-            nums = [float(x) for x in parts]
-        except ValueError:
-            nums = []
-        if len(nums) != 3 or min(nums) < 0 or sum(nums) <= 0:
-            raise ConfigError("split", f"{self.split!r}: write three non-negative numbers, e.g. 98,2,0")
+        if self.weights is not None and (min(self.weights) < 0 or sum(self.weights) <= 0):
+            raise ConfigError("weights", f"{list(self.weights)}: give non-negative weights, not all 0")
+        check_split(self.split)
 
 
 @dataclass
@@ -164,7 +210,8 @@ class LossConfig:
     tp: int = doc(1, "Tensor-parallel size.")
     pp: int = doc(1, "Pipeline-parallel size.")
     dtype: str = doc("float32", "Compute dtype: float32, bfloat16, float16.")
-    out: Optional[str] = doc(None, "Also write the result as JSON here.")
+    out: Optional[str] = doc(None, "Also write the result as JSON to this file (replaced if it "
+                             "exists; checked at load).")
 
     def validate(self):
         layout(self)
@@ -172,6 +219,7 @@ class LossConfig:
         positive(self.num_samples, "num_samples")
         positive(self.micro_batch_size, "micro_batch_size")
         choice(self.dtype, DTYPE_CHOICES, "dtype")
+        json_out(self.out, "out", "loss.json")
 
 
 @dataclass
@@ -205,7 +253,8 @@ class MCTaskConfig:
     name: str = doc("winogrande", "Name of the task in the results.")
     path: str = doc("builtin:winogrande", "Items: a .jsonl file, builtin:winogrande (BIG-bench's "
                     "Winogrande pairs, shipped), bigbench or bigbench:SDIST.tar.gz (parsed from the "
-                    "bigbench package), or hf:DATASET[:CONFIG]:SPLIT (needs internet).")
+                    "bigbench package), or hf:DATASET[:CONFIG]:SPLIT (needs internet). Local files "
+                    "must exist at load.")
     format: str = doc("auto", "Row format: winogrande (sentence, option1, option2, answer), generic "
                       "(context, choices, gold) or auto (from the first row's fields).")
     num_fewshot: int = doc(0, "Examples put before each item (gold choice filled in), separated by "
@@ -226,8 +275,8 @@ class MCTaskConfig:
             positive(self.limit, "limit")
         for field in ("path", "fewshot_path"):
             value = getattr(self, field)
-            if value and value.endswith((".jsonl", ".jsonl.gz")) and not Path(value).is_file():
-                raise ConfigError(field, f"{value} does not exist")
+            if value:
+                check_task_source(value, field)
 
 
 @dataclass
@@ -262,7 +311,8 @@ class EvalConfig:
     tp: int = doc(1, "Tensor-parallel size.")
     pp: int = doc(1, "Pipeline-parallel size.")
     dtype: str = doc("float32", "Compute dtype: float32, bfloat16, float16.")
-    out: Optional[str] = doc(None, "Write the results as JSON here.")
+    out: Optional[str] = doc(None, "Write the results as JSON to this file (replaced if it "
+                             "exists; checked at load).")
     progress: bool = doc(True, "Show a progress bar (rank 0).")
 
     def validate(self):
@@ -279,6 +329,7 @@ class EvalConfig:
             raise ConfigError("tasks", f"names must be unique; repeated: {', '.join(dup)}")
         if any(i < 0 for i in self.skip_layers):
             raise ConfigError("skip_layers", "layer indices are 0-based and non-negative")
+        json_out(self.out, "out", "eval.json")
 
 
 @dataclass
@@ -296,7 +347,8 @@ class LmEvalConfig:
     tp: int = doc(1, "Tensor-parallel size.")
     pp: int = doc(1, "Pipeline-parallel size.")
     dtype: str = doc("float32", "Compute dtype.")
-    out: Optional[str] = doc(None, "Write lm-eval's results dict as JSON here.")
+    out: Optional[str] = doc(None, "Write lm-eval's results dict as JSON to this file (replaced "
+                             "if it exists; checked at load).")
 
     def validate(self):
         layout(self)
@@ -305,6 +357,7 @@ class LmEvalConfig:
             raise ConfigError("tasks", "is empty")
         if self.include_path and not Path(self.include_path).is_dir():
             raise ConfigError("include_path", f"{self.include_path} is not a directory")
+        json_out(self.out, "out", "lm_eval.json")
 
 
 @dataclass
@@ -312,7 +365,8 @@ class BenchModelConfig:
     """One model to benchmark."""
 
     name: str = doc(REQUIRED, "Label in the results and the chart.")
-    path: str = doc(REQUIRED, "A HF directory, or a minitron checkpoint (exported to HF first).")
+    path: str = doc(REQUIRED, "A HF directory, or a minitron checkpoint (exported to HF first); "
+                    "checked before the first model is measured.")
 
 
 @dataclass
@@ -335,8 +389,6 @@ class BenchConfig:
     baseline: Optional[str] = doc(None, "Name of the model speed-ups are relative to.")
 
     def validate(self):
-        from minitron.bench.backends import BACKENDS, available
-
         if len(self.models) < 1:
             raise ConfigError("models", "give at least one model (name, path)")
         names = [m.name for m in self.models]
@@ -344,14 +396,8 @@ class BenchConfig:
             raise ConfigError("models", "model names must be unique")
         if self.baseline is not None and self.baseline not in names:
             raise ConfigError("baseline", f"{self.baseline!r} is not one of {names}")
-        for b in self.backends:
-            if b != "auto":
-                choice(b, BACKENDS, "backends")
-                if not available(b):
-                    pkg = {"vllm": "vllm", "trtllm": "tensorrt-llm (NVIDIA's container)",
-                           "transformers": "transformers"}[b]
-                    raise ConfigError("backends", f"{b} was asked for but is not installed here; "
-                                      f"install {pkg}, or use backends=[auto] to skip it")
+        check_backends(self.backends, "backends")
+        dir_out(self.out, "out")
         choice(self.device, ("auto", "cpu", "cuda"), "device")
         choice(self.dtype, ("auto",) + DTYPE_CHOICES, "dtype")
         for f in ("prompt_length", "decode_tokens", "repeats"):

@@ -6,10 +6,11 @@ of the peak LR with 120 warm-up steps); sizes default to the embedded model's sc
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
-from minitron.config.checks import DTYPE_CHOICES, choice, layout, positive
+from minitron.config.checks import DTYPE_CHOICES, choice, layout, number, positive
 from minitron.config.loader import REQUIRED, doc
 from minitron.config.schema import DataConfig, LossTaskConfig, MCTaskConfig
 from minitron.errors import ConfigError
@@ -82,22 +83,30 @@ class TrainingBase:
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warm-up and cosine decay to ``min_lr``."""
+    """AdamW with linear warm-up and cosine decay to ``min_lr``. Ranges are checked at load."""
 
-    lr: float = doc(1e-4, "Peak learning rate (paper: 1e-4).")
-    min_lr: float = doc(1e-5, "Final learning rate of the cosine decay (paper, Llama: 1e-5).")
-    warmup_steps: int = doc(40, "Linear warm-up steps (paper, Llama: 40).")
-    weight_decay: float = doc(0.1, "AdamW weight decay on matrices (not on norms).")
-    beta1: float = doc(0.9, "AdamW beta1.")
-    beta2: float = doc(0.95, "AdamW beta2.")
-    eps: float = doc(1e-8, "AdamW epsilon.")
-    clip_grad: float = doc(1.0, "Clip the global gradient norm to this (0: no clipping).")
+    lr: float = doc(1e-4, "Peak learning rate, > 0 (paper: 1e-4).")
+    min_lr: float = doc(1e-5, "Final learning rate of the cosine decay, between 0 and lr (paper, "
+                        "Llama: 1e-5).")
+    warmup_steps: int = doc(40, "Linear warm-up steps, >= 0 (paper, Llama: 40).")
+    weight_decay: float = doc(0.1, "AdamW weight decay on matrices (not on norms), >= 0.")
+    beta1: float = doc(0.9, "AdamW beta1, in [0, 1).")
+    beta2: float = doc(0.95, "AdamW beta2, in [0, 1).")
+    eps: float = doc(1e-8, "AdamW epsilon, > 0.")
+    clip_grad: float = doc(1.0, "Clip the global gradient norm to this, >= 0 (0: no clipping).")
 
     def validate(self):
-        if not 0 <= self.min_lr <= self.lr:
-            raise ConfigError("min_lr", f"must be between 0 and lr={self.lr}")
+        number(self.lr, "lr", gt=0, hint="the peak learning rate, e.g. 1e-4")
+        if not (math.isfinite(self.min_lr) and 0 <= self.min_lr <= self.lr):
+            raise ConfigError("min_lr", f"must be between 0 and lr={self.lr}, got {self.min_lr}")
         if self.warmup_steps < 0:
-            raise ConfigError("warmup_steps", "must be >= 0")
+            raise ConfigError("warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        number(self.weight_decay, "weight_decay", ge=0, hint="0: no weight decay")
+        number(self.beta1, "beta1", ge=0, lt=1, hint="Adam's first-moment decay; usually 0.9")
+        number(self.beta2, "beta2", ge=0, lt=1, hint="Adam's second-moment decay; usually 0.95 "
+               "to 0.999")
+        number(self.eps, "eps", gt=0, hint="usually 1e-8")
+        number(self.clip_grad, "clip_grad", ge=0, hint="0: no clipping")
 
 
 @dataclass
@@ -109,7 +118,7 @@ class ScheduleConfig:
                                  "data-parallel size).")
     micro_batch_size: int = doc(2, "Samples per forward/backward.")
     log_every: int = doc(1, "Log training metrics every N steps.")
-    eval_every: int = doc(0, "Validate every N steps (0: only at the end).")
+    eval_every: int = doc(0, "Validate every N steps, >= 0 (0: only at the end).")
     save_every: int = doc(50, "Checkpoint every N steps (the run resumes from the latest).")
     keep_last: int = doc(2, "Checkpoints kept.")
     seed: int = doc(1234, "Seed of the run's RNG.")
@@ -118,6 +127,8 @@ class ScheduleConfig:
         for f in ("steps", "global_batch_size", "micro_batch_size", "log_every", "save_every",
                   "keep_last"):
             positive(getattr(self, f), f)
+        if self.eval_every < 0:
+            raise ConfigError("eval_every", f"must be >= 0 (0: only at the end), got {self.eval_every}")
         if self.global_batch_size % self.micro_batch_size:
             raise ConfigError("global_batch_size", f"{self.global_batch_size} is not a multiple of "
                               f"micro_batch_size={self.micro_batch_size}")
@@ -137,20 +148,27 @@ class DistillLossConfig:
     """The distillation objective (paper: forward KL on logits, no cross entropy)."""
 
     kind: str = doc("forward_kl", "forward_kl, reverse_kl, jsd or topk_kl.")
-    temperature: float = doc(1.0, "Softmax temperature (the loss is scaled by T^2).")
-    beta: float = doc(0.5, "JSD mixing weight of the teacher.")
-    topk: int = doc(0, "k for topk_kl.")
-    ce_weight: float = doc(0.0, "Weight of an added cross-entropy loss on the labels (paper: 0).")
+    temperature: float = doc(1.0, "Softmax temperature, > 0 (the loss is scaled by T^2).")
+    beta: float = doc(0.5, "JSD mixing weight of the teacher, in (0, 1) (at 0 or 1 the JSD is "
+                      "zero).")
+    topk: int = doc(0, "k for topk_kl, >= 1 and at most the vocabulary (0 for the other kinds).")
+    ce_weight: float = doc(0.0, "Weight of an added cross-entropy loss on the labels, >= 0 "
+                           "(paper: 0).")
     chunk_size: int = doc(4096, "Tokens per chunk of the loss (bounds its fp32 memory).")
 
     def validate(self):
         from minitron.distill.losses import KINDS
 
         choice(self.kind, KINDS, "kind")
-        if self.temperature <= 0:
-            raise ConfigError("temperature", "must be > 0")
+        number(self.temperature, "temperature", gt=0)
+        number(self.beta, "beta", gt=0, lt=1, hint="the teacher's weight in the JSD mixture; "
+               "0.5 is the symmetric JSD")
         if self.kind == "topk_kl":
             positive(self.topk, "topk")
+        elif self.topk != 0:
+            raise ConfigError("topk", f"applies to kind=topk_kl only (kind is {self.kind}); set "
+                              "kind=topk_kl or leave topk at 0")
+        number(self.ce_weight, "ce_weight", ge=0, hint="0: no cross-entropy term")
         positive(self.chunk_size, "chunk_size")
 
 
@@ -164,7 +182,7 @@ class CorrectConfig(TrainingBase):
     mode: str = doc("full", "full (every weight), lora (low-rank adapters, merged at the end) or "
                     "norm (RMSNorm weights only): the paper's suggested lighter variants.")
     lora_rank: int = doc(16, "LoRA rank r of the adapters.")
-    lora_alpha: float = doc(32.0, "LoRA alpha (scale alpha / rank).")
+    lora_alpha: float = doc(32.0, "LoRA alpha (scale alpha / rank), > 0.")
     optim: OptimConfig = doc(factory=lambda: OptimConfig(lr=2e-5, min_lr=2e-6, warmup_steps=120),
                              text="Paper: one fifth of the peak LR, 120 warm-up steps.")
     schedule: ScheduleConfig = doc(factory=ScheduleConfig, text="Steps, batch sizes, intervals.")
@@ -175,6 +193,7 @@ class CorrectConfig(TrainingBase):
         check_out(self.out)
         choice(self.mode, CORRECTION_MODES, "mode")
         positive(self.lora_rank, "lora_rank")
+        number(self.lora_alpha, "lora_alpha", gt=0, hint="at 0 the adapters change nothing")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 from minitron.bench.backends import BACKENDS, available
 from minitron.bench.chart import speedup_chart
 from minitron.config.schema import BenchConfig, ExportConfig
-from minitron.errors import MinitronError
+from minitron.errors import ConfigError, MinitronError
 from minitron.models.load import is_checkpoint
 
 
@@ -49,6 +49,10 @@ def measure(spec: dict) -> dict:
 def main(cfg: BenchConfig, log=print) -> dict:
     import torch
 
+    for i, m in enumerate(cfg.models):  # every model now, not after the first ones were measured
+        if not Path(m.path).expanduser().is_dir():
+            raise ConfigError(f"models[{i}].path", f"{m.path} is not a directory; give a HF model "
+                              "directory or a minitron checkpoint")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device

@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 
 from minitron.config.schema import EvalConfig
+from minitron.data.datasets import resolve_prefixes
 from minitron.data.tokenizer import load_tokenizer
+from minitron.errors import ConfigError
 from minitron.eval.evaluator import Evaluator, records, table
 from minitron.eval.layer_skip import skip_layers
-from minitron.models.load import load_model
+from minitron.models.load import describe_source, load_model
 from minitron.parallel import runtime
 
 
@@ -36,6 +38,16 @@ def run(ev: Evaluator, cfg: EvalConfig, common: dict) -> list[dict]:
 
 def main(cfg: EvalConfig, log=print) -> list[dict]:
     t0 = time.perf_counter()
+    for i, lt in enumerate(cfg.loss):  # a missing dataset fails before the model loads
+        try:
+            resolve_prefixes(lt.data)
+        except ConfigError as e:
+            raise ConfigError(f"loss[{i}].{e.field}", e.message) from None
+    if cfg.skip_layers:  # so do layers the model does not have
+        n = describe_source(cfg.model)[0].num_layers
+        if max(cfg.skip_layers) >= n:
+            raise ConfigError("skip_layers", f"{sorted(cfg.skip_layers)}: the model has {n} layers "
+                              f"(0..{n - 1})")
     lay = runtime.init(cfg.tp, cfg.pp)
     model, arch, _ = load_model(cfg.model, cfg.dtype)
     ev = Evaluator(model, arch, load_tokenizer(cfg.model), batch_size=cfg.batch_size,

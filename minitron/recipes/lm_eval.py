@@ -22,11 +22,12 @@ def main(cfg: LmEvalConfig, log=print) -> dict:
         from minitron.eval.lm_eval_adapter import MinitronLM
     except ImportError:
         raise ConfigError("tasks", "lm-eval is not installed: pip install lm-eval") from None
-    lm = MinitronLM.load(cfg.model, cfg.tp, cfg.pp, cfg.dtype, cfg.batch_size, cfg.max_length)
     manager = TaskManager(include_path=cfg.include_path) if cfg.include_path else TaskManager()
     unknown = [t for t in cfg.tasks if t not in manager.all_tasks]
-    if unknown:
-        raise ConfigError("tasks", f"unknown lm-eval task(s): {', '.join(unknown)}")
+    if unknown:  # before the model loads
+        raise ConfigError("tasks", f"unknown lm-eval task(s): {', '.join(unknown)}; check the "
+                          "names (`lm-eval ls tasks`) or give include_path")
+    lm = MinitronLM.load(cfg.model, cfg.tp, cfg.pp, cfg.dtype, cfg.batch_size, cfg.max_length)
     results = lm_eval.simple_evaluate(model=lm, tasks=list(cfg.tasks), num_fewshot=cfg.num_fewshot,
                                       limit=cfg.limit, task_manager=manager, log_samples=False)
     if runtime.layout().is_main and results is not None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from minitron.config.schema import DataConfig, LossConfig
-from minitron.data.datasets import samples
+from minitron.data.datasets import resolve_prefixes, samples
 from minitron.eval.lm_loss import lm_loss
 from minitron.models.load import load_model
 from minitron.parallel import runtime
@@ -29,6 +29,7 @@ def held_out_loss(model, arch, data: DataConfig, split: str, num_samples: int,
 
 def main(cfg: LossConfig, log=print) -> dict:
     t0 = time.perf_counter()
+    resolve_prefixes(cfg.data)  # a missing dataset fails before the model loads
     lay = runtime.init(cfg.tp, cfg.pp)
     model, arch, _ = load_model(cfg.model, cfg.dtype)
     result = held_out_loss(model, arch, cfg.data, cfg.split, cfg.num_samples, cfg.micro_batch_size)

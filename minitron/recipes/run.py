@@ -76,17 +76,67 @@ def budget(cfg: RunConfig, teacher, students: dict) -> list[str]:
     return lines
 
 
-def preflight(cfg: RunConfig) -> tuple:
-    """The teacher's and every student's architecture, checked before any stage runs: an
-    impossible target fails here, naming ``students[i].target.<field>``."""
+RUNS = ("run", "resume", "rerun")  # plan actions of a stage that will run
+
+
+def check_inputs(cfg: RunConfig, steps: list) -> None:
+    """Every file that a stage which will run reads, checked before the first stage (a missing
+    input fails here, not after import and prepare). Stages that are done, skipped or not
+    selected read nothing, so their inputs are not checked."""
+    from minitron.config.schema import check_inputs as check_corpora
+
+    runs = {st for st, _, action in steps if action in RUNS}
+    if "prepare" in runs:
+        check_corpora(cfg.data.inputs, "data.inputs")
+    if "align" in runs:
+        for field, kind in (("sft_data", "sft"), ("preference_data", "preferences")):
+            check_alignment_rows(getattr(cfg.align, field), kind, f"align.{field}")
+
+
+def check_alignment_rows(spec: str, kind: str, field: str) -> None:
+    """``builtin:<kind>[:split]``, or a jsonl file whose every row is a valid ``kind`` row
+    (the structure only: malformed rows raise DataError naming file and line)."""
+    from minitron.align.data import preference_messages, read_rows, sft_messages
+    from minitron.errors import ConfigError
+
+    if spec.startswith("builtin:"):
+        parts = spec.split(":")
+        if parts[1] != kind or parts[2:] not in ([], ["train"], ["valid"], ["all"]):
+            raise ConfigError(field, f"{spec!r}: write builtin:{kind}, optionally with :train, "
+                              ":valid or :all, or give a jsonl file")
+        return
+    if not Path(spec).is_file():
+        raise ConfigError(field, f"{spec} does not exist; give a jsonl file or builtin:{kind}")
+    check = sft_messages if kind == "sft" else preference_messages
+    for where, row in read_rows(spec):
+        check(row, where)
+
+
+def preflight(cfg: RunConfig, steps: list) -> tuple:
+    """Inputs, stage configs, the teacher's and every student's architecture, checked before
+    any stage runs: a missing input or an impossible target fails here, naming the key
+    (``data.inputs[i]``, ``students[i].target.<field>``)."""
     from minitron.config.prune import PruneConfig
     from minitron.errors import ConfigError
     from minitron.models.builder import check_layout
     from minitron.recipes.prune import check_target
 
+    check_inputs(cfg, steps)
     check_stage_configs(cfg)
-    teacher, _, _ = describe_source(cfg.model)
+    try:
+        teacher, _, tok_dir = describe_source(cfg.model)
+    except ConfigError as e:
+        raise ConfigError("model", e.message) from None
     check_layout(teacher, cfg.tp, cfg.pp)
+    runs = {st for st, _, action in steps if action in RUNS}
+    if "prepare" in runs and cfg.data.eod_token is not None:
+        from minitron.data.tokenizer import load_tokenizer, token_id
+
+        token_id(load_tokenizer(str(tok_dir)), cfg.data.eod_token, "data.eod_token")
+    loss = cfg.distill.loss
+    if loss.kind == "topk_kl" and loss.topk > teacher.vocab_size:
+        raise ConfigError("distill.loss.topk", f"{loss.topk} is more than the vocabulary "
+                          f"({teacher.vocab_size} tokens); give topk <= {teacher.vocab_size}")
     students = {}
     for i, s in enumerate(cfg.students):
         pc = PruneConfig(model=cfg.model, out="-", target=s.target, tp=cfg.tp, pp=cfg.pp,
@@ -116,7 +166,7 @@ def check_stage_configs(cfg: RunConfig) -> list:
 
 
 def dry_run(cfg: RunConfig, steps: list, log) -> dict:
-    teacher, students = preflight(cfg)
+    teacher, students = preflight(cfg, steps)
     log(f"plan for {cfg.workdir}:")
     for st, h, action in steps:
         log(f"  {st:<9} {action:<13} {h}")
@@ -177,7 +227,7 @@ def main(cfg: RunConfig, log=print) -> dict:
     if cfg.dry_run:
         return dry_run(cfg, steps, log)
     runtime.check_world(cfg.tp, cfg.pp)
-    preflight(cfg)
+    preflight(cfg, steps)
     lay = runtime.init(cfg.tp, cfg.pp)
     ctx = S.Ctx(cfg=cfg, work=work, log=log if lay.is_main else (lambda s: None), main=lay.is_main)
     ran = []

@@ -17,7 +17,7 @@ import time
 import torch
 
 from minitron.config.prune import ScoreConfig
-from minitron.data.datasets import microbatches, samples
+from minitron.data.datasets import microbatches, resolve_prefixes, samples
 from minitron.models.load import load_model
 from minitron.parallel import runtime
 from minitron.parallel.gather import FullTensors
@@ -44,6 +44,8 @@ def activation_scores(model, batch: dict, micro_batch_size: int, seq_agg: str, b
 
 def main(cfg: ScoreConfig, log=print) -> dict:
     t0 = time.perf_counter()
+    if cfg.method == "activation":
+        resolve_prefixes(cfg.data)  # a missing dataset fails before the model loads
     lay = runtime.init(cfg.tp, cfg.pp)
     model, arch, _ = load_model(cfg.model, cfg.dtype)
     meta = {"method": cfg.method, "model": cfg.model,

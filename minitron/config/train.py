@@ -191,6 +191,7 @@ class CorrectConfig(TrainingBase):
     def validate(self):
         super().validate()
         check_out(self.out)
+        check_splits(self.data, self.validation)
         choice(self.mode, CORRECTION_MODES, "mode")
         positive(self.lora_rank, "lora_rank")
         number(self.lora_alpha, "lora_alpha", gt=0, hint="at 0 the adapters change nothing")
@@ -217,6 +218,20 @@ class DistillConfig(TrainingBase):
     def validate(self):
         super().validate()
         check_out(self.out)
+        check_splits(self.data, self.validation)
+
+
+def check_splits(data: DataConfig, validation: ValidationConfig) -> None:
+    """Training reads the train share; validation without its own data reads the valid share."""
+    from minitron.config.schema import check_split
+
+    train, valid, _ = check_split(data.split, "data.split")
+    if train <= 0:
+        raise ConfigError("data.split", f"{data.split!r} gives training no documents; give the "
+                          "first share a value, e.g. 98,2,0")
+    if valid <= 0 and validation.loss is None:
+        raise ConfigError("data.split", f"{data.split!r} leaves validation no documents; give the "
+                          "second share a value, or set validation.loss to other data")
 
 
 def check_out(out: str) -> None:

@@ -57,11 +57,14 @@ def kind_of(path: Path) -> Optional[str]:
         return json.loads((path / MARKER).read_text()).get("kind")
     except (OSError, ValueError, AttributeError):
         pass
-    try:  # checkpoints written before markers existed: the manifest says what they are
-        if json.loads((path / "manifest.json").read_text()).get("format") == "minitron-checkpoint":
-            return "checkpoint"
-    except (OSError, ValueError, AttributeError):
-        pass
+    # outputs written before markers existed: their own metadata says what they are
+    for name, fmt, kind in (("manifest.json", "minitron-checkpoint", "checkpoint"),
+                            ("scores.json", "minitron-scores", "scores")):
+        try:
+            if json.loads((path / name).read_text()).get("format") == fmt:
+                return kind
+        except (OSError, ValueError, AttributeError):
+            pass
     return None
 
 

@@ -53,6 +53,9 @@ class TrainingBase:
                                   "H100 is ~4e14 in bf16).")
     dry_run: bool = doc(False, "Print the memory plan per GPU and the estimated step time, then "
                         "stop.")
+    overwrite: bool = doc(False, "Start over: remove the checkpoints, final models and "
+                          "metrics an earlier run left in ``out`` (a run rerun with other "
+                          "settings is refused without it).")
     tensorboard: bool = doc(True, "Also log to TensorBoard (when installed).")
     progress: bool = doc(True, "Progress bar (rank 0).")
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
 import platform
 import subprocess
 from pathlib import Path
 from typing import Any, Optional
+
+from minitron.checkpoint import atomic
 
 
 def now() -> str:
@@ -81,7 +82,4 @@ class Manifest:
         self.save()
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str))
-        os.replace(tmp, self.path)
+        atomic.write_text(self.path, json.dumps(self.data, indent=2, default=str))

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from typing import Optional
 
 from minitron.config.schema import LossTaskConfig, MCTaskConfig
 from minitron.data.datasets import samples
+from minitron.errors import MinitronError
 from minitron.eval.lm_loss import lm_loss
 from minitron.eval.multiple_choice import build_requests, evaluate_requests
 from minitron.eval.tasks import MCItem, fewshot_prefixes, load_items, subset
@@ -79,11 +81,19 @@ class Evaluator:
             return lm_loss(self.model, batch, self.arch.vocab_size, self.micro_batch_size, bar)
 
 
+def require_finite(loss: float, what: str) -> None:
+    """A NaN or inf loss is an error (the weights or the data are broken), not a result."""
+    if not math.isfinite(loss):
+        raise MinitronError(f"the loss of {what} is not finite ({loss}); the model holds NaN/inf "
+                            "weights or overflows in this dtype (try dtype=float32)")
+
+
 def records(name: str, kind: str, result: dict, common: dict,
             task: Optional[MCTaskConfig] = None) -> list[dict]:
     """One JSON record per metric: metric, value, stderr, n and the run's facts."""
     out = []
     if kind == "loss":
+        require_finite(result["loss"], f"{common.get('model', 'the model')} on {name}")
         out.append({"task": name, "metric": "loss", "value": result["loss"],
                     "stderr": result["stderr"], "n": result["samples"], "tokens": result["tokens"],
                     **common})

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from minitron.config.schema import DataConfig, LossConfig
 from minitron.data.datasets import resolve_prefixes, samples
+from minitron.eval.evaluator import require_finite
 from minitron.eval.lm_loss import lm_loss
 from minitron.models.load import load_model
 from minitron.parallel import runtime
@@ -22,6 +23,7 @@ def held_out_loss(model, arch, data: DataConfig, split: str, num_samples: int,
     """LM loss of a loaded model on ``num_samples`` seeded samples of ``split`` (collective)."""
     batch = samples(data, split, num_samples, arch.vocab_size)
     result = lm_loss(model, batch, arch.vocab_size, micro_batch_size)
+    require_finite(result["loss"], f"the model on {', '.join(data.paths)} ({split})")
     result.update(data=list(data.paths), split=split, samples=num_samples,
                   seq_length=data.seq_length, seed=data.seed)
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from minitron.config.checks import choice, positive
@@ -71,6 +72,11 @@ class AlignConfig(TrainingBase):
             raise ConfigError("beta", "must be > 0")
         if self.algorithm == "sft" and self.rounds != 1:
             raise ConfigError("rounds", "rounds apply to preference algorithms; sft runs once")
+        for field in ("data", "valid_data"):
+            value = getattr(self, field)
+            if value and not value.startswith("builtin:") and not Path(value).is_file():
+                raise ConfigError(field, f"{value} does not exist; give a .jsonl file or "
+                                  "builtin:sft / builtin:preferences")
 
     @property
     def loss_kind(self) -> str:

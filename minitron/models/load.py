@@ -7,6 +7,7 @@ from typing import Optional
 
 from minitron.checkpoint.hf_io import HFReader
 from minitron.checkpoint.mcore import MANIFEST, load_checkpoint
+from minitron.errors import ConfigError
 from minitron.models.arch import arch_from_hf_config, read_hf_config
 from minitron.models.builder import Execution, build_model, parse_dtype
 from minitron.models.sources import resolve_model
@@ -36,9 +37,19 @@ def load_model(spec: str, dtype: Optional[str] = None, impl: str = "auto", verif
     return model, arch, {"kind": "hf", "path": str(src), "hf_config": hf_config}
 
 
-def describe_source(spec: str) -> tuple:
+def describe_source(spec: str, field: str = "model") -> tuple:
     """(arch, HF config dict, tokenizer directory) of a checkpoint or HF source, without
-    loading weights: what a stage needs to validate a target and to save its output."""
+    loading weights: what a stage needs to validate a target and to save its output.
+    Errors name ``field`` (the config key that gave ``spec``)."""
+    try:
+        return _describe(spec)
+    except ConfigError as e:
+        if e.field == "hf":
+            raise ConfigError(field, e.message) from None
+        raise
+
+
+def _describe(spec: str) -> tuple:
     import json
 
     if is_checkpoint(spec):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from minitron.config.schema import LossTaskConfig
 from minitron.config.train import CorrectConfig
+from minitron.data.datasets import resolve_prefixes
 from minitron.data.tokenizer import load_tokenizer
+from minitron.errors import ConfigError
 from minitron.eval.evaluator import Evaluator
 from minitron.models.builder import DTYPE_NAMES, Execution
 from minitron.models.load import describe_source, load_model
@@ -40,8 +42,22 @@ def validator(model, arch, tokenizer_spec: str, cfg) -> callable:
     return validate
 
 
+def check_data(cfg) -> None:
+    """The training (and validation) data exist: before any model loads."""
+    resolve_prefixes(cfg.data)
+    if cfg.validation.loss is not None:
+        try:
+            resolve_prefixes(cfg.validation.loss.data)
+        except ConfigError as e:
+            raise ConfigError(f"validation.loss.{e.field}", e.message) from None
+
+
 def main(cfg: CorrectConfig, log=print) -> dict:
     arch, hf_config, tok_dir = describe_source(cfg.model)
+    check_data(cfg)
+    if cfg.mode == "lora" and cfg.lora_rank > min(arch.hidden_size, arch.ffn_hidden_size):
+        raise ConfigError("lora_rank", f"{cfg.lora_rank} is more than the model's hidden size "
+                          f"({arch.hidden_size}); a LoRA rank is far smaller (e.g. 16)")
     planned = {"trained": [("teacher", arch, cfg.mode)]}
     if cfg.dry_run:
         return dry_run_plan(cfg, log=log, **planned)

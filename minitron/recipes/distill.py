@@ -16,7 +16,7 @@ from minitron.errors import ConfigError
 from minitron.models.builder import DTYPE_NAMES, Execution
 from minitron.models.load import describe_source, load_model
 from minitron.parallel import runtime
-from minitron.recipes.correct import validator
+from minitron.recipes.correct import check_data, validator
 from minitron.train import trainable
 from minitron.train.loop import Trained, fingerprint, gpt_batches, run
 from minitron.train.plan import check_memory, dry_run_plan
@@ -24,8 +24,12 @@ from minitron.train.steps import Distiller
 
 
 def main(cfg: DistillConfig, log=print) -> dict:
-    s_arch, s_hf, s_tok = describe_source(cfg.student)
-    t_arch, t_hf, t_tok = describe_source(cfg.teacher)
+    s_arch, s_hf, s_tok = describe_source(cfg.student, "student")
+    t_arch, t_hf, t_tok = describe_source(cfg.teacher, "teacher")
+    check_data(cfg)
+    if cfg.loss.kind == "topk_kl" and cfg.loss.topk > s_arch.vocab_size:
+        raise ConfigError("loss.topk", f"{cfg.loss.topk} is more than the vocabulary "
+                          f"({s_arch.vocab_size} tokens)")
     if s_arch.vocab_size != t_arch.vocab_size:
         raise ConfigError("teacher", f"vocabulary {t_arch.vocab_size} differs from the student's "
                           f"{s_arch.vocab_size}; logit distillation needs the same tokenizer")

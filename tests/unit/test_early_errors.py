@@ -252,3 +252,45 @@ def test_values_that_crashed_late_or_did_nothing_fail_early(tmp_path, teacher):
     cfg = loader.load(schema.EvalConfig, None, [f"model={teacher}", "tasks=[{limit: 2}]",
                                                 "skip_layers=[100]"])
     assert err(evaluate.main, cfg, log=lambda s: None).field == "skip_layers"
+
+
+# ------------------------------------------------------------------ standalone training stages
+
+
+def test_training_stages_check_sources_data_and_sizes_before_loading(tmp_path, teacher,
+                                                                     monkeypatch):
+    """distill / correct / align: a missing source is named by its key, missing data and
+    impossible sizes fail before any model loads (load_model is made to fail the test)."""
+    from minitron.config import align as align_cfg
+    from minitron.models import load
+    from minitron.recipes import correct, distill
+
+    def no_load(*a, **k):
+        raise AssertionError("a model was loaded before the error")
+
+    monkeypatch.setattr(correct, "load_model", no_load)
+    monkeypatch.setattr(distill, "load_model", no_load)
+    monkeypatch.setattr(load, "load_model", no_load)
+    out = str(tmp_path / "o")
+    base = {"out": out, "data": {"paths": [str(tmp_path / "nodata")]}}
+    e = err(distill.main, loader.load(train.DistillConfig, values={
+        **base, "student": str(tmp_path / "missing"), "teacher": str(teacher)}))
+    assert e.field == "student"
+    e = err(distill.main, loader.load(train.DistillConfig, values={
+        **base, "student": str(teacher), "teacher": str(teacher)}))
+    assert e.field == "data.paths[0]" and "nodata" in e.message
+    prepared = tmp_path / "d"
+    minitron(["data", "prepare", "--input", "builtin:news", "--tokenizer", str(teacher), "--out",
+              str(prepared)])
+    ok = {"out": out, "data": {"paths": [str(prepared)]}}
+    e = err(distill.main, loader.load(train.DistillConfig, values={
+        **ok, "student": str(teacher), "teacher": str(teacher),
+        "loss": {"kind": "topk_kl", "topk": 100000}}))
+    assert e.field == "loss.topk" and "vocabulary" in e.message
+    e = err(correct.main, loader.load(train.CorrectConfig, values={
+        **ok, "model": str(teacher), "mode": "lora", "lora_rank": 100000}))
+    assert e.field == "lora_rank"
+    e = err(loader.load, align_cfg.AlignConfig, values={
+        "model": str(teacher), "out": out, "data": str(tmp_path / "missing.jsonl")})
+    assert e.field == "data" and "does not exist" in e.message
+    assert not (tmp_path / "o").exists()

@@ -97,7 +97,8 @@ def main():
     reseal(evil)
     probe("crafted .metadata (os.system), manifest resealed", ["export", "--ckpt", evil,
                                                               "--out", w / "e1"])
-    probe("... the same on `loss`", ["loss", "--model", evil, "data.paths=[builtin:news]"])
+    held_out = [f"data.paths=[{w / 'data'}]", "data.seq_length=16"]
+    probe("... the same on `loss`", ["loss", "--model", evil, *held_out])
     assert not (w / "pwned").exists()
     # 2. non-finite
     probe("optim.lr=1e6, clip off: a diverging run", distill(w / "lr", 6, "optim.lr=1e6",
@@ -174,14 +175,14 @@ def main():
     shutil.copytree(ck, trunc)
     f = next((trunc / "weights").glob("*.distcp"))
     f.write_bytes(f.read_bytes()[:-100])
-    probe("truncated weights file", ["loss", "--model", trunc, "data.paths=[builtin:news]"])
+    probe("truncated weights file", ["loss", "--model", trunc, *held_out])
     flip = w / "flip"
     shutil.copytree(ck, flip)
     f = next((flip / "weights").glob("*.distcp"))
     b = bytearray(f.read_bytes())
     b[len(b) // 3] ^= 1
     f.write_bytes(bytes(b))
-    probe("flipped byte in a checkpoint", ["loss", "--model", flip, "data.paths=[builtin:news]"])
+    probe("flipped byte in a checkpoint", ["loss", "--model", flip, *held_out])
     (w / "bad.yaml").write_text("optim: [unclosed\n")
     probe("malformed YAML", ["distill", "--config", w / "bad.yaml"])
     (w / "bad.jsonl").write_text('{"text": "fine"}\n{"text": broken\n')

@@ -39,6 +39,7 @@ _STORAGES = {"UntypedStorage", "FloatStorage", "HalfStorage", "BFloat16Storage",
 ALLOWED: dict[str, frozenset[str]] = {
     "builtins": frozenset({"set", "frozenset", "slice", "complex", "bytearray"}),
     "collections": frozenset({"OrderedDict", "defaultdict"}),
+    "_io": frozenset({"BytesIO"}),  # Transformer Engine's layer extra state (a byte buffer)
     "torch": frozenset({"Size", "device", "strided"} | _DTYPES | _STORAGES),
     "torch._utils": frozenset({"_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter"}),
     "torch.serialization": frozenset({"_get_layout"}),

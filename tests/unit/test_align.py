@@ -117,7 +117,7 @@ def test_sft_reduction_is_checked_at_load(tmp_path):
     from minitron.errors import ConfigError
 
     assert align.SFT_REDUCTIONS == losses.SFT_REDUCTIONS
-    values = {"model": "m", "out": str(tmp_path / "o"), "data": "d", "algorithm": "dpo"}
+    values = {"model": "m", "out": str(tmp_path / "o"), "data": "builtin:preferences", "algorithm": "dpo"}
     assert loader.load(align.AlignConfig, values=values).sft_reduction == "sequence_mean"
     with pytest.raises(ConfigError, match="sft_reduction: 'mean' is not valid") as e:
         loader.load(align.AlignConfig, values=dict(values, sft_reduction="mean"))
@@ -235,8 +235,8 @@ def test_reference_has_no_grads_and_no_optimizer_state(tiny_models, tmp_path, wo
     from minitron.models.load import load_model
     from minitron.train import trainable
 
-    cfg = loader.load(AlignConfig, values={"model": "m", "out": str(tmp_path / "o"), "data": "d",
-                                           "algorithm": "dpo"})
+    cfg = loader.load(AlignConfig, values={"model": "m", "out": str(tmp_path / "o"),
+                                           "data": "builtin:preferences", "algorithm": "dpo"})
     policy, _, _ = load_model(str(tiny_models["llama-untied"]))
     ref, _, _ = load_model(str(tiny_models["llama-untied"]))
     trainable.freeze(ref)

@@ -45,7 +45,7 @@ def test_our_checkpoints_pass_the_gate(imported):
     check_dist_checkpoint(imported / "weights")
 
 
-def test_a_crafted_metadata_is_refused_and_never_runs(imported, tmp_path):
+def test_a_crafted_metadata_is_refused_and_never_runs(imported, calib, tmp_path):
     import shutil
 
     ckpt = tmp_path / "evil"
@@ -59,7 +59,7 @@ def test_a_crafted_metadata_is_refused_and_never_runs(imported, tmp_path):
     meta.write_bytes(pickle.dumps(md))
     _reseal(ckpt)
     for args in (["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "hf")],
-                 ["loss", "--model", str(ckpt), "data.paths=[builtin:news]"]):
+                 ["loss", "--model", str(ckpt), f"data.paths=[{calib}]", "data.seq_length=16"]):
         res = minitron(args, check=False)
         assert res.returncode != 0
         assert "posix.system" in res.stderr and ".metadata" in res.stderr, res.stderr[-2000:]

@@ -38,7 +38,9 @@ def cli(args, cwd=None):
                          cwd=cwd, capture_output=True, text=True, timeout=900)
     err = [ln for ln in res.stderr.splitlines() if ln.startswith(("error:", "[rank"))]
     out = [ln for ln in res.stdout.splitlines() if ln.strip()]
-    said = err[-1] if err else (out[-1] if out else "")
+    resumed = [ln for ln in res.stdout.splitlines() + res.stderr.splitlines()
+               if "resumed from" in ln]
+    said = err[-1] if err else (resumed or out or [""])[-1]
     return res.returncode, said, time.perf_counter() - t
 
 

@@ -83,8 +83,8 @@ def replace_problem(out: Path, kind: str) -> Optional[str]:
     found = kind_of(target)
     if found != kind:
         what = f"a minitron {found} output" if found else "not a minitron output"
-        return (f"{out} is {what}, so overwrite will not replace it with a {kind}; remove it "
-                "yourself or choose another path")
+        return (f"{out} is {what}; overwrite replaces only a {kind} output (or an empty "
+                "directory): remove it yourself or choose another path")
     return None
 
 

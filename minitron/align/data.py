@@ -265,3 +265,19 @@ def pair_rows(pairs: list[Pair], pad_id: int = 0, width: Optional[int] = None) -
     return {"tokens": tokens, "labels": labels, "loss_mask": loss_mask,
             "reward_chosen": torch.tensor([p.reward_chosen for p in pairs]),
             "reward_rejected": torch.tensor([p.reward_rejected for p in pairs])}
+
+
+def check_rows(spec: str, kind: str, field: str) -> None:
+    """``builtin:<kind>[:split]``, or a jsonl file whose every row is a valid ``kind`` row
+    (the structure only: malformed rows raise DataError naming file and line)."""
+    if spec.startswith("builtin:"):
+        parts = spec.split(":")
+        if parts[1] != kind or parts[2:] not in ([], ["train"], ["valid"], ["all"]):
+            raise ConfigError(field, f"{spec!r}: write builtin:{kind}, optionally with :train, "
+                              ":valid or :all, or give a jsonl file")
+        return
+    if not Path(spec).is_file():
+        raise ConfigError(field, f"{spec} does not exist; give a jsonl file or builtin:{kind}")
+    check = sft_messages if kind == "sft" else preference_messages
+    for where, row in read_rows(spec):
+        check(row, where)

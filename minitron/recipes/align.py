@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from minitron.align import builtin
-from minitron.align.data import ChatRenderer, load_pairs, load_sft, pack, pair_rows, read_rows
+from minitron.align.data import (ChatRenderer, check_rows, load_pairs, load_sft, pack, pair_rows,
+                                 read_rows)
 from minitron.align.steps import PreferenceStep, sft_step
 from minitron.config.align import AlignConfig
 from minitron.data.tokenizer import load_tokenizer
@@ -136,6 +137,10 @@ def main(cfg: AlignConfig, log=print) -> dict:
     planned = {"trained": [("policy", arch, "full")],
                "frozen": [("reference", arch)] if pref else [], "seq_length": cfg.seq_length,
                "rows_per_sample": 2 if pref else 1}
+    kind = "preferences" if pref else "sft"
+    for field in ("data", "valid_data"):  # every row's structure, before any model loads
+        if getattr(cfg, field):
+            check_rows(getattr(cfg, field), kind, field)
     if cfg.dry_run:
         return dry_run_plan(cfg, log=log, **planned)
     check_memory(cfg, **planned)

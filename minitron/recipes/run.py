@@ -83,6 +83,7 @@ def check_inputs(cfg: RunConfig, steps: list) -> None:
     """Every file that a stage which will run reads, checked before the first stage (a missing
     input fails here, not after import and prepare). Stages that are done, skipped or not
     selected read nothing, so their inputs are not checked."""
+    from minitron.align.data import check_rows
     from minitron.config.schema import check_inputs as check_corpora
 
     runs = {st for st, _, action in steps if action in RUNS}
@@ -90,26 +91,7 @@ def check_inputs(cfg: RunConfig, steps: list) -> None:
         check_corpora(cfg.data.inputs, "data.inputs")
     if "align" in runs:
         for field, kind in (("sft_data", "sft"), ("preference_data", "preferences")):
-            check_alignment_rows(getattr(cfg.align, field), kind, f"align.{field}")
-
-
-def check_alignment_rows(spec: str, kind: str, field: str) -> None:
-    """``builtin:<kind>[:split]``, or a jsonl file whose every row is a valid ``kind`` row
-    (the structure only: malformed rows raise DataError naming file and line)."""
-    from minitron.align.data import preference_messages, read_rows, sft_messages
-    from minitron.errors import ConfigError
-
-    if spec.startswith("builtin:"):
-        parts = spec.split(":")
-        if parts[1] != kind or parts[2:] not in ([], ["train"], ["valid"], ["all"]):
-            raise ConfigError(field, f"{spec!r}: write builtin:{kind}, optionally with :train, "
-                              ":valid or :all, or give a jsonl file")
-        return
-    if not Path(spec).is_file():
-        raise ConfigError(field, f"{spec} does not exist; give a jsonl file or builtin:{kind}")
-    check = sft_messages if kind == "sft" else preference_messages
-    for where, row in read_rows(spec):
-        check(row, where)
+            check_rows(getattr(cfg.align, field), kind, f"align.{field}")
 
 
 def preflight(cfg: RunConfig, steps: list) -> tuple:

@@ -293,4 +293,13 @@ def test_training_stages_check_sources_data_and_sizes_before_loading(tmp_path, t
     e = err(loader.load, align_cfg.AlignConfig, values={
         "model": str(teacher), "out": out, "data": str(tmp_path / "missing.jsonl")})
     assert e.field == "data" and "does not exist" in e.message
+    rows = tmp_path / "p.jsonl"
+    rows.write_text(json.dumps({"prompt": "Q?", "chosen": "yes", "rejected": " "}) + "\n")
+    from minitron.recipes import align
+
+    for dry in (True, False):
+        with pytest.raises(DataError, match="p.jsonl:1: empty rejected"):
+            align.main(loader.load(align_cfg.AlignConfig, values={
+                "model": str(teacher), "out": out, "data": str(rows), "algorithm": "dpo",
+                "dry_run": dry}))
     assert not (tmp_path / "o").exists()

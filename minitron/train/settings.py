@@ -74,7 +74,7 @@ def _normalise(v: Any, root: Optional[Path]) -> Any:
     if not isinstance(v, str) or not v or ":" in v.split("/")[0]:
         return v  # not a path (builtin:..., hub ids that do not exist locally stay as given)
     p = Path(v)
-    if not p.exists():
+    if not p.exists() and not Path(v + ".bin").is_file():  # a dataset prefix counts too
         return v
     p = p.resolve()
     ident = _content_id(p)

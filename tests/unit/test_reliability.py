@@ -186,3 +186,31 @@ def test_overwrite_replaces_only_an_output_of_the_same_kind(imported, tmp_path):
     assert res.returncode == 2 and "minitron checkpoint output" in res.stderr
     minitron(export + ["--out", str(tmp_path / "hf")])
     minitron(export + ["--out", str(tmp_path / "hf")])  # an earlier export is replaced
+
+
+def test_settings_name_paths_by_what_they_are(imported, calib, tmp_path, monkeypatch):
+    """How a path is written does not change a run's settings; what it names does."""
+    from minitron.config import loader
+    from minitron.config.train import DistillConfig
+    from minitron.train import settings
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(imported, tmp_path / "s")
+    (tmp_path / "p").mkdir()
+    for ext in ("bin", "idx"):
+        shutil.copy(next(calib.glob(f"*.{ext}")), tmp_path / "p" / f"c.{ext}")
+
+    def of(student, prefix, out="run", **extra):
+        return settings.of(loader.load(DistillConfig, values={
+            "student": student, "teacher": str(imported), "out": out,
+            "data": {"paths": [prefix]}, **extra}))
+
+    a = of("s", "p/c")
+    assert a == of("./s", "./p/c") == of(str(tmp_path / "s"), str(tmp_path / "p" / "c"))
+    assert a == of("s", "p/c", out="elsewhere", tp=2, schedule={"save_every": 7})
+    assert a["student"].startswith("checkpoint:") and a["data.paths"] == [str(tmp_path / "p/c")]
+    m = read_json(tmp_path / "s" / "manifest.json")
+    m["files"]["hf_config.json"]["sha256"] = "0" * 64  # another checkpoint at the same path
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(m))
+    b = of("s", "p/c")
+    assert settings.differences(a, b) == [f"student: \"{a['student']}\" -> \"{b['student']}\""]

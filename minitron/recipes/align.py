@@ -27,8 +27,9 @@ from minitron.models.builder import DTYPE_NAMES, Execution
 from minitron.models.load import describe_source, load_model
 from minitron.parallel import runtime
 from minitron.parallel.schedule import from_last_stage, pipeline_forward
+from minitron.train import settings as run_settings
 from minitron.train import trainable
-from minitron.train.loop import Trained, fingerprint, run, split_micro
+from minitron.train.loop import Trained, run, split_micro
 from minitron.train.plan import check_memory, dry_run_plan
 
 
@@ -127,7 +128,7 @@ def run_round(cfg: AlignConfig, run_dir: Path, start: str, reference: str | None
             keys = ("reward_accuracy", "reward_margin", "logp_accuracy", "kl_to_reference",
                     "preference_loss")
             return {f"val_{k}": res[k] for k in keys}
-    return run(run_dir, [trained], batches, cfg.schedule, make_step, validate, fingerprint(cfg),
+    return run(run_dir, [trained], batches, cfg.schedule, make_step, validate, run_settings.of(cfg),
                cfg, log)
 
 

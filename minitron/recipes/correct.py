@@ -17,8 +17,9 @@ from minitron.eval.evaluator import Evaluator
 from minitron.models.builder import DTYPE_NAMES, Execution
 from minitron.models.load import describe_source, load_model
 from minitron.parallel import runtime
+from minitron.train import settings as run_settings
 from minitron.train import trainable
-from minitron.train.loop import Trained, fingerprint, gpt_batches, run
+from minitron.train.loop import Trained, gpt_batches, run
 from minitron.train.plan import check_memory, dry_run_plan
 from minitron.train.steps import lm_step
 
@@ -71,4 +72,5 @@ def main(cfg: CorrectConfig, log=print) -> dict:
     validate = validator(model, arch, cfg.model, cfg)
     batches = gpt_batches(cfg.data, cfg.schedule, arch.vocab_size)
     return run(cfg.out, [teacher], batches, cfg.schedule,
-               lambda: lambda mbs: lm_step(teacher.ddp, mbs), validate, fingerprint(cfg), cfg, log)
+               lambda: lambda mbs: lm_step(teacher.ddp, mbs), validate, run_settings.of(cfg),
+               cfg, log)

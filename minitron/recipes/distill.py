@@ -17,8 +17,9 @@ from minitron.models.builder import DTYPE_NAMES, Execution
 from minitron.models.load import describe_source, load_model
 from minitron.parallel import runtime
 from minitron.recipes.correct import check_data, validator
+from minitron.train import settings as run_settings
 from minitron.train import trainable
-from minitron.train.loop import Trained, fingerprint, gpt_batches, run
+from minitron.train.loop import Trained, gpt_batches, run
 from minitron.train.plan import check_memory, dry_run_plan
 from minitron.train.steps import Distiller
 
@@ -63,5 +64,5 @@ def main(cfg: DistillConfig, log=print) -> dict:
                          cfg.parallel_correction).step
 
     batches = gpt_batches(cfg.data, cfg.schedule, s_arch.vocab_size)
-    return run(cfg.out, trained, batches, cfg.schedule, make_step, validate, fingerprint(cfg),
+    return run(cfg.out, trained, batches, cfg.schedule, make_step, validate, run_settings.of(cfg),
                cfg, log)

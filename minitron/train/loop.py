@@ -54,11 +54,6 @@ class NonFiniteLoss(MinitronError):
     pass
 
 
-def fingerprint(cfg) -> dict:
-    """The settings a rerun must share to resume (:func:`minitron.train.settings.of`)."""
-    return run_settings.of(cfg)
-
-
 def _check_weights(trained: list[Trained], run_dir: Path, step: int) -> None:
     """Collective: stop before a checkpoint would hold a non-finite weight (a finite
     gradient can still step weights to inf at a huge learning rate)."""
@@ -153,7 +148,7 @@ def _engines(trained: list[Trained], opts: TrainingBase, saved: Optional[dict]) 
 
 def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], list[dict]],
         sched: ScheduleConfig, make_step: Callable[[], Callable[[list[dict]], Optional[list]]],
-        validate: Callable[[], dict], fp: dict, opts: TrainingBase, log=print) -> dict:
+        validate: Callable[[], dict], settings: dict, opts: TrainingBase, log=print) -> dict:
     """Train ``trained`` for ``sched.steps`` optimizer steps; ``batches(step)`` gives this
     rank's micro-batches of global batch ``step`` (so the data position is the step).
     ``make_step()`` is called once the models are wrapped (``Trained.ddp``) and returns the
@@ -164,7 +159,7 @@ def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], li
     if getattr(opts, "overwrite", False) and lay.is_main:
         start_over(run_dir, log)
     runtime.barrier()
-    if runtime.on_main(finished, final, [t.name for t in trained], fp):
+    if runtime.on_main(finished, final, [t.name for t in trained], settings):
         if lay.is_main:
             log(f"[train] {run_dir} is complete (final/ exists) with these settings: nothing "
                 "to do")
@@ -173,7 +168,7 @@ def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], li
         raise ConfigError("schedule.global_batch_size",
                           f"{sched.global_batch_size} must be a multiple of micro_batch_size x "
                           f"data-parallel size ({sched.micro_batch_size} x {lay.dp})")
-    point = runtime.on_main(state.resume_point, run_dir, fp)
+    point = runtime.on_main(state.resume_point, run_dir, settings)
     _engines(trained, opts, point[1] if point else None)
     start, resumed = 0, None
     if point is not None:
@@ -234,7 +229,7 @@ def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], li
                                 "check the data, then rerun")
         if done % sched.save_every == 0 or done == sched.steps:
             _check_weights(trained, run_dir, done)
-            state.save(run_dir, done, done * sched.global_batch_size, trained, fp,
+            state.save(run_dir, done, done * sched.global_batch_size, trained, settings,
                        sched.keep_last, skipped_total)
         last_metrics = metrics
     final_metrics = {k: v for k, v in last_metrics.items() if k.startswith("val_")}
@@ -245,6 +240,6 @@ def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], li
         save_checkpoint(t.model, final / t.name, arch=arch, hf_config=hf_config,
                         tokenizer_src=tok, dtype=dtype, overwrite=True,
                         extra={"stage": "train", "run": str(run_dir), "steps": sched.steps,
-                               "settings": fp})
+                               "settings": settings})
     logger.close(f"[train] done: {final}" if lay.is_main else None)
     return {"resumed_from": resumed, "complete": True, "final": final_metrics}

@@ -4,7 +4,8 @@ peaks are the model's own (``python -m minitron.bench.worker``).
 
 - ``transformers``: prefill = one forward of ``[batch, prompt_length]``; decode = ``decode_tokens``
   single-token forwards with the KV cache (greedy), timed after the prefill.
-- ``vllm`` and ``trtllm`` (TensorRT-LLM's LLM API): prefill = a generation of one token,
+- ``vllm`` and ``trtllm`` (TensorRT-LLM's LLM API with its PyTorch backend, on the HF
+  export; TensorRT-LLM >= 1.0): prefill = a generation of one token,
   decode = (a generation of ``decode_tokens`` tokens - prefill) / (tokens - 1), with EOS
   ignored. They are imported only when asked for; neither installs on a CPU machine.
 """
@@ -113,7 +114,10 @@ def trtllm_run(path, device, dtype, batches, prompt_length, decode_tokens, repea
     import torch
     from tensorrt_llm import LLM, SamplingParams
 
-    llm = LLM(model=path, dtype=dtype)
+    try:  # the PyTorch backend on the HF export: the default from 1.0, the only one from 1.3
+        llm = LLM(model=path, dtype=dtype, backend="pytorch")
+    except TypeError:  # a release whose LLM() takes no backend argument (PyTorch only)
+        llm = LLM(model=path, dtype=dtype)
 
     def generate(prompts, n):
         params = SamplingParams(max_tokens=n, min_tokens=n, ignore_eos=True, temperature=0.0)

@@ -5,6 +5,7 @@ A directory with one ``config.json`` and one ``rank{i}.safetensors`` per rank:
     transformer.vocab_embedding.weight            [vocab, h]         every rank (no parallel embedding)
     transformer.layers.{l}.input_layernorm.weight [h]                every rank
     transformer.layers.{l}.attention.qkv.weight   [(q + 2 kv) d / tp, h]   rank's q heads, then its kv heads
+                                                  (tp > kv: one kv head per rank, duplicated)
     transformer.layers.{l}.attention.dense.weight [h, q d / tp]      o_proj, split on the input dim
     transformer.layers.{l}.post_layernorm.weight  [h]                every rank
     transformer.layers.{l}.mlp.fc.weight          [f / tp, h]        HF gate_proj (the activated branch)
@@ -12,6 +13,7 @@ A directory with one ``config.json`` and one ``rank{i}.safetensors`` per rank:
     transformer.layers.{l}.mlp.proj.weight        [h, f / tp]        down_proj, split on the input dim
     transformer.ln_f.weight                       [h]                every rank
     lm_head.weight                                [vocab_pad / tp, h] rows split; vocab padded to a multiple of tp
+                                                  (a copy even when tied to the embedding)
 
 Pure: takes HF-named whole tensors (``models.convert.mcore_to_hf``) and returns
 per-rank dicts; :func:`trtllm_config` writes the config with the architecture,
@@ -31,12 +33,25 @@ ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM"}
 
 
 def check_tp(arch: ModelArch, tp: int) -> None:
-    for field, value in (("num_query_groups", arch.num_query_groups),
-                         ("num_attention_heads", arch.num_attention_heads),
+    for field, value in (("num_attention_heads", arch.num_attention_heads),
                          ("ffn_hidden_size", arch.ffn_hidden_size)):
         if value % tp:
             raise ConfigError("tp", f"tp={tp} must divide {field}={value} for a TensorRT-LLM "
-                              "checkpoint (each rank holds whole KV heads)")
+                              "checkpoint")
+    g = arch.num_query_groups
+    if g % tp and tp % g:
+        raise ConfigError("tp", f"tp={tp} and num_query_groups={g}: one must divide the other "
+                          "(each rank holds whole KV heads; with tp > KV heads every head is "
+                          "duplicated tp / KV heads times)")
+
+
+def kv_heads(t: torch.Tensor, groups: int, tp: int, rank: int) -> torch.Tensor:
+    """Rank ``rank``'s KV heads of a K or V projection ``[groups * d, h]``: its share when
+    ``tp`` divides the heads; with more ranks than heads, the one head it serves, as
+    TensorRT-LLM's converter duplicates KV heads (rank r gets head r // (tp / groups))."""
+    if tp <= groups:
+        return _rows(t, tp, rank)
+    return t.chunk(groups, dim=0)[rank // (tp // groups)].contiguous()
 
 
 def trtllm_config(arch: ModelArch, dtype: str, tp: int, hf_config: dict) -> dict:
@@ -92,10 +107,14 @@ def rank_weights(hf: dict[str, torch.Tensor], arch: ModelArch, tp: int, rank: in
     padded = math.ceil(arch.vocab_size / tp) * tp
     if padded != head.shape[0]:
         head = torch.cat([head, head.new_zeros(padded - head.shape[0], head.shape[1])])
-    out["lm_head.weight"] = _rows(head, tp, rank)
+    # its own storage, never a view of the embedding: safetensors refuses tensors that
+    # share memory, which a tied head at tp=1 without padding would
+    out["lm_head.weight"] = _rows(head, tp, rank).clone()
     for i in range(arch.num_layers):
         p, t = f"model.layers.{i}.", f"transformer.layers.{i}."
-        q, k, v = (_rows(hf[p + f"self_attn.{x}_proj.weight"], tp, rank) for x in "qkv")
+        q = _rows(hf[p + "self_attn.q_proj.weight"], tp, rank)
+        k, v = (kv_heads(hf[p + f"self_attn.{x}_proj.weight"], arch.num_query_groups, tp, rank)
+                for x in "kv")
         out[t + "attention.qkv.weight"] = torch.cat([q, k, v]).contiguous()
         out[t + "attention.dense.weight"] = _cols(hf[p + "self_attn.o_proj.weight"], tp, rank)
         out[t + "input_layernorm.weight"] = hf[p + "input_layernorm.weight"].contiguous()

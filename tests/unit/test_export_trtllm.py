@@ -70,8 +70,51 @@ def test_tp2_shards_concatenate_to_tp1(ckpt, tmp_path):
             assert torch.equal(torch.cat([a, b], 0), t), name
 
 
-def test_tp_must_divide_kv_heads(ckpt, tmp_path):
-    res = minitron(["export", "--ckpt", str(ckpt), "--format", "trtllm", "--tp", "4", "--out",
+def test_tp_above_kv_heads_duplicates_them_as_tensorrt_llm_does(ckpt, tmp_path):
+    """4 ranks, 2 KV heads: every rank gets its query head and one KV head, rank r head
+    r // 2 (TensorRT-LLM's converter repeats each KV head tp / KV-heads times)."""
+    _, (full,) = export(ckpt, tmp_path / "t1", 1)
+    cfg, ranks = export(ckpt, tmp_path / "t4", 4)
+    assert cfg["mapping"]["tp_size"] == 4 and cfg["num_key_value_heads"] == 2
+    d = 16
+    for i in range(4):
+        name = f"transformer.layers.{i}.attention.qkv.weight"
+        q, k, v = full[name].split([4 * d, 2 * d, 2 * d])
+        for r, w in enumerate(ranks):
+            assert w[name].shape == ((1 + 2) * d, 64)
+            assert torch.equal(w[name], torch.cat([q.chunk(4)[r], k.chunk(2)[r // 2],
+                                                   v.chunk(2)[r // 2]])), (i, r)
+
+
+def test_tp_that_fits_neither_heads_nor_kv_heads_is_refused(ckpt, tmp_path):
+    import dataclasses
+
+    from minitron.checkpoint.mcore import read_manifest
+    from minitron.errors import ConfigError
+    from minitron.export.trtllm import check_tp
+    from minitron.models.arch import ModelArch
+
+    res = minitron(["export", "--ckpt", str(ckpt), "--format", "trtllm", "--tp", "3", "--out",
                     str(tmp_path / "x")], check=False)
-    assert res.returncode == 2 and "tp=4 must divide num_query_groups=2" in res.stderr
+    assert res.returncode == 2 and "tp=3 must divide num_attention_heads=4" in res.stderr
     assert not (tmp_path / "x").exists()
+    arch = ModelArch.from_dict(read_manifest(ckpt)["arch"])
+    wide = dataclasses.replace(arch, num_attention_heads=12, num_query_groups=4,
+                               ffn_hidden_size=120)
+    check_tp(wide, 2), check_tp(wide, 4), check_tp(wide, 12)
+    with pytest.raises(ConfigError, match="one must divide the other"):
+        check_tp(wide, 6)
+
+
+@pytest.mark.parametrize("tp", [1, 2])
+def test_tied_embeddings_export(tiny_models, tmp_path, tp):
+    """SmolLM2 and Llama 3.2 tie the head to the embedding: the head is written as its own
+    tensor (safetensors refuses shared memory), equal to the embedding's rows."""
+    ck = tmp_path / "ck"
+    minitron(["import", "--hf", str(tiny_models["llama-tied"]), "--out", str(ck)])
+    cfg, ranks = export(ck, tmp_path / "t", tp)
+    assert cfg["tie_word_embeddings"] is True
+    emb = ranks[0]["transformer.vocab_embedding.weight"]
+    head = torch.cat([w["lm_head.weight"] for w in ranks])
+    assert emb.shape == (300, 64) and torch.equal(head[:300], emb)
+    assert all(w["lm_head.weight"].shape == (300 // tp, 64) for w in ranks)

@@ -158,7 +158,11 @@ class PrepareConfig:
     eod_token: Optional[str] = doc(None, "Token appended after every document; default: the "
                                    "tokenizer's eos token.")
     add_bos: bool = doc(False, "Prepend the tokenizer's bos token to every document (Llama 3).")
-    batch_docs: int = doc(64, "Documents tokenized per call to the tokenizer.")
+    batch_docs: int = doc(64, "Documents tokenized per call to the tokenizer (one task of a "
+                          "worker).")
+    workers: int = doc(0, "Tokenizer processes per rank; 0: the cores available to this process "
+                       "(shared among the ranks of a node under torchrun), 1: tokenize in this "
+                       "process. The datasets are byte-identical for every value.")
     overwrite: bool = doc(False, "Re-tokenize datasets that already exist in ``out``.")
 
     def validate(self):
@@ -167,6 +171,9 @@ class PrepareConfig:
         check_inputs(self.inputs, "inputs")
         choice(self.text_unit, TEXT_UNITS, "text_unit")
         positive(self.batch_docs, "batch_docs")
+        if not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigError("workers", f"must be >= 0 (0: the cores available), got "
+                              f"{self.workers!r}")
 
 
 @dataclass

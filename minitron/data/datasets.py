@@ -5,6 +5,10 @@ documents (EOD-separated), split ``tokens = s[:-1]``, ``labels = s[1:]``. The
 split by documents, the shuffle and the blend are megatron-core's own, seeded by
 ``DataConfig.seed``: the same config gives the same samples on every machine
 and every TP/PP layout.
+
+A prefix written by Megatron-LM's own ``tools/preprocess_data.py`` (``.bin``/``.idx``
+without minitron's ``<name>.json`` sidecar) reads the same way: its size for the
+default blend weights comes from the ``.idx``, and it brings no EOD of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ SPLITS = ("train", "valid", "test")
 
 
 def resolve_prefixes(cfg: DataConfig) -> list[tuple[str, dict]]:
-    """(prefix, sidecar info) for every dataset ``cfg.paths`` names."""
+    """(prefix, sidecar info) for every dataset ``cfg.paths`` names; ``{}`` for a prefix
+    without a sidecar (Megatron-LM's preprocessing)."""
     out = []
     for i, p in enumerate(cfg.paths):
         path = Path(p)
@@ -48,6 +53,16 @@ def resolve_prefixes(cfg: DataConfig) -> list[tuple[str, dict]]:
     return out
 
 
+def dataset_tokens(prefix: str, info: dict) -> int:
+    """Tokens in a dataset: from its sidecar, else counted in its ``.idx``."""
+    if "tokens" in info.get("stats", {}):
+        return int(info["stats"]["tokens"])
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    ds = IndexedDataset(prefix, mmap=True)  # held: its lengths are a view of the mapped .idx
+    return int(ds.sequence_lengths.sum())
+
+
 def build(cfg: DataConfig, sizes: dict[str, int], vocab_size: int):
     """{split: dataset} for the splits in ``sizes`` (samples wanted per split)."""
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
@@ -66,7 +81,7 @@ def build(cfg: DataConfig, sizes: dict[str, int], vocab_size: int):
             raise ConfigError("data.weights", f"{len(weights)} weights for {len(prefixes)} datasets "
                               f"({', '.join(Path(p).name for p in prefixes)})")
     else:
-        weights = [float(info.get("stats", {}).get("tokens", 1)) for _, info in found]
+        weights = [float(dataset_tokens(p, info)) for p, info in found]
     cache = cfg.cache_dir or str(Path(prefixes[0]).parent / "cache")
     config = GPTDatasetConfig(
         random_seed=cfg.seed,

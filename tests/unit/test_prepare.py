@@ -89,3 +89,73 @@ def test_blend_of_two_datasets(tmp_path, tiny_tokenizer, corpus, world):
         "paths": [str(tmp_path / "out" / "c"), str(tmp_path / "out" / "d")],
         "weights": [0.5, 0.5], "seq_length": 16, "split": "90,10,0"})
     assert samples(dc, "train", 20, 300)["tokens"].shape == (20, 16)
+
+
+def _files(d, name):
+    return [(d / f"{name}{ext}").read_bytes() for ext in (".bin", ".idx")]
+
+
+def test_workers_write_byte_identical_datasets(tmp_path, tiny_tokenizer, corpus):
+    path = tmp_path / "e.jsonl"  # empty documents too: skipped and counted the same way
+    path.write_text(corpus[0].read_text() + '{"text": ""}\n{"text": "last one"}\n')
+    runs = {}
+    for workers in (1, 2):
+        c = loader.load(schema.PrepareConfig, values={
+            "inputs": [str(path)], "tokenizer": str(tiny_tokenizer), "batch_docs": 7,
+            "out": str(tmp_path / f"w{workers}"), "workers": workers})
+        runs[workers] = prepare(c, log=lambda s: None)["datasets"][0]
+    assert _files(tmp_path / "w1", "e") == _files(tmp_path / "w2", "e")
+    for k in ("documents", "tokens", "empty_documents_skipped", "content"):
+        assert runs[1][k] == runs[2][k]
+    assert runs[1]["empty_documents_skipped"] == 1 and runs[1]["documents"] == 61
+
+
+def test_negative_workers_is_a_config_error(tmp_path, tiny_tokenizer, corpus):
+    with pytest.raises(ConfigError, match="workers: must be >= 0"):
+        cfg(tmp_path, tiny_tokenizer, [corpus[0]], workers=-1)
+
+
+def test_torchrun_ranks_share_the_inputs(tmp_path, tiny_tokenizer, corpus):
+    from helpers import read_json, torchrun
+
+    second = tmp_path / "d.txt"
+    second.write_text("\n\n".join(f"Paragraph {i} about apples and pears." for i in range(80)))
+    inputs = [str(corpus[0]), str(second)]
+    ref = prepare(cfg(tmp_path, tiny_tokenizer, inputs, text_unit="paragraph", workers=1),
+                  log=lambda s: None)
+    two = tmp_path / "two"
+    res = torchrun(2, ["-m", "minitron", "data", "prepare", "--tokenizer", str(tiny_tokenizer),
+                       "--out", str(two), f"inputs=[{','.join(inputs)}]", "text_unit=paragraph",
+                       "workers=1"])
+    logs = res.stdout + res.stderr
+    assert logs.count("[prepare] c:") == logs.count("[prepare] d:") == 1  # each by one rank
+    index = read_json(two / "datasets.json")
+    assert [d["name"] for d in index["datasets"]] == ["c", "d"]
+    for name, want in zip(("c", "d"), ref["datasets"]):
+        assert _files(two, name) == _files(tmp_path / "out", name)
+        got = next(d for d in index["datasets"] if d["name"] == name)
+        assert (got["documents"], got["tokens"]) == (want["documents"], want["tokens"])
+
+
+def test_megatron_lm_prefix_without_sidecar(tmp_path, tiny_tokenizer, tiny_models, corpus, world):
+    import shutil
+
+    from helpers import minitron, read_json
+
+    prepare(cfg(tmp_path, tiny_tokenizer, [corpus[0]]), log=lambda s: None)
+    mlm = tmp_path / "mlm"
+    mlm.mkdir()
+    for ext in (".bin", ".idx"):  # what Megatron-LM's tools/preprocess_data.py leaves
+        shutil.copy(tmp_path / "out" / f"c{ext}", mlm / f"c_text_document{ext}")
+    ours, theirs = str(tmp_path / "out" / "c"), str(mlm / "c_text_document")
+    base = {"seq_length": 16, "split": "80,20,0", "cache_dir": str(tmp_path / "cache")}
+    a = samples(loader.load(schema.DataConfig, values={"paths": [ours], **base}), "train", 6, 300)
+    b = samples(loader.load(schema.DataConfig, values={"paths": [theirs], **base}), "train", 6, 300)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    # blended with a prepared dataset, its default weight is its token count (from the .idx)
+    blend = loader.load(schema.DataConfig, values={"paths": [ours, theirs], **base})
+    assert samples(blend, "train", 8, 300)["tokens"].shape == (8, 16)
+    minitron(["loss", "--model", str(tiny_models["llama-untied"]), f"data.paths=[{theirs}]",
+              "data.seq_length=16", "data.split=80,20,0", "num_samples=4", "micro_batch_size=2",
+              f"out={tmp_path / 'loss.json'}"])
+    assert read_json(tmp_path / "loss.json")["tokens"] == 4 * 16

@@ -161,8 +161,8 @@ class PrepareConfig:
     batch_docs: int = doc(64, "Documents tokenized per call to the tokenizer (one task of a "
                           "worker).")
     workers: int = doc(0, "Tokenizer processes per rank; 0: the cores available to this process "
-                       "(shared among the ranks of a node under torchrun), 1: tokenize in this "
-                       "process. The datasets are byte-identical for every value.")
+                       "(shared among the ranks of a node under torchrun), at most one per 8 MB "
+                       "of input files, 1: tokenize in this process. The datasets are byte-identical for every value.")
     overwrite: bool = doc(False, "Re-tokenize datasets that already exist in ``out``.")
 
     def validate(self):

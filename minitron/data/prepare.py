@@ -67,11 +67,20 @@ def _check_inputs(cfg: PrepareConfig, specs: list[str]) -> dict[str, Callable[[]
     return sources
 
 
-def resolve_workers(workers: int, ranks_per_node: int = 1) -> int:
-    """``workers``, or for 0 the cores this process may run on shared among the node's ranks."""
+AUTO_BYTES_PER_WORKER = 8 << 20  # workers=0 starts a pool only for inputs worth its start-up
+
+
+def resolve_workers(workers: int, ranks_per_node: int = 1,
+                    input_bytes: Optional[int] = None) -> int:
+    """``workers``, or for 0 the cores this process may run on shared among the node's ranks,
+    and no more than one per 8 MB of input files (a worker's start-up, loading the
+    tokenizer, costs about a second: small inputs tokenize faster in this process)."""
     if workers:
         return workers
-    return max(1, len(os.sched_getaffinity(0)) // max(1, ranks_per_node))
+    n = max(1, len(os.sched_getaffinity(0)) // max(1, ranks_per_node))
+    if input_bytes is not None:
+        n = min(n, max(1, input_bytes // AUTO_BYTES_PER_WORKER))
+    return n
 
 
 def _encode(tok, docs: list[str], eod: int, bos: Optional[int], dtype):
@@ -242,7 +251,9 @@ def _write_all(cfg: PrepareConfig, out: Path, todo: list[str], sources: dict, ke
     if not todo:
         return
     dtype = DType.optimal_dtype(len(tok))
-    workers = resolve_workers(cfg.workers, ranks_per_node)
+    size = sum(Path(spec).stat().st_size for spec in cfg.inputs
+               if not builtin.is_builtin(spec) and builtin.dataset_name(spec) in todo)
+    workers = resolve_workers(cfg.workers, ranks_per_node, size)
     encoder = _Encoder(tok, str(tokenizer_dir(cfg.tokenizer)), workers)
     ok = False
     try:

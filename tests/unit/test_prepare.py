@@ -1,5 +1,6 @@
 """`minitron data prepare` -> megatron-core indexed datasets, resumable; seeded samples."""
 
+import os
 import json
 
 import numpy as np
@@ -159,3 +160,12 @@ def test_megatron_lm_prefix_without_sidecar(tmp_path, tiny_tokenizer, tiny_model
               "data.seq_length=16", "data.split=80,20,0", "num_samples=4", "micro_batch_size=2",
               f"out={tmp_path / 'loss.json'}"])
     assert read_json(tmp_path / "loss.json")["tokens"] == 4 * 16
+
+
+def test_auto_workers_start_a_pool_only_for_inputs_worth_it():
+    from minitron.data.prepare import AUTO_BYTES_PER_WORKER, resolve_workers
+
+    cores = len(os.sched_getaffinity(0))
+    assert resolve_workers(0, 1, 1000) == 1  # a small file: tokenized in the process
+    assert resolve_workers(0, 1, 64 * AUTO_BYTES_PER_WORKER) == cores
+    assert resolve_workers(0, 1, None) == cores and resolve_workers(3, 1, 10) == 3

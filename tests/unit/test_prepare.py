@@ -1,7 +1,7 @@
 """`minitron data prepare` -> megatron-core indexed datasets, resumable; seeded samples."""
 
-import os
 import json
+import os
 
 import numpy as np
 import pytest

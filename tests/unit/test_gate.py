@@ -124,3 +124,25 @@ def test_a_crafted_optimizer_checkpoint_is_refused_on_resume(tiny_models, calib,
     res = minitron(_distill_args(teacher, teacher, run, calib, 4), check=False)
     assert res.returncode != 0 and "posix.system" in res.stderr, res.stderr[-2000:]
     assert not marker.exists()
+
+
+def test_a_crafted_dataset_cache_never_runs(imported, calib, tmp_path):
+    """megatron-core reads its sample-index cache with allow_pickle=True, but memory-mapped:
+    numpy refuses object arrays there before unpickling anything."""
+    import shutil
+
+    import numpy as np
+
+    data = tmp_path / "data"
+    shutil.copytree(calib, data)
+    args = ["loss", "--model", str(imported), f"data.paths=[{data}]", "data.seq_length=16"]
+    minitron(args)  # writes the cache
+    cached = sorted((data / "cache").glob("*.npy"))
+    assert cached
+    marker = tmp_path / "pwned"
+    evil = np.empty(1, dtype=object)
+    evil[0] = _Payload(marker)
+    for f in cached:
+        np.save(f, evil, allow_pickle=True)
+    res = minitron(args, check=False)
+    assert res.returncode != 0 and not marker.exists(), res.stderr[-2000:]

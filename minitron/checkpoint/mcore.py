@@ -52,8 +52,9 @@ def _versions() -> dict:
 
 def save_checkpoint(model, out: str | Path, *, arch: ModelArch, hf_config: dict,
                     tokenizer_src: Optional[Path], dtype: str, overwrite: bool = False,
-                    extra: Optional[dict[str, Any]] = None) -> Path:
-    """Save ``model`` (every rank calls this) to ``out`` atomically; returns ``out``."""
+                    extra: Optional[dict[str, Any]] = None, check: bool = True) -> Path:
+    """Save ``model`` (every rank calls this) to ``out`` atomically; returns ``out``.
+    ``check=False`` skips the finiteness check, for a caller that has just made it."""
     from megatron.core import dist_checkpointing
 
     out = Path(out)
@@ -64,7 +65,8 @@ def save_checkpoint(model, out: str | Path, *, arch: ModelArch, hf_config: dict,
     problem = collectives.broadcast_object(problem)
     if problem:
         raise CheckpointError(problem)
-    check_finite(model, out)
+    if check:
+        check_finite(model, out)
     tmp = None
     if lay.is_main:
         tmp = atomic.begin(out, KIND)

@@ -23,12 +23,13 @@ import torch
 from minitron.checkpoint.mcore import save_checkpoint
 from minitron.config.train import OptimConfig, ScheduleConfig, TrainingBase
 from minitron.data.datasets import build
-from minitron.errors import ConfigError, MinitronError
+from minitron.errors import ConfigError
 from minitron.parallel import runtime
 from minitron.parallel.engine import Engine, EngineOptions
 from minitron.parallel.schedule import reduce_metrics
 from minitron.train import settings as run_settings
 from minitron.train import state
+from minitron.train.state import NonFiniteLoss  # noqa: F401 (raised here and by state.save)
 from minitron.train.metrics import MetricsLogger
 from minitron.train.schedule import lr_at
 
@@ -48,26 +49,6 @@ class Trained:
     @property
     def ddp(self):
         return self.engine.ddp
-
-
-class NonFiniteLoss(MinitronError):
-    pass
-
-
-def _check_weights(trained: list[Trained], run_dir: Path, step: int) -> None:
-    """Collective: stop before a checkpoint would hold a non-finite weight (a finite
-    gradient can still step weights to inf at a huge learning rate)."""
-    from minitron.checkpoint.mcore import non_finite
-    from minitron.parallel.collectives import first_error
-
-    bad = first_error(next((f"{t.name}: {b}" for t in trained
-                            if (b := non_finite(t.model.named_parameters()))), None))
-    if bad is not None:
-        last = state.latest(run_dir)
-        raise NonFiniteLoss(f"after step {step} a weight is not finite ({bad}); nothing was "
-                            f"saved. The last good checkpoint is "
-                            f"{last or 'none (no checkpoint written yet)'}: lower optim.lr or "
-                            "check the data, then rerun")
 
 
 def finished(final: Path, names: list[str], settings: dict) -> bool:
@@ -228,7 +209,6 @@ def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], li
                                 f"{last or 'none (no checkpoint written yet)'}: lower optim.lr or "
                                 "check the data, then rerun")
         if done % sched.save_every == 0 or done == sched.steps:
-            _check_weights(trained, run_dir, done)
             state.save(run_dir, done, done * sched.global_batch_size, trained, settings,
                        sched.keep_last, skipped_total)
         last_metrics = metrics

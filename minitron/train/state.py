@@ -29,7 +29,7 @@ import torch
 
 from minitron.checkpoint import atomic
 from minitron.checkpoint.mcore import load_weights, save_checkpoint
-from minitron.errors import CheckpointError, ConfigError
+from minitron.errors import CheckpointError, ConfigError, MinitronError
 from minitron.parallel import collectives, runtime
 from minitron.train import settings as run_settings
 
@@ -67,6 +67,7 @@ def save(run: Path, step: int, samples: int, trained: list, settings: dict,
     from safetensors.torch import save_file
 
     lay = runtime.layout()
+    _check_weights(trained, run, step)
     out = step_dir(run, step)
     tmp = None
     if lay.is_main:
@@ -77,7 +78,7 @@ def save(run: Path, step: int, samples: int, trained: list, settings: dict,
     for t in trained:
         arch, hf_config, tok, dtype = t.source
         save_checkpoint(t.model, tmp / t.name, arch=arch, hf_config=hf_config, tokenizer_src=tok,
-                        dtype=dtype, extra={"stage": "train", "step": step})
+                        dtype=dtype, extra={"stage": "train", "step": step}, check=False)
         if lay.is_main:
             (tmp / "optim" / t.name).mkdir()
         runtime.barrier()
@@ -99,6 +100,25 @@ def save(run: Path, step: int, samples: int, trained: list, settings: dict,
             shutil.rmtree(old, ignore_errors=True)
     runtime.barrier()
     return out
+
+
+class NonFiniteLoss(MinitronError):
+    """Training diverged: non-finite gradients in a row, or a non-finite weight."""
+
+
+def _check_weights(trained: list, run: Path, step: int) -> None:
+    """Collective: stop before a checkpoint would hold a non-finite weight (a finite
+    gradient can still step weights to inf at a huge learning rate)."""
+    from minitron.checkpoint.mcore import non_finite
+
+    bad = collectives.first_error(next((f"{t.name}: {b}" for t in trained
+                                        if (b := non_finite(t.model.named_parameters()))), None))
+    if bad is not None:
+        last = latest(run)
+        raise NonFiniteLoss(f"after step {step} a weight is not finite ({bad}); nothing was "
+                            f"saved. The last good checkpoint is "
+                            f"{last or 'none (no checkpoint written yet)'}: lower optim.lr or "
+                            "check the data, then rerun")
 
 
 def _checksums(root: Path, sub: str) -> dict:

@@ -22,6 +22,7 @@ setup(
         "transformers>=4.45",
         "safetensors>=0.4",
         "omegaconf>=2.3",
+        "pyyaml>=5.1",  # Megatron-Bridge run_config.yaml, NeMo 2 context/model.yaml
         "numpy",
         "psutil",  # megatron-core's checkpoint writer needs it but does not declare it
         "tqdm",

@@ -33,12 +33,14 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "import": Command(schema.ImportConfig, "import_hf",
-                      "HF checkpoint -> megatron-core checkpoint (any TP/PP)",
-                      (("--hf", "hf", "value"), ("--out", "out", "value"), ("--tp", "tp", "value"),
+                      "HF, Megatron-LM, Megatron-Bridge or NeMo 2 checkpoint -> megatron-core "
+                      "checkpoint (any TP/PP)",
+                      (("--hf", "hf", "value"), ("--megatron", "megatron", "value"),
+                       ("--tokenizer", "tokenizer", "value"), ("--out", "out", "value"), ("--tp", "tp", "value"),
                        ("--pp", "pp", "value"), ("--dtype", "dtype", "value"),
                        ("--overwrite", "overwrite", "true")), replaces="checkpoint"),
     "export": Command(schema.ExportConfig, "export",
-                      "checkpoint (any saved layout) -> HF directory or TensorRT-LLM checkpoint",
+                      "checkpoint (any saved layout) -> HF directory, TensorRT-LLM or Megatron-LM checkpoint",
                       (("--ckpt", "ckpt", "value"), ("--format", "format", "value"),
                        ("--out", "out", "value"), ("--tp", "tp", "value"),
                        ("--dtype", "dtype", "value"),

@@ -23,7 +23,7 @@ import io
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Optional
 
 from minitron.errors import CheckpointError
 
@@ -51,6 +51,57 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 _STAND_INS = {("torch._utils", n) for n in ALLOWED["torch._utils"]}
 
+#: What Megatron-LM adds to ``common.pt`` (megatron-core's own ``safe_globals`` list): the
+#: ``args`` namespace and training records. Only :class:`argparse.Namespace` and
+#: :class:`types.SimpleNamespace` are built as themselves; every other class becomes an
+#: inert :class:`Record`, so no code of megatron, numpy or pathlib runs while reading.
+MEGATRON: dict[str, frozenset[str]] = {
+    "argparse": frozenset({"Namespace"}),
+    "types": frozenset({"SimpleNamespace"}),
+    "pathlib": frozenset({"PosixPath", "PurePosixPath", "Path"}),
+    "signal": frozenset({"Signals"}),
+    "_codecs": frozenset({"encode"}),  # protocol-2 pickles store bytes this way
+    "megatron.core.enums": frozenset({"ModelType"}),
+    "megatron.core.transformer.enums": frozenset({"AttnBackend", "CudaGraphScope"}),
+    "megatron.core.optimizer": frozenset({"OptimizerConfig"}),
+    "megatron.core.optimizer.optimizer_config": frozenset({"OptimizerConfig"}),
+    "megatron.core.rerun_state_machine": frozenset({"RerunDiagnostic", "RerunMode",
+                                                   "RerunState"}),
+    "numpy": frozenset({"ndarray", "dtype"}),
+    "numpy.core.multiarray": frozenset({"_reconstruct", "scalar"}),
+    "numpy._core.multiarray": frozenset({"_reconstruct", "scalar"}),
+    "numpy.dtypes": frozenset({"UInt32DType", "Int64DType", "Float64DType"}),
+}
+_BUILT = {("argparse", "Namespace"), ("types", "SimpleNamespace")}
+
+
+class Record:
+    """An inert stand-in for an admitted class: it keeps the pickle's arguments and state
+    (``.args``, ``.state``) and runs nothing. ``.name`` is the class it stands for."""
+
+    name = "?"
+
+    def __new__(cls, *args, **kwargs):
+        obj = object.__new__(cls)
+        obj.args, obj.state = args, None
+        return obj
+
+    def __setstate__(self, state) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<{self.name} {self.args!r}>"
+
+
+def _record(module: str, name: str) -> type:
+    return type(name, (Record,), {"name": f"{module}.{name}"})
+
+
+def _latin1(text: str, encoding: str = "latin1") -> bytes:
+    if encoding.lower().replace("-", "") not in ("latin1", "iso88591"):
+        raise CheckpointError(f"a pickle asks for the codec {encoding!r}; only latin1 is read")
+    return text.encode("latin1")
+
 
 def _stand_in(*args, **kwargs) -> None:
     return None
@@ -61,11 +112,16 @@ class _Storage:
 
 
 class _Gate(pickle.Unpickler):
-    def __init__(self, f: BinaryIO, where: str):
+    def __init__(self, f: BinaryIO, where: str, megatron: bool = False):
         super().__init__(f)
         self.where = where
+        self.megatron = megatron
 
     def find_class(self, module: str, name: str) -> Any:
+        if self.megatron and name in MEGATRON.get(module, ()):
+            if (module, name) in _BUILT:
+                return super().find_class(module, name)
+            return _latin1 if module == "_codecs" else _record(module, name)
         if name not in ALLOWED.get(module, ()):
             raise CheckpointError(
                 f"{self.where}: refers to {module}.{name}, which a checkpoint has no use for; "
@@ -81,19 +137,21 @@ class _Gate(pickle.Unpickler):
         return None
 
 
-def check_pickle(data: bytes | BinaryIO, where: str) -> Any:
-    """Unpickle ``data`` through the gate; returns the admitted object (tensors as None)."""
+def check_pickle(data: bytes | BinaryIO, where: str, megatron: bool = False) -> Any:
+    """Unpickle ``data`` through the gate; returns the admitted object (tensors as None).
+    ``megatron=True`` also admits what Megatron-LM's ``common.pt`` holds (:data:`MEGATRON`)."""
     f = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
     try:
-        return _Gate(f, where).load()
+        return _Gate(f, where, megatron).load()
     except CheckpointError:
         raise
     except Exception as e:  # malformed pickle: refuse it too
         raise CheckpointError(f"{where}: not a readable pickle ({type(e).__name__}: {e})") from None
 
 
-def check_torch_file(data: bytes | BinaryIO, where: str) -> None:
-    """Check every pickle of a ``torch.save`` zip (``data.pkl``; legacy files are refused)."""
+def check_torch_file(data: bytes | BinaryIO, where: str, megatron: bool = False) -> list:
+    """Check every pickle of a ``torch.save`` zip (``data.pkl``; legacy files are refused);
+    returns what they hold (tensors as None)."""
     try:
         z = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
     except zipfile.BadZipFile:
@@ -103,12 +161,29 @@ def check_torch_file(data: bytes | BinaryIO, where: str) -> None:
         pickles = [n for n in z.namelist() if n.endswith(".pkl")]
         if not pickles:
             raise CheckpointError(f"{where}: a torch file without data.pkl")
-        for n in pickles:
-            check_pickle(z.read(n), f"{where}:{n}")
+        return [check_pickle(z.read(n), f"{where}:{n}", megatron) for n in pickles]
 
 
-def check_dist_checkpoint(path: str | Path) -> None:
-    """Gate every pickle of a megatron-core ``torch_dist`` checkpoint directory."""
+def read_common(path: str | Path) -> dict:
+    """A Megatron-family checkpoint's ``common.pt`` (its ``args`` namespace, iteration,
+    content metadata), read only through the gate: admitted classes other than the
+    namespaces come back as :class:`Record`, tensors as None; {} when there is no file."""
+    f_path = Path(path) / "common.pt"
+    if not f_path.is_file():
+        return {}
+    with open(f_path, "rb") as f:
+        found = check_torch_file(f, str(f_path), megatron=True)
+    state = found[0] if found else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{f_path}: holds a {type(state).__name__}, not a dict")
+    return state
+
+
+def check_dist_checkpoint(path: str | Path, keys: Optional[set] = None,
+                          common: bool = True) -> None:
+    """Gate every pickle of a megatron-core ``torch_dist`` checkpoint directory: the
+    metadata, ``common.pt`` (unless ``common=False``: a load that never reads it) and every
+    stored item, or (``keys``) only the items of those keys, the ones a load will read."""
     root = Path(path)
     meta = root / ".metadata"
     if not meta.is_file():
@@ -118,12 +193,14 @@ def check_dist_checkpoint(path: str | Path) -> None:
     storage = getattr(md, "storage_data", None)
     if not isinstance(storage, dict):
         raise CheckpointError(f"{meta}: no storage table; the file is not checkpoint metadata")
-    common = root / "common.pt"
-    if common.is_file():
-        with open(common, "rb") as f:
-            check_torch_file(f, str(common))
+    common_pt = root / "common.pt"
+    if common and common_pt.is_file():
+        with open(common_pt, "rb") as f:
+            check_torch_file(f, str(common_pt))
     by_file: dict[str, list] = {}
     for index, info in storage.items():
+        if keys is not None and index.fqn not in keys and index.fqn.split("/")[0] not in keys:
+            continue
         by_file.setdefault(str(info.relative_path), []).append((index, info))
     for rel, items in by_file.items():
         f_path = root / rel
@@ -170,10 +247,44 @@ class _Slice(io.RawIOBase):
         return got
 
 
-def dist_load(sharded_state_dict: dict, path: str | Path, **kwargs):
+def dist_load(sharded_state_dict: dict, path: str | Path, foreign: bool = False, **kwargs):
     """megatron-core ``dist_checkpointing.load``, after :func:`check_dist_checkpoint` admits
-    the directory: the one way minitron reads a ``torch_dist`` checkpoint."""
-    from megatron.core import dist_checkpointing
+    the directory: the one way minitron reads a ``torch_dist`` checkpoint.
 
-    check_dist_checkpoint(path)
-    return dist_checkpointing.load(sharded_state_dict, str(path), **kwargs)
+    ``foreign=True`` (a checkpoint another tool wrote: Megatron-LM, Megatron-Bridge, NeMo)
+    reads only the requested tensors: ``common.pt`` is never loaded (its training state is
+    of no use here; :func:`read_common` reads what is) and only the requested items are
+    checked, so optimizer and RNG entries of any kind are left alone."""
+    from megatron.core import dist_checkpointing
+    from megatron.core.dist_checkpointing.mapping import ShardedBase
+    from megatron.core.dist_checkpointing.dict_utils import nested_values
+
+    if not foreign:
+        check_dist_checkpoint(path)
+        return dist_checkpointing.load(sharded_state_dict, str(path), **kwargs)
+    keys = {v.key for v in nested_values(sharded_state_dict) if isinstance(v, ShardedBase)}
+    check_dist_checkpoint(path, keys=keys, common=False)
+    return dist_checkpointing.load(sharded_state_dict, str(path), common_strategy=_no_common(),
+                                   **kwargs)
+
+
+def _no_common():
+    from megatron.core.dist_checkpointing.strategies.base import LoadCommonStrategy
+
+    class NoCommon(LoadCommonStrategy):
+        """Loads nothing of ``common.pt``: a foreign checkpoint's training state."""
+
+        def load_common(self, checkpoint_dir):
+            return {}
+
+        def load_sharded_objects(self, sharded_objects_state_dict, checkpoint_dir):
+            raise CheckpointError(f"{checkpoint_dir}: minitron reads no objects of it")
+
+        def check_backend_compatibility(self, loaded_version):
+            pass
+
+        def check_version_compatibility(self, loaded_version):
+            pass
+
+    return NoCommon()
+

@@ -76,10 +76,20 @@ def check_task_source(value: str, field: str) -> None:
 
 @dataclass
 class ImportConfig:
-    """``minitron import``: a Hugging Face checkpoint -> a megatron-core checkpoint."""
+    """``minitron import``: a Hugging Face, Megatron-LM, Megatron-Bridge or NeMo 2 checkpoint
+    -> a minitron (megatron-core) checkpoint."""
 
-    hf: str = doc(REQUIRED, "Source model: a local HF directory (config.json + safetensors), a Hub "
-                  "id (org/name, needs internet) or an embedded model name (smollm2-135m).")
+    hf: str = doc("", "Source model: a local HF directory (config.json + safetensors), a Hub "
+                  "id (org/name, needs internet) or an embedded model name (smollm2-135m). A "
+                  "Megatron-family directory given here is detected and read as ``megatron``.")
+    megatron: str = doc("", "Source model instead of ``hf``: a Megatron-LM or Megatron-Bridge "
+                        "checkpoint directory (holding latest_checkpointed_iteration.txt, or an "
+                        "iter_NNNNNNN/release directory itself) or a NeMo 2 checkpoint "
+                        "(weights/ + context/). Only the model tensors are read.")
+    tokenizer: str = doc("", "Megatron sources: the HF tokenizer (directory or Hub id) when the "
+                         "checkpoint carries none (Megatron-Bridge's tokenizer/, NeMo 2's "
+                         "context/nemo_tokenizer/, or the local directory Megatron-LM's "
+                         "args.tokenizer_model names).")
     out: str = doc(REQUIRED, "Directory to write the minitron checkpoint to (written atomically).")
     tp: int = doc(1, "Tensor-parallel size to build the model with while importing. The saved "
                   "checkpoint does not depend on it: it loads at any TP/PP.")
@@ -97,7 +107,27 @@ class ImportConfig:
         choice(self.dtype, DTYPE_CHOICES, "dtype")
         choice(self.transformer_impl, IMPL_CHOICES, "transformer_impl")
         positive(self.vocab_pad_multiple, "vocab_pad_multiple")
+        if bool(self.hf) == bool(self.megatron):
+            raise ConfigError("hf", "give exactly one source: hf=DIR|ID (Hugging Face) or "
+                              "megatron=DIR (Megatron-LM, Megatron-Bridge, NeMo 2)")
+        if self.megatron:
+            from minitron.checkpoint.megatron import is_megatron
+
+            if not is_megatron(self.megatron):
+                raise ConfigError("megatron", f"{self.megatron} is not a Megatron-LM/Bridge "
+                                  "checkpoint (latest_checkpointed_iteration.txt, or an "
+                                  "iter_*/release directory with metadata.json) nor a NeMo 2 "
+                                  "one (weights/ + context/)")
+        if self.tokenizer and not self.megatron and not is_megatron_source(self.hf):
+            raise ConfigError("tokenizer", "is for Megatron sources; an HF source brings its "
+                              "own tokenizer")
         out_free(self.out, self.overwrite)
+
+
+def is_megatron_source(spec: str) -> bool:
+    from minitron.checkpoint.megatron import is_megatron
+
+    return bool(spec) and is_megatron(spec)
 
 
 @dataclass
@@ -106,18 +136,22 @@ class ExportConfig:
 
     ckpt: str = doc(REQUIRED, "minitron checkpoint directory (holds manifest.json).")
     out: str = doc(REQUIRED, "Directory to write the exported model to (written atomically).")
-    format: str = doc("hf", "Output format: hf (a directory transformers and vLLM load) or "
-                      "trtllm (a TensorRT-LLM checkpoint: config.json + rank{i}.safetensors).")
+    format: str = doc("hf", "Output format: hf (a directory transformers and vLLM load), "
+                      "trtllm (a TensorRT-LLM checkpoint: config.json + rank{i}.safetensors) or "
+                      "megatron (a Megatron-LM / Megatron-Bridge checkpoint: "
+                      "latest_checkpointed_iteration.txt + release/ with args and "
+                      "run_config.yaml).")
     tp: int = doc(1, "format=trtllm: tensor-parallel ranks to write (one safetensors file each).")
     dtype: str = doc("auto", "dtype of the exported weights: auto (the checkpoint's), float32, "
                      "bfloat16, float16.")
     overwrite: bool = doc(False, "Replace ``out`` if it exists.")
 
     def validate(self):
-        choice(self.format, ("hf", "trtllm"), "format")
+        choice(self.format, ("hf", "trtllm", "megatron"), "format")
         positive(self.tp, "tp")
-        if self.format == "hf" and self.tp != 1:
-            raise ConfigError("tp", "applies to format=trtllm only (an HF directory is not split)")
+        if self.format != "trtllm" and self.tp != 1:
+            raise ConfigError("tp", "applies to format=trtllm only (an HF directory is not split; "
+                              "a Megatron checkpoint holds global tensors and loads at any TP)")
         choice(self.dtype, ("auto",) + DTYPE_CHOICES, "dtype")
         if not (Path(self.ckpt) / "manifest.json").is_file():
             raise ConfigError("ckpt", f"{self.ckpt} is not a minitron checkpoint (no manifest.json); "

@@ -19,10 +19,28 @@ def is_checkpoint(spec: str) -> bool:
     return (Path(spec).expanduser() / MANIFEST).is_file()
 
 
+def is_megatron(spec: str) -> bool:
+    """A Megatron-LM, Megatron-Bridge or NeMo 2 checkpoint directory (never a minitron one)."""
+    from minitron.checkpoint.megatron import is_megatron as found
+
+    return not is_checkpoint(spec) and found(spec)
+
+
 def load_model(spec: str, dtype: Optional[str] = None, impl: str = "auto", verify: str = "full",
                execution: Execution = Execution()):
-    """(model, arch, info) for ``spec``: a checkpoint directory, HF directory, Hub id or
-    embedded name (HF sources are converted in memory). Call after ``runtime.init``."""
+    """(model, arch, info) for ``spec``: a checkpoint directory, HF directory, Hub id,
+    embedded name or Megatron-LM / Megatron-Bridge / NeMo 2 checkpoint (foreign sources are
+    converted in memory, straight into this layout). Call after ``runtime.init``."""
+    if is_megatron(spec):
+        from minitron.checkpoint import megatron
+
+        source = megatron.open_source(spec)
+        arch, hf_config, tok_dir = megatron.describe(source)
+        model = build_model(arch, parse_dtype(dtype or "float32"), impl, init_weights=False,
+                            execution=execution)
+        megatron.load_weights(model, source)
+        return model, arch, {"kind": source.kind, "path": str(spec), "hf_config": hf_config,
+                             "tokenizer": str(tok_dir)}
     if is_checkpoint(spec):
         model, manifest = load_checkpoint(spec, dtype=dtype, impl=impl, verify=verify,
                                           execution=execution)
@@ -52,6 +70,10 @@ def describe_source(spec: str, field: str = "model") -> tuple:
 def _describe(spec: str) -> tuple:
     import json
 
+    if is_megatron(spec):
+        from minitron.checkpoint import megatron
+
+        return megatron.describe(megatron.open_source(spec))
     if is_checkpoint(spec):
         from minitron.checkpoint.mcore import read_manifest, tokenizer_path
         from minitron.models.arch import ModelArch

@@ -111,3 +111,31 @@ def resolve_model(spec: str) -> Path:
                               "first and pass the directory") from None
     raise ConfigError("hf", f"{spec!r} is not a directory, a Hub id (org/name) or an embedded "
                       f"model ({', '.join(EMBEDDED)})")
+
+
+def resolve_tokenizer(spec: str, field: str = "tokenizer") -> Path:
+    """A local directory holding Hugging Face tokenizer files, for a directory (an HF model
+    or tokenizer directory, or a minitron checkpoint) or a Hub id."""
+    p = Path(spec).expanduser()
+    if (p / "manifest.json").is_file():
+        p = p / "tokenizer"
+    if p.is_dir():
+        if not any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json",
+                                                "tokenizer.model")):
+            raise ConfigError(field, f"{p} holds no tokenizer.json, tokenizer_config.json or "
+                              "tokenizer.model; pass a Hugging Face tokenizer directory")
+        return p
+    if spec in EMBEDDED:
+        return embedded_model(spec)
+    if _HUB_ID.match(spec):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(spec, allow_patterns=["tokenizer*", "*.model",
+                                                                "special_tokens_map.json",
+                                                                "*.txt", "vocab.json"]))
+        except Exception as e:
+            raise ConfigError(field, f"{spec!r} is not a local directory and could not be "
+                              f"fetched from the Hugging Face Hub ({type(e).__name__}); "
+                              "download it first and pass the directory") from None
+    raise ConfigError(field, f"{spec!r} is not a tokenizer directory or a Hub id (org/name)")

@@ -1,8 +1,9 @@
-"""``minitron export``: a minitron checkpoint -> a Hugging Face directory or a TensorRT-LLM
-checkpoint.
+"""``minitron export``: a minitron checkpoint -> a Hugging Face directory, a TensorRT-LLM
+checkpoint or a Megatron-LM / Megatron-Bridge checkpoint.
 
     minitron export --ckpt ckpt/smollm2 --format hf --out hf/smollm2
     minitron export --ckpt ckpt/smollm2 --format trtllm --tp 2 --out trtllm/smollm2
+    minitron export --ckpt ckpt/smollm2 --format megatron --out megatron/smollm2
 
 The checkpoint is loaded at TP=1, PP=1 (megatron-core reshards whatever layout
 it was saved from), converted tensor by tensor, shape-checked against the
@@ -65,6 +66,8 @@ def main(cfg: ExportConfig, log=print) -> Path:
     if cfg.format == "trtllm":  # before any weight is read
         trtllm.check_tp(ModelArch.from_dict(manifest["arch"]), cfg.tp)
     dtype_name = manifest["dtype"] if cfg.dtype == "auto" else cfg.dtype
+    if cfg.format == "megatron":
+        return export_megatron(cfg, manifest, dtype_name, log)
     lay = runtime.init(1, 1)
     model, arch, _ = load_model(cfg.ckpt)
     tensors = hf_tensors(full_tensors(model), arch, parse_dtype(dtype_name))
@@ -87,6 +90,37 @@ def main(cfg: ExportConfig, log=print) -> Path:
             files = write_trtllm(tensors, arch, dtype_name, cfg.tp, hf_config, tmp)
         copy_tokenizer(tokenizer_path(cfg.ckpt), tmp)
         atomic.commit(tmp, out, cfg.overwrite, KIND)
+        log(f"[export] wrote {out} ({', '.join(files)}) in {time.perf_counter() - t0:.1f}s")
+    runtime.barrier()
+    return out
+
+
+def export_megatron(cfg: ExportConfig, manifest: dict, dtype_name: str, log=print) -> Path:
+    """The checkpoint rebuilt at TP=1, PP=1 with Megatron-LM's vocabulary padding and saved
+    by megatron-core as Megatron-LM saves (:mod:`minitron.export.megatron`)."""
+    from minitron.checkpoint import mcore
+    from minitron.export import megatron
+    from minitron.models.builder import build_model
+    from minitron.models.megatron_arch import megatron_vocab_rows
+    from minitron.parallel import collectives
+
+    t0 = time.perf_counter()
+    arch = ModelArch.from_dict(manifest["arch"])
+    megatron.check(arch)
+    lay = runtime.init(1, 1)
+    if lay.is_main:
+        mcore.verify_files(cfg.ckpt, manifest)
+    rows = arch.replace(padded_vocab_size=megatron_vocab_rows(arch.vocab_size))
+    model = build_model(rows, parse_dtype(dtype_name), init_weights=False)
+    mcore.load_weights(model, cfg.ckpt)  # megatron-core reads the rows the two paddings share
+    mcore.check_finite(model, cfg.ckpt)
+    out = Path(cfg.out)
+    tmp = atomic.begin(out, KIND) if lay.is_main else None
+    tmp = collectives.broadcast_object(tmp)
+    files = megatron.save(model, rows, dtype_name, tokenizer_path(cfg.ckpt), Path(tmp), out)
+    runtime.barrier()
+    if lay.is_main:
+        atomic.commit(Path(tmp), out, cfg.overwrite, KIND)
         log(f"[export] wrote {out} ({', '.join(files)}) in {time.perf_counter() - t0:.1f}s")
     runtime.barrier()
     return out

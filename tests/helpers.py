@@ -25,6 +25,11 @@ VARIANTS = {
                                "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
                                                 "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                                 "original_max_position_embeddings": 32}}),
+    # megatron-core's fixed Llama 3.1 scaling (original context 8192): what Megatron-LM runs
+    "llama31-mcore": ("llama", {"tie_word_embeddings": True, "rope_theta": 500000.0,
+                                "rope_scaling": {"rope_type": "llama3", "factor": 32.0,
+                                                 "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                 "original_max_position_embeddings": 8192}}),
     "mistral-headdim": ("mistral", {"head_dim": 32, "sliding_window": None,
                                     "tie_word_embeddings": False}),
 }

@@ -235,8 +235,10 @@ def load_weights(model, src: Source) -> None:
 
     sharded = model.sharded_state_dict(prefix=src.prefix, metadata=layout_metadata(src))
     try:
-        state, missing, _unexpected = gate.dist_load(sharded, src.weights, foreign=True,
-                                                     strict=StrictHandling.RETURN_ALL)
+        # megatron-core's names: "unexpected" = requested but not stored; "missing" = stored
+        # but not requested (optimizer, RNG: left alone)
+        state, _, missing = gate.dist_load(sharded, src.weights, foreign=True,
+                                           strict=StrictHandling.RETURN_ALL)
     except CheckpointError:
         raise
     except (Exception, CheckpointException) as e:

@@ -124,7 +124,8 @@ class RunEvalConfig:
 class RunExportConfig:
     """Deployable copies of the final students."""
 
-    formats: List[str] = doc(factory=lambda: ["hf"], text="Export formats: hf and/or trtllm.")
+    formats: List[str] = doc(factory=lambda: ["hf"], text="Export formats: hf, trtllm and/or "
+                             "megatron (Megatron-LM / Megatron-Bridge).")
     trtllm_tp: int = doc(1, "Ranks of the TensorRT-LLM checkpoint, >= 1.")
 
 
@@ -158,7 +159,11 @@ class RunConfig(TrainingBase):
     """``minitron run``: import -> (correct) -> score -> prune -> distill -> (align) -> eval ->
     export -> bench -> report, in one experiment directory, resumable."""
 
-    model: str = doc("smollm2-135m", "The teacher: HF directory, Hub id or embedded name.")
+    model: str = doc("smollm2-135m", "The teacher: HF directory, Hub id, embedded name, or a "
+                     "Megatron-LM / Megatron-Bridge / NeMo 2 checkpoint directory (imported "
+                     "into the experiment directory).")
+    tokenizer: str = doc("", "The teacher's HF tokenizer (directory or Hub id), for a Megatron "
+                         "checkpoint that carries none; empty: the one found with it.")
     workdir: str = doc("runs/smollm2-default", "The experiment directory.")
     stages: Optional[List[str]] = doc(None, "Run only these stages (their inputs must exist).")
     data: RunDataConfig = doc(factory=RunDataConfig, text="Data.")
@@ -175,13 +180,19 @@ class RunConfig(TrainingBase):
         super().validate()
         for s in self.stages or []:
             choice(s, STAGES, "stages")
+        if self.tokenizer:
+            from minitron.config.schema import is_megatron_source
+
+            if not is_megatron_source(self.model):
+                raise ConfigError("tokenizer", "is for a Megatron-family model; an HF model "
+                                  "brings its own tokenizer (leave tokenizer empty)")
         names = [s.name for s in self.students]
         if not names:
             raise ConfigError("students", "give at least one student")
         if len(set(names)) != len(names):
             raise ConfigError("students", f"names must be unique: {names}")
         for f in self.export.formats:
-            choice(f, ("hf", "trtllm"), "export.formats")
+            choice(f, ("hf", "trtllm", "megatron"), "export.formats")
         positive(self.export.trtllm_tp, "export.trtllm_tp")
         positive(self.eval.loss_samples, "eval.loss_samples")
         positive(self.data.seq_length, "data.seq_length")

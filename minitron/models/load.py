@@ -55,25 +55,26 @@ def load_model(spec: str, dtype: Optional[str] = None, impl: str = "auto", verif
     return model, arch, {"kind": "hf", "path": str(src), "hf_config": hf_config}
 
 
-def describe_source(spec: str, field: str = "model") -> tuple:
+def describe_source(spec: str, field: str = "model", tokenizer: Optional[str] = None) -> tuple:
     """(arch, HF config dict, tokenizer directory) of a checkpoint or HF source, without
     loading weights: what a stage needs to validate a target and to save its output.
-    Errors name ``field`` (the config key that gave ``spec``)."""
+    Errors name ``field`` (the config key that gave ``spec``). ``tokenizer``: for a Megatron
+    checkpoint that carries none."""
     try:
-        return _describe(spec)
+        return _describe(spec, tokenizer)
     except ConfigError as e:
         if e.field == "hf":
             raise ConfigError(field, e.message) from None
         raise
 
 
-def _describe(spec: str) -> tuple:
+def _describe(spec: str, tokenizer: Optional[str] = None) -> tuple:
     import json
 
     if is_megatron(spec):
         from minitron.checkpoint import megatron
 
-        return megatron.describe(megatron.open_source(spec))
+        return megatron.describe(megatron.open_source(spec), tokenizer)
     if is_checkpoint(spec):
         from minitron.checkpoint.mcore import read_manifest, tokenizer_path
         from minitron.models.arch import ModelArch

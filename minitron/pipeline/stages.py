@@ -78,8 +78,8 @@ def stage_import(ctx: Ctx) -> dict:
     from minitron.recipes import import_hf
 
     c = ctx.cfg
-    _run(import_hf, ImportConfig(hf=c.model, out=str(ctx.imported), tp=c.tp, pp=c.pp,
-                                 dtype=c.dtype, overwrite=True), ctx)
+    _run(import_hf, ImportConfig(hf=c.model, tokenizer=c.tokenizer, out=str(ctx.imported),
+                                 tp=c.tp, pp=c.pp, dtype=c.dtype, overwrite=True), ctx)
     return {"outputs": [str(ctx.imported)]}
 
 
@@ -286,7 +286,8 @@ def section(cfg: RunConfig, stage: str):
     """The config a stage depends on (besides the stages before it)."""
     d = dataclasses.asdict(cfg)
     common = {"tp": d["tp"], "pp": d["pp"], "dtype": d["dtype"]}
-    return {"import": {"model": d["model"], **common}, "prepare": d["data"],
+    tok = {"tokenizer": d["tokenizer"]} if d["tokenizer"] else {}  # older runs: unchanged hash
+    return {"import": {"model": d["model"], **tok, **common}, "prepare": d["data"],
             "correct": d["correct"], "score": d["score"], "prune": d["students"],
             "distill": d["distill"], "align": d["align"], "eval": d["eval"],
             "export": d["export"], "bench": d["bench"], "report": {}}[stage]

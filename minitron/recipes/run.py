@@ -106,9 +106,9 @@ def preflight(cfg: RunConfig, steps: list) -> tuple:
     check_inputs(cfg, steps)
     check_stage_configs(cfg)
     try:
-        teacher, _, tok_dir = describe_source(cfg.model)
+        teacher, _, tok_dir = describe_source(cfg.model, tokenizer=cfg.tokenizer or None)
     except ConfigError as e:
-        raise ConfigError("model", e.message) from None
+        raise ConfigError("tokenizer" if e.field == "tokenizer" else "model", e.message) from None
     check_layout(teacher, cfg.tp, cfg.pp)
     runs = {st for st, _, action in steps if action in RUNS}
     if "prepare" in runs and cfg.data.eod_token is not None:

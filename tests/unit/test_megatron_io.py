@@ -243,3 +243,33 @@ def test_import_cli_reads_a_megatron_directory(hf, tmp_path, world):
     manifest = json.loads((tmp_path / "ck" / "manifest.json").read_text())
     assert manifest["extra"]["source_kind"] == "megatron-bridge"
     assert_same_logits(tmp_path / "ck", hf["llama-tied"])
+
+
+def test_every_stage_takes_a_megatron_directory_as_its_model(hf, calib, tmp_path, world):
+    """``minitron loss --model NEMO_DIR`` (in memory, at TP=2 under torchrun) scores exactly
+    as the HF model; ``minitron run`` imports it into the experiment directory."""
+    from helpers import minitron, read_json, torchrun
+
+    src = fx.nemo2(hf["llama-untied"], tmp_path / "nemo")
+    common = [f"data.paths=[{calib}]", "data.seq_length=32", "num_samples=4",
+              "data.split=90,10,0"]
+    minitron(["loss", "--model", str(hf["llama-untied"]), *common, f"out={tmp_path}/a.json"])
+    torchrun(2, ["-m", "minitron", "loss", "--model", str(src), "--tp", "2", *common,
+                 f"out={tmp_path}/b.json"])
+    a, b = read_json(tmp_path / "a.json"), read_json(tmp_path / "b.json")
+    assert a["tokens"] == b["tokens"] and abs(a["loss"] - b["loss"]) < 1e-5, (a, b)
+    work = tmp_path / "work"
+    (tmp_path / "run.yaml").write_text(f"model: {src}\nworkdir: {work}\nstages: [import]\n"
+                                       "students: [{name: s, target: {num_layers: 2}}]\n")
+    minitron(["run", "--config", str(tmp_path / "run.yaml")])
+    manifest = read_json(work / "checkpoints" / "teacher" / "manifest.json")
+    assert manifest["extra"]["source_kind"] == "nemo2"
+    assert_same_logits(work / "checkpoints" / "teacher", hf["llama-untied"])
+
+
+def test_run_tokenizer_is_only_for_megatron_models(hf):
+    from minitron.config.run import RunConfig
+
+    with pytest.raises(ConfigError) as e:
+        loader.load(RunConfig, values={"model": str(hf["llama-tied"]), "tokenizer": "x"})
+    assert e.value.field == "tokenizer"

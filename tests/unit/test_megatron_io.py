@@ -273,3 +273,43 @@ def test_run_tokenizer_is_only_for_megatron_models(hf):
     with pytest.raises(ConfigError) as e:
         loader.load(RunConfig, values={"model": str(hf["llama-tied"]), "tokenizer": "x"})
     assert e.value.field == "tokenizer"
+
+
+def test_export_loads_the_way_megatron_lm_and_bridge_load_it(hf, tmp_path, world):
+    """What Megatron-LM core_v0.16.1 does with ``--finetune --use-checkpoint-args``, done
+    with megatron-core alone: the tracker, ``common.pt`` through ``torch.load`` with
+    megatron-core's safe globals (weights_only), ``args`` copied, the model's sharded state
+    dict (built from those args, Megatron-LM's own vocab padding) loaded with its default
+    strictness; Bridge's reader: ``run_config.yaml`` with ``yaml.safe_load``."""
+    import yaml
+    from megatron.core import dist_checkpointing
+
+    from minitron.models.builder import build_model
+    from minitron.models.megatron_arch import arch_from_args
+
+    import_hf.main(loader.load(schema.ImportConfig, values={
+        "hf": str(hf["llama-untied"]), "out": str(tmp_path / "ck")}), **QUIET)
+    export.main(loader.load(schema.ExportConfig, values={
+        "ckpt": str(tmp_path / "ck"), "format": "megatron", "out": str(tmp_path / "meg")}), **QUIET)
+    meg = tmp_path / "meg"
+    it = meg / (meg / "latest_checkpointed_iteration.txt").read_text().strip()
+    common = dist_checkpointing.load_common_state_dict(str(it))  # torch.load, weights_only
+    args = common["args"]
+    assert common["iteration"] == 0 and args.ckpt_format == "torch_dist"
+    assert args.tokenizer_type == "HuggingFaceTokenizer"
+    assert (it / "tokenizer" / "tokenizer.json").is_file()
+    arch = arch_from_args(vars(args), 300)
+    model = build_model(arch.replace(padded_vocab_size=args.padded_vocab_size),
+                        init_weights=False)
+    metadata = dist_checkpointing.load_content_metadata(preloaded_state_dict=common) or {}
+    state = dist_checkpointing.load({"model": model.sharded_state_dict(metadata=metadata)},
+                                    str(it), strict="assume_ok_unexpected")
+    model.load_state_dict(state["model"], strict=False)
+    diff = (full_logits(model, TOKENS, 300) - source_logits(hf["llama-untied"])).abs().max()
+    assert diff.item() <= 1e-5
+    run_config = yaml.safe_load((it / "run_config.yaml").read_text())
+    m = run_config["model"]
+    assert (m["tensor_model_parallel_size"], m["pipeline_model_parallel_size"]) == (1, 1)
+    assert m["_target_"] == "megatron.bridge.models.gpt_provider.GPTModelProvider"
+    assert (m["num_layers"], m["num_query_groups"], m["share_embeddings_and_output_weights"]) \
+        == (4, 2, False)

@@ -14,10 +14,23 @@ from minitron.eval.logits import full_logits
 pytestmark = pytest.mark.distributed
 WORKER = str(Path(__file__).with_name("worker.py"))
 TOKENS = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(5))
-KINDS = {"mlm-untied": ("megatron_lm", "llama-untied"),
+KINDS = {"ours-tied": ("ours", "llama-tied"),  # minitron's own export --format megatron
+         "mlm-untied": ("megatron_lm", "llama-untied"),
          "bridge-tied": ("bridge", "llama-tied"),
          "nemo-rope": ("nemo2", "llama31-rope"),
          "mlm-mcore-rope": ("megatron_lm", "llama31-mcore")}
+
+
+def ours(hf, out):
+    from minitron.config import loader, schema
+    from minitron.recipes import export, import_hf
+
+    ck = out.with_name(out.name + "-ck")
+    import_hf.main(loader.load(schema.ImportConfig, values={"hf": str(hf), "out": str(ck)}),
+                   log=lambda s: None)
+    export.main(loader.load(schema.ExportConfig, values={
+        "ckpt": str(ck), "format": "megatron", "out": str(out)}), log=lambda s: None)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +43,7 @@ def sources(tmp_path_factory, world):
         hf = make_tiny_model(root / f"hf-{variant}", variant)
         for f in tok.iterdir():
             shutil.copy2(f, hf / f.name)
-        src = getattr(fx, writer)(hf, root / name)
+        src = ours(hf, root / name) if writer == "ours" else getattr(fx, writer)(hf, root / name)
         model, arch = fx._model(hf, 384)
         out[name] = (src, full_logits(model, TOKENS, arch.vocab_size))
     return out

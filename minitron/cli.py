@@ -84,7 +84,7 @@ COMMANDS: dict[str, Command] = {
                         ("--dry-run", "dry_run", "true"))),
     "distill": Command(train.DistillConfig, "distill",
                        "logit KL distillation of a student from a teacher, any TP/PP, resumable",
-                       (("--student", "student", "value"), ("--teacher", "teacher", "value"),
+                       (("--student", "students", "append"), ("--teacher", "teacher", "value"),
                         ("--out", "out", "value"), ("--tp", "tp", "value"),
                         ("--pp", "pp", "value"), ("--dry-run", "dry_run", "true"))),
     "align": Command(align.AlignConfig, "align",

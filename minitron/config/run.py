@@ -96,6 +96,10 @@ class RunDistillConfig:
                                                                   micro_batch_size=4,
                                                                   eval_every=25, save_every=25),
                                    text="Steps and batch sizes (the token budget).")
+    together: bool = doc(True, "Distil all students in one run that computes the teacher's "
+                         "forward once per micro-batch for all of them (distill/final/<name>); "
+                         "false: one run per student (distill/<name>/final/student), which needs "
+                         "memory for one student at a time only.")
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 from minitron.config.checks import DTYPE_CHOICES, choice, layout, number, positive
 from minitron.config.loader import REQUIRED, doc
@@ -204,7 +204,14 @@ class CorrectConfig(TrainingBase):
 class DistillConfig(TrainingBase):
     """``minitron distill``: logit distillation of a (pruned) student from a teacher."""
 
-    student: str = doc(REQUIRED, "The student: a minitron checkpoint (e.g. from `minitron prune`).")
+    student: str = doc("", "The student: a minitron checkpoint (e.g. from `minitron prune`); the "
+                       "result is ``<out>/final/student``. Give ``student`` or ``students``.")
+    students: List[str] = doc(factory=list, text="Several students distilled together from one "
+                              "teacher forward per micro-batch (each with its own optimizer, "
+                              "schedule and checkpoints); results ``<out>/final/<name>``. "
+                              "``--student A --student B`` on the command line.")
+    names: List[str] = doc(factory=list, text="Names of ``students`` (their final directories "
+                           "and metric suffixes); default: each student directory's name.")
     teacher: str = doc(REQUIRED, "The (corrected) teacher: a checkpoint or HF source.")
     out: str = doc(REQUIRED, "Run directory (checkpoints, metrics.csv, tensorboard/, final/).")
     data: DataConfig = doc(factory=DataConfig, text="The distillation data (train split).")
@@ -222,6 +229,35 @@ class DistillConfig(TrainingBase):
         super().validate()
         check_out(self.out)
         check_splits(self.data, self.validation)
+        if len(self.students) == 1 and not self.student and not self.names:
+            self.student, self.students = self.students[0], []  # one student: the usual run
+        if bool(self.student) == bool(self.students):
+            raise ConfigError("student", "give one student (student=DIR) or several "
+                              "(students=[DIR, DIR] / --student A --student B), not both or none")
+        names = self.student_names()
+        if len(set(names)) != len(names):
+            raise ConfigError("names", f"{names}: the students need distinct names; set names="
+                              "[...] (the default takes each directory's name)")
+        for n in names:
+            if n in ("teacher", "") or "/" in n or n.startswith("."):
+                raise ConfigError("names", f"{n!r} cannot name a student (it names a directory "
+                                  "under final/; 'teacher' is the teacher's)")
+
+    def student_specs(self) -> list[str]:
+        return self.students or [self.student]
+
+    def student_names(self) -> list[str]:
+        """``student`` for the single-student run; else ``names`` or the directories' names."""
+        from pathlib import Path
+
+        if not self.students:
+            return ["student"]
+        if self.names:
+            if len(self.names) != len(self.students):
+                raise ConfigError("names", f"{len(self.names)} names for {len(self.students)} "
+                                  "students")
+            return list(self.names)
+        return [Path(s.rstrip("/")).name for s in self.students]
 
 
 def check_splits(data: DataConfig, validation: ValidationConfig) -> None:

@@ -31,12 +31,13 @@ def _curves(ctx, path: Path) -> bool:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     drawn = False
     for st in ctx.cfg.students:
-        f = ctx.work / "distill" / st.name / "metrics.csv"
+        f, tag = ctx.distill_metrics(st.name)
         if not f.is_file():
             continue
         rows = list(csv.DictReader(f.open()))
-        kd = [(int(r["step"]), float(r["kd"])) for r in rows if r.get("kd")]
-        val = [(int(r["step"]), float(r["val_loss"])) for r in rows if r.get("val_loss")]
+        kd = [(int(r["step"]), float(r[f"kd{tag}"])) for r in rows if r.get(f"kd{tag}")]
+        val = [(int(r["step"]), float(r[f"val_loss{tag}"])) for r in rows
+               if r.get(f"val_loss{tag}")]
         if kd:
             a.plot(*zip(*kd), label=st.name)
             drawn = True

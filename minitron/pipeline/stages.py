@@ -48,7 +48,16 @@ class Ctx:
         return self.work / "checkpoints" / s
 
     def distilled(self, s: str) -> Path:
+        if self.cfg.distill.together:
+            return self.work / "distill" / "final" / s
         return self.work / "distill" / s / "final" / "student"
+
+    def distill_metrics(self, s: str) -> tuple[Path, str]:
+        """(metrics.csv of the run that distilled ``s``, the suffix of its columns)."""
+        if self.cfg.distill.together:
+            return self.work / "distill" / "metrics.csv", (
+                f"_{s}" if len(self.cfg.students) > 1 else "")
+        return self.work / "distill" / s / "metrics.csv", ""
 
     def aligned(self, s: str) -> Path:
         a = self.cfg.align
@@ -146,12 +155,17 @@ def stage_prune(ctx: Ctx) -> dict:
     return {"outputs": [str(ctx.pruned(s.name)) for s in c.students], "metrics": out}
 
 
-def distill_config(ctx: Ctx, st):
+def distill_config(ctx: Ctx, st=None):
+    """One student's run (``st``), or every student's in one run (``st=None``)."""
     from minitron.config.train import DistillConfig, ValidationConfig
 
     c = ctx.cfg
-    return DistillConfig(student=str(ctx.pruned(st.name)), teacher=str(ctx.teacher()),
-                         out=str(ctx.work / "distill" / st.name), data=ctx.data(),
+    if st is None:
+        who = dict(students=[str(ctx.pruned(s.name)) for s in c.students],
+                   names=[s.name for s in c.students], out=str(ctx.work / "distill"))
+    else:
+        who = dict(student=str(ctx.pruned(st.name)), out=str(ctx.work / "distill" / st.name))
+    return DistillConfig(**who, teacher=str(ctx.teacher()), data=ctx.data(),
                          loss=c.distill.loss, optim=c.distill.optim, schedule=c.distill.schedule,
                          validation=ValidationConfig(loss=ctx.heldout(8, seed=1234)),
                          **c.training_values(dry_run=False, progress=False))
@@ -160,8 +174,11 @@ def distill_config(ctx: Ctx, st):
 def stage_distill(ctx: Ctx) -> dict:
     from minitron.recipes import distill
 
-    for st in ctx.cfg.students:
-        _run(distill, distill_config(ctx, st), ctx)
+    if ctx.cfg.distill.together:
+        _run(distill, distill_config(ctx), ctx)
+    else:
+        for st in ctx.cfg.students:
+            _run(distill, distill_config(ctx, st), ctx)
     return {"outputs": [str(ctx.distilled(s.name)) for s in ctx.cfg.students]}
 
 
@@ -200,7 +217,10 @@ def training_configs(ctx: Ctx) -> list:
     caller before the first stage runs)."""
     c = ctx.cfg
     out = [("correct", correct_config(ctx))] if c.correct.enabled else []
-    out += [(f"distill.{st.name}", distill_config(ctx, st)) for st in c.students]
+    if c.distill.together:
+        out += [("distill", distill_config(ctx))]
+    else:
+        out += [(f"distill.{st.name}", distill_config(ctx, st)) for st in c.students]
     if c.align.enabled:
         for st in c.students:
             sft, pref = align_configs(ctx, st)

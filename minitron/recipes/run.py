@@ -181,7 +181,8 @@ def memory_plans(cfg: RunConfig, teacher, students: dict, log) -> dict:
         if kind == "correct":
             p = stage_plan(sc, [("teacher", teacher, sc.mode)])
         elif kind == "distill":
-            p = stage_plan(sc, [("student", students[name.split(".", 1)[1]], "full")],
+            who = ([name.split(".", 1)[1]] if "." in name else sc.student_names())
+            p = stage_plan(sc, [(n, students[n], "full") for n in who],
                            [("teacher", teacher)], loss_kind="kd",
                            loss_chunk_tokens=sc.loss.chunk_size)
         else:

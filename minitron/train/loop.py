@@ -45,6 +45,7 @@ class Trained:
     source: tuple  # (arch, hf_config, tokenizer dir, dtype name)
     before_save: Optional[Callable[[], None]] = None  # e.g. merge LoRA adapters
     engine: Optional[Engine] = None
+    tag: Optional[str] = None  # suffix of its grad_norm/lr metrics; None: "" first, else _name
 
     @property
     def ddp(self):
@@ -184,7 +185,7 @@ def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], li
             t.engine.finalize(count)
             ok, norm = t.engine.step()
             skipped |= not ok
-            tag = "" if i == 0 else "_" + t.name
+            tag = t.tag if t.tag is not None else ("" if i == 0 else "_" + t.name)
             metrics[f"grad_norm{tag}"] = norm
             metrics[f"lr{tag}"] = t.engine.optimizer.param_groups[0]["lr"]
         streak = streak + 1 if skipped else 0

@@ -319,7 +319,9 @@ def plan(models: list[tuple[str, ModelRole]], *, tp: int = 1, pp: int = 1, dp: i
                 loss = logit_sets * n * vt * (ab + 4)
             else:  # every model's logits + the gradient buffer + fp32 chunk buffers
                 chunk = min(loss_chunk_tokens or n, n)
-                loss = (logit_sets + 1) * n * vt * ab + KD_CHUNK_BUFFERS * chunk * vt * 4
+                # one gradient buffer per student (a corrected teacher's loss is an LM loss)
+                grads = max(1, sum(r.trained for name, r in models if name != "teacher"))
+                loss = (logit_sets + grads) * n * vt * ab + KD_CHUNK_BUFFERS * chunk * vt * 4
             parts["loss buffers"] = loss
         passing = [k for k in parts if k.endswith("activations") or k == "loss buffers"]
         if sum(at_step.values()) > sum(parts[k] for k in passing):  # the step is the peak

@@ -37,6 +37,9 @@ def of(cfg) -> dict[str, Any]:
         d.pop(k, None)
     for k in _SCHEDULE_ONLY:
         d.get("schedule", {}).pop(k, None)
+    for k in ("students", "names"):  # distill: absent for one student, as before they existed
+        if not d.get(k, True):
+            d.pop(k)
     return {k: _normalise(v, root) for k, v in _flatten(d).items()}
 
 

@@ -49,47 +49,63 @@ def lm_step(model, batches: list[dict]) -> Optional[list[dict]]:
 
 
 class Distiller:
-    """One distillation step: the student (trained) and the teacher (frozen, or trained on its
-    LM loss with parallel correction) coupled in one schedule; on the last stage the loss is
-    the divergence of the student's logits from the teacher's (plus the teacher's LM loss when
-    it is trained)."""
+    """One distillation step: the students (trained) and the teacher (frozen, or trained on its
+    LM loss with parallel correction) coupled in one schedule; on the last stage each
+    student's loss is the divergence of its logits from the teacher's (plus the teacher's LM
+    loss when it is trained). Several students share the teacher's forward: its logits are
+    computed once per micro-batch and each student's loss reads them; the step's loss is the
+    sum of the students' losses, so each student's gradient is exactly its own loss's.
 
-    def __init__(self, student, teacher, cfg: DistillLossConfig, vocab_size: int,
-                 train_teacher: bool = False):
+    ``students``: one model or a list; ``names`` tags their metrics (``kd_<name>``) when
+    there are several (one student logs ``kd``, ``loss`` as before)."""
+
+    def __init__(self, students, teacher, cfg: DistillLossConfig, vocab_size: int,
+                 train_teacher: bool = False, names: Optional[list[str]] = None):
         from megatron.core import parallel_state as ps
 
+        students = list(students) if isinstance(students, (list, tuple)) else [students]
         self.cfg, self.vocab_size, self.train_teacher = cfg, vocab_size, train_teacher
+        self.tags = [""] if len(students) == 1 else [f"_{n}" for n in names]
         self.tp = ps.get_tensor_model_parallel_world_size()
         self.reducers = VocabParallelReducers(ps.get_tensor_model_parallel_group())
         # CPU runs (no CUDA) reuse the loss buffers: see Workspace
         self.workspace = None if torch.cuda.is_available() else Workspace()
-        s_pad = unwrap(student).minitron_arch.padded_vocab_size
         t_pad = unwrap(teacher).minitron_arch.padded_vocab_size
-        if s_pad != t_pad and self.tp > 1:
-            raise ValueError(f"student and teacher pad their vocabularies differently ({s_pad} vs "
-                             f"{t_pad}); at tp > 1 their shards would not line up: import both "
-                             "with the same vocab_pad_multiple (at tp = 1 this is handled)")
-        self.pair = Coupled(student, teacher, partner_trained=train_teacher)
+        for s in students:
+            s_pad = unwrap(s).minitron_arch.padded_vocab_size
+            if s_pad != t_pad and self.tp > 1:
+                raise ValueError(f"student and teacher pad their vocabularies differently ({s_pad} "
+                                 f"vs {t_pad}); at tp > 1 their shards would not line up: import "
+                                 "both with the same vocab_pad_multiple (at tp = 1 this is handled)")
+        self.pair = Coupled(students, teacher, partner_trained=train_teacher)
 
-    def _loss(self, outputs, batch):
+    def _student_loss(self, logits, t_logits, batch, mask, tag: str, metrics: dict):
         cfg = self.cfg
-        logits, t_logits = outputs
         s, t = logits, t_logits.detach()
         if s.shape[-1] != t.shape[-1]:  # tp == 1: different padding, same tokenizer
             s, t = s[..., : self.vocab_size], t[..., : self.vocab_size]
-        mask = batch["loss_mask"].to(s.device)
         kd = distill_loss(s, t, mask, cfg.kind, cfg.temperature, cfg.beta, cfg.topk,
                           cfg.chunk_size, **self.reducers.kwargs(), workspace=self.workspace,
                           reduction="sum")
-        loss, metrics = kd, {"kd": kd.detach()}
-        labels = batch["labels"]
+        loss = kd
+        metrics[f"kd{tag}"] = kd.detach()
         if cfg.ce_weight:
-            ce, _ = masked_sum(cross_entropy(logits, labels), mask)
+            ce, _ = masked_sum(cross_entropy(logits, batch["labels"]), mask)
             loss = loss + cfg.ce_weight * ce
-            metrics["ce"] = ce.detach()
-        metrics["loss"] = loss.detach()
+            metrics[f"ce{tag}"] = ce.detach()
+        metrics[f"loss{tag}"] = loss.detach()
+        return loss
+
+    def _loss(self, outputs, batch):
+        *students, t_logits = outputs
+        mask = batch["loss_mask"].to(t_logits.device)
+        metrics: dict = {}
+        loss = sum(self._student_loss(s, t_logits, batch, mask, tag, metrics)
+                   for s, tag in zip(students, self.tags))
+        if len(students) > 1:
+            metrics["loss"] = loss.detach()
         if self.train_teacher:  # parallel correction: the teacher's LM loss, same tokens
-            t_ce, _ = masked_sum(cross_entropy(t_logits, labels), mask)
+            t_ce, _ = masked_sum(cross_entropy(t_logits, batch["labels"]), mask)
             loss = loss + t_ce
             metrics["teacher_loss"] = t_ce.detach()
         return loss, mask.float().sum(), metrics

@@ -5,7 +5,7 @@ Layout of ``<workdir>``::
 
     checkpoints/teacher              import          data/             prepare
     correct/final/teacher            correct         scores/           score
-    checkpoints/<student>            prune           distill/<student>/final/student
+    checkpoints/<student>            prune           distill/final/<student> (together)
     align/<student>/{sft,pref}/      align           eval/<model>.json eval
     export/<student>/{hf,trtllm}     export          bench/            bench
     report.md, figures/              report          manifest.json

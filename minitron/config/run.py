@@ -27,8 +27,11 @@ class RunDataConfig:
     eod_token: Optional[str] = doc("<|endoftext|>", "Document separator (default: SmolLM2's); must "
                                    "be a token of the model's tokenizer.")
     seq_length: int = doc(256, "Tokens per training / held-out sample.")
-    split: str = doc("98,2,0", "Train, validation, test shares of the documents (train and "
-                     "validation must not be 0: the run trains and measures held-out loss).")
+    split: str = doc("96,2,2", "Train, validation, test shares of the documents. Training reads "
+                     "the train share; the depth search and validation during training the "
+                     "validation share; the eval stage's held-out loss the test share (the "
+                     "validation share when the test share is 0). Train and validation must "
+                     "not be 0.")
 
 
 @dataclass

@@ -425,7 +425,10 @@ class BenchConfig:
     batch_sizes: List[int] = doc(factory=lambda: [1, 4], text="Batch sizes to measure.")
     prompt_length: int = doc(128, "Prompt tokens (prefill).")
     decode_tokens: int = doc(32, "Tokens generated per sequence (decode).")
-    repeats: int = doc(3, "Timed repetitions (after a warm-up); medians are reported.")
+    repeats: int = doc(3, "Rounds: every model is measured once per round (after a warm-up), "
+                       "in an order that rotates between rounds; medians are reported, and a "
+                       "figure whose rounds spread by more than 20% is marked unstable (give "
+                       "at least 2 to see the spread).")
     threads: Optional[int] = doc(None, "CPU threads for torch (default: torch's choice).")
     baseline: Optional[str] = doc(None, "Name of the model speed-ups are relative to.")
 

@@ -70,6 +70,47 @@ def _depth(ctx, prune_metrics: dict, path: Path) -> bool:
     return True
 
 
+def recovered_fraction(pruned: float, distilled: float, teacher: float) -> float:
+    """Share of the loss that pruning added which distillation took back:
+    ``(pruned - distilled) / (pruned - teacher)`` (1: back to the teacher; 0: no better
+    than pruned; negative: worse)."""
+    return (pruned - distilled) / (pruned - teacher)
+
+
+def _heldout_loss(ctx, name: str):
+    from minitron.pipeline.stages import eval_file
+
+    f = eval_file(ctx, name)
+    if not f.is_file():
+        return None
+    row = next((r for r in json.loads(f.read_text()) if r["metric"] == "loss"), None)
+    return row["value"] if row else None
+
+
+def recovery_lines(ctx) -> list[str]:
+    """Per student: the fraction of the pruning gap distillation recovered on held-out text,
+    measured against the teacher it distilled from (the corrected one when correction ran)."""
+    teacher_name = "teacher (corrected)" if ctx.cfg.correct.enabled else "teacher"
+    teacher = _heldout_loss(ctx, teacher_name)
+    rows = []
+    for st in ctx.cfg.students:
+        pruned = _heldout_loss(ctx, f"{st.name} (pruned)")
+        distilled = _heldout_loss(ctx, f"{st.name} (distilled)")
+        if None in (teacher, pruned, distilled):
+            continue
+        gap = pruned - teacher
+        cell = (f"{100 * recovered_fraction(pruned, distilled, teacher):.0f}%" if gap > 0
+                else "- (pruning did not raise the loss)")
+        rows.append(f"| {st.name} | {pruned:.3f} | {distilled:.3f} | {teacher:.3f} | {cell} |")
+    if not rows:
+        return []
+    return ["", "### Recovered by distillation", "",
+            f"Held-out LM loss; the share of the gap that pruning opened which distillation "
+            f"closed, (pruned - distilled) / (pruned - {teacher_name}).", "",
+            f"| student | pruned | distilled | {teacher_name} | gap recovered |",
+            "|---|---|---|---|---|", *rows]
+
+
 def write_report(ctx) -> Path:
     from minitron.pipeline.stages import eval_file, models_to_evaluate
 
@@ -98,7 +139,10 @@ def write_report(ctx) -> Path:
     for name, m in prune_metrics.items():
         if m.get("dropped_layers"):
             lines.append(f"\n`{name}` drops layers {m['dropped_layers']}.")
-    lines += ["", "## Quality", "", "| model | held-out LM loss | " +
+    lines += ["", "## Quality", "", f"Held-out LM loss on the {ctx.eval_split} share of the "
+              "data" + (" (text no stage trained on or chose anything with)"
+                        if ctx.eval_split == "test" else "") + ".", "",
+              "| model | held-out LM loss | " +
               " | ".join(t.name for t in cfg.eval.tasks) + " |",
               "|---|---|" + "---|" * len(cfg.eval.tasks)]
     for name in models_to_evaluate(ctx):
@@ -112,19 +156,25 @@ def write_report(ctx) -> Path:
             r = next((r for r in rows if r["task"] == t.name and r["metric"] == "acc"), None)
             cells.append(f"{r['value']:.3f} ± {r['stderr']:.3f} (n={r['n']})" if r else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += recovery_lines(ctx)
     bench = work / "bench" / "bench.json"
     if bench.is_file():
         b = json.loads(bench.read_text())
+        from minitron.bench.summary import mark
+
         lines += ["", "## Speed", "", f"{b['device']}, {b['dtype']}, {b['threads']} threads, prompt "
                   f"{b['prompt_length']} tokens, {b['decode_tokens']} decoded tokens; speed-up over "
-                  f"the {b['baseline']}.", "",
+                  f"the {b['baseline']}. Medians of {b.get('rounds', 1)} rounds, the models' "
+                  "order rotating between rounds; \"unstable\": the rounds disagreed by more "
+                  "than 20% (a busy machine), so that figure says little.", "",
                   "| model | backend | batch | prefill tokens/s | decode tokens/s | prefill x | decode x |",
                   "|---|---|---|---|---|---|---|"]
         for s in b["speedups"]:
             v = b["results"][s["model"]][s["backend"]]["results"][str(s["batch"])]
             lines.append(f"| {s['model']} | {s['backend']} | {s['batch']} | "
                          f"{v['prefill_tokens_per_s']:.0f} | {v['decode_tokens_per_s']:.1f} | "
-                         f"{s['prefill']:.2f} | {s['decode']:.2f} |")
+                         f"{mark(s['prefill'], s.get('prefill_unstable', False))} | "
+                         f"{mark(s['decode'], s.get('decode_unstable', False))} |")
         lines += ["", "![speed-ups](bench/bench.png)"]
     lines += ["", "## Plots", ""]
     if _curves(ctx, figs / "distill_curves.png"):

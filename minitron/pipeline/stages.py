@@ -72,8 +72,16 @@ class Ctx:
         return DataConfig(paths=[str(self.data_dir)], seq_length=d.seq_length, split=d.split,
                           seed=seed)
 
-    def heldout(self, n: int, seed: int = 99) -> LossTaskConfig:
-        return LossTaskConfig(name="heldout", data=self.data(seed), split="valid", num_samples=n)
+    def heldout(self, n: int, seed: int = 99, split: str = "valid") -> LossTaskConfig:
+        return LossTaskConfig(name="heldout", data=self.data(seed), split=split, num_samples=n)
+
+    @property
+    def eval_split(self) -> str:
+        """Where the eval stage measures held-out loss: the test share when there is one (text
+        no stage trained on or chose anything with), else the validation share."""
+        from minitron.config.schema import check_split
+
+        return "test" if check_split(self.cfg.data.split, "data.split")[2] > 0 else "valid"
 
 
 def _run(recipe, cfg, ctx: Ctx):
@@ -251,7 +259,8 @@ def stage_eval(ctx: Ctx) -> dict:
     c = ctx.cfg
     for name, path in models_to_evaluate(ctx).items():
         _run(evaluate, EvalConfig(model=str(path), tasks=list(c.eval.tasks),
-                                  loss=[ctx.heldout(c.eval.loss_samples)], tp=c.tp, pp=c.pp,
+                                  loss=[ctx.heldout(c.eval.loss_samples, split=ctx.eval_split)],
+                                  tp=c.tp, pp=c.pp,
                                   dtype=c.dtype, out=str(eval_file(ctx, name)), progress=False), ctx)
     return {"outputs": [str(ctx.work / "eval")]}
 

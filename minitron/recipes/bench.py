@@ -2,9 +2,12 @@
 
     minitron bench --config examples/smollm2/bench.yaml
 
-Every (model, backend) runs in its own process with the same prompts and lengths;
-the result is bench.json (tokens/s, ms per decoded token, peak memory, speed-ups
-over the baseline) and bench.png (the speed-up bar chart).
+Every (model, backend) runs in its own process with the same prompts and lengths, once
+per round (``repeats`` rounds), the models' order rotating from round to round so that
+machine noise does not fall on one model only; figures are medians over the rounds, and
+one whose rounds spread by more than 20% is marked unstable
+(:mod:`minitron.bench.summary`). The result is bench.json (tokens/s, ms per decoded token,
+peak memory, spreads, speed-ups over the baseline) and bench.png (the speed-up chart).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 from pathlib import Path
 
 from minitron.bench.backends import BACKENDS, available
+from minitron.bench import summary
 from minitron.bench.chart import speedup_chart
 from minitron.config.schema import BenchConfig, ExportConfig
 from minitron.errors import ConfigError, MinitronError
@@ -65,26 +69,24 @@ def main(cfg: BenchConfig, log=print) -> dict:
             elif b == "auto" and not available(name):
                 log(f"[bench] skipping {name}: not installed")
     paths = {m.name: hf_dir(m.path, out, m.name, log) for m in cfg.models}
-    results: dict = {}
-    for m in cfg.models:
-        for backend in backends:
-            log(f"[bench] {m.name} on {backend} ({device}, {dtype})")
-            results.setdefault(m.name, {})[backend] = measure({
-                "backend": backend, "path": paths[m.name], "device": device, "dtype": dtype,
-                "batches": list(cfg.batch_sizes), "prompt_length": cfg.prompt_length,
-                "decode_tokens": cfg.decode_tokens, "repeats": cfg.repeats,
-                "threads": cfg.threads})
+    rounds: dict = {}
+    for r in range(cfg.repeats):
+        for m in summary.round_order(list(cfg.models), r):
+            for backend in backends:
+                log(f"[bench] round {r + 1}/{cfg.repeats}: {m.name} on {backend} ({device}, "
+                    f"{dtype})")
+                rounds.setdefault(m.name, {}).setdefault(backend, []).append(measure({
+                    "backend": backend, "path": paths[m.name], "device": device,
+                    "dtype": dtype, "batches": list(cfg.batch_sizes),
+                    "prompt_length": cfg.prompt_length, "decode_tokens": cfg.decode_tokens,
+                    "repeats": 1, "threads": cfg.threads}))
+    results = {m.name: {b: summary.aggregate(rounds[m.name][b]) for b in rounds[m.name]}
+               for m in cfg.models}
     baseline = cfg.baseline or cfg.models[0].name
-    speedups = []
-    for name, per_backend in results.items():
-        for backend, r in per_backend.items():
-            base = results[baseline][backend]["results"]
-            for batch, v in r["results"].items():
-                speedups.append({"model": name, "backend": backend, "batch": int(batch),
-                                 "prefill": v["prefill_tokens_per_s"] / base[batch]["prefill_tokens_per_s"],
-                                 "decode": v["decode_tokens_per_s"] / base[batch]["decode_tokens_per_s"]})
+    speedups = summary.speedups(results, baseline)
     report = {"device": device, "dtype": dtype, "threads": cfg.threads or torch.get_num_threads(),
               "prompt_length": cfg.prompt_length, "decode_tokens": cfg.decode_tokens,
+              "rounds": cfg.repeats, "unstable_spread": summary.UNSTABLE_SPREAD,
               "baseline": baseline, "results": results, "speedups": speedups}
     (out / "bench.json").write_text(json.dumps(report, indent=2))
     speedup_chart(report, out / "bench.png",
@@ -93,8 +95,10 @@ def main(cfg: BenchConfig, log=print) -> dict:
         f"{'ms/token':>10}{'prefill x':>11}{'decode x':>10}")
     for s in speedups:
         v = results[s["model"]][s["backend"]]["results"][str(s["batch"])]
+        flags = [m for m in summary.METRICS if s[f"{m}_unstable"]]
         log(f"{s['model']:<22}{s['backend']:<14}{s['batch']:>6}{v['prefill_tokens_per_s']:>15.1f}"
             f"{v['decode_tokens_per_s']:>14.1f}{v['ms_per_decoded_token']:>10.1f}"
-            f"{s['prefill']:>11.2f}{s['decode']:>10.2f}")
+            f"{s['prefill']:>11.2f}{s['decode']:>10.2f}"
+            + (f"  unstable ({', '.join(flags)}: rounds spread > 20%)" if flags else ""))
     log(f"[bench] wrote {out / 'bench.json'} and {out / 'bench.png'}")
     return report

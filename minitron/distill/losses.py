@@ -175,7 +175,10 @@ class _ChunkedDivergence(torch.autograd.Function):
         weights = mask * (T * T) / denom  # d loss / d per-token divergence
         uniform = bool((mask == 1).all())  # no masked token: scale the gradient in backward
         n = s.shape[0]
-        grad = torch.empty_like(s)
+        # the gradient buffer lives until backward; a workspace keeps it between steps, so no
+        # step pays the first-touch page faults of a fresh [n, v] buffer again
+        grad = (workspace.get("grad", s.shape, s.dtype, s.device) if workspace is not None
+                else torch.empty_like(s))
         direct = s.dtype == work and kind in ("forward_kl", "topk_kl")  # log p, then d/ds, in place
         total = s.new_zeros((), dtype=work)
         for i in range(0, n, chunk):

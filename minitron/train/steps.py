@@ -68,8 +68,9 @@ class Distiller:
         self.tags = [""] if len(students) == 1 else [f"_{n}" for n in names]
         self.tp = ps.get_tensor_model_parallel_world_size()
         self.reducers = VocabParallelReducers(ps.get_tensor_model_parallel_group())
-        # CPU runs (no CUDA) reuse the loss buffers: see Workspace
-        self.workspace = None if torch.cuda.is_available() else Workspace()
+        # CPU runs (no CUDA) reuse the loss buffers: see Workspace. One per student: each
+        # student's gradient buffer lives until the step's backward
+        self.workspaces = [None if torch.cuda.is_available() else Workspace() for _ in students]
         t_pad = unwrap(teacher).minitron_arch.padded_vocab_size
         for s in students:
             s_pad = unwrap(s).minitron_arch.padded_vocab_size
@@ -79,13 +80,13 @@ class Distiller:
                                  "both with the same vocab_pad_multiple (at tp = 1 this is handled)")
         self.pair = Coupled(students, teacher, partner_trained=train_teacher)
 
-    def _student_loss(self, logits, t_logits, batch, mask, tag: str, metrics: dict):
+    def _student_loss(self, logits, t_logits, batch, mask, tag: str, metrics: dict, workspace):
         cfg = self.cfg
         s, t = logits, t_logits.detach()
         if s.shape[-1] != t.shape[-1]:  # tp == 1: different padding, same tokenizer
             s, t = s[..., : self.vocab_size], t[..., : self.vocab_size]
         kd = distill_loss(s, t, mask, cfg.kind, cfg.temperature, cfg.beta, cfg.topk,
-                          cfg.chunk_size, **self.reducers.kwargs(), workspace=self.workspace,
+                          cfg.chunk_size, **self.reducers.kwargs(), workspace=workspace,
                           reduction="sum")
         loss = kd
         metrics[f"kd{tag}"] = kd.detach()
@@ -100,8 +101,8 @@ class Distiller:
         *students, t_logits = outputs
         mask = batch["loss_mask"].to(t_logits.device)
         metrics: dict = {}
-        loss = sum(self._student_loss(s, t_logits, batch, mask, tag, metrics)
-                   for s, tag in zip(students, self.tags))
+        loss = sum(self._student_loss(s, t_logits, batch, mask, tag, metrics, ws)
+                   for s, tag, ws in zip(students, self.tags, self.workspaces))
         if len(students) > 1:
             metrics["loss"] = loss.detach()
         if self.train_teacher:  # parallel correction: the teacher's LM loss, same tokens

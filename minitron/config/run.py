@@ -95,9 +95,9 @@ class RunDistillConfig:
     loss: DistillLossConfig = doc(factory=DistillLossConfig, text="The KD loss (paper: forward KL).")
     optim: OptimConfig = doc(factory=lambda: OptimConfig(lr=3e-4, min_lr=3e-5, warmup_steps=5),
                              text="Student optimizer.")
-    schedule: ScheduleConfig = doc(factory=lambda: ScheduleConfig(steps=50, global_batch_size=4,
+    schedule: ScheduleConfig = doc(factory=lambda: ScheduleConfig(steps=80, global_batch_size=4,
                                                                   micro_batch_size=4,
-                                                                  eval_every=25, save_every=25),
+                                                                  eval_every=40, save_every=20),
                                    text="Steps and batch sizes (the token budget).")
     together: bool = doc(True, "Distil all students in one run that computes the teacher's "
                          "forward once per micro-batch for all of them (distill/final/<name>); "

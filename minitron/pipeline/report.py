@@ -164,7 +164,7 @@ def write_report(ctx) -> Path:
 
         lines += ["", "## Speed", "", f"{b['device']}, {b['dtype']}, {b['threads']} threads, prompt "
                   f"{b['prompt_length']} tokens, {b['decode_tokens']} decoded tokens; speed-up over "
-                  f"the {b['baseline']}. Medians of {b.get('rounds', 1)} rounds, the models' "
+                  f"the {b['baseline']}. Medians of {b.get('rounds', 1)} round(s), the models' "
                   "order rotating between rounds; \"unstable\": the rounds disagreed by more "
                   "than 20% (a busy machine), so that figure says little.", "",
                   "| model | backend | batch | prefill tokens/s | decode tokens/s | prefill x | decode x |",

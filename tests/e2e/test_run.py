@@ -64,7 +64,8 @@ def test_run_writes_manifest_report_and_figures(complete):
     assert m["stages"]["correct"]["status"] == "skipped" and m["versions"]["torch"]
     report = (complete / "report.md").read_text()
     for text in ("## Architectures", "width (distilled)", "depth (pruned)", "## Speed",
-                 "figures/distill_curves.png", "figures/depth_search.png"):
+                 "figures/distill_curves.png", "figures/depth_search.png",
+                 "### Recovered by distillation", "| width |", "Medians of 1 round(s)"):
         assert text in report, text
     assert (complete / "figures" / "distill_curves.png").stat().st_size > 1000
     assert (complete / "export" / "width" / "hf" / "config.json").is_file()

@@ -3,6 +3,8 @@ fraction of the pruning gap, and Winogrande on 1,000 items with standard errors.
 
     python benchmarks/bench_default_quality.py --run runs/default_after \
         [--winogrande 1000] [--loss-samples 64] [--out benchmarks/results/default_after.json]
+    python benchmarks/bench_default_quality.py --run runs/default_before \
+        --shared-from benchmarks/results/default_after.json --out benchmarks/results/default_before.json
 
 For a finished ``minitron run`` directory: the teacher, each pruned student and each
 distilled student, each scored by ``minitron eval`` in its own process on the same
@@ -57,13 +59,18 @@ def main():
     p.add_argument("--run", required=True)
     p.add_argument("--winogrande", type=int, default=1000)
     p.add_argument("--loss-samples", type=int, default=64)
+    p.add_argument("--shared-from", help="a result of this script on a run with the same "
+                   "teacher and pruned students (same stages up to prune): reuse their scores")
     p.add_argument("--out")
     args = p.parse_args()
     run = Path(args.run)
     manifest = json.loads((run / "manifest.json").read_text())
     args.split = manifest["config"]["data"]["split"]
     split = "test" if float(args.split.split(",")[2]) > 0 else "valid"
-    scores = {name: evaluate(path, run, split, args) for name, path in models(run, manifest).items()}
+    shared = json.loads(Path(args.shared_from).read_text())["scores"] if args.shared_from else {}
+    scores = {name: shared.get(name) if "distilled" not in name and name in shared
+              else evaluate(path, run, split, args)
+              for name, path in models(run, manifest).items()}
     teacher = scores["teacher"]["loss"]
     recovered = {}
     for st in manifest["config"]["students"]:

@@ -150,8 +150,19 @@ class Workspace:
 
     def __init__(self):
         self._bufs: dict[str, torch.Tensor] = {}
+        self._tag = ""
+
+    def own(self, tag: str) -> "Workspace":
+        """A view whose ``grad`` buffer is its own (a student's gradient lives until the step's
+        backward, beside the other students'); every other buffer is scratch of one loss
+        call and stays shared."""
+        view = Workspace()
+        view._bufs, view._tag = self._bufs, tag
+        return view
 
     def get(self, name: str, shape: torch.Size, dtype: torch.dtype, device) -> torch.Tensor:
+        if name == "grad":
+            name = f"grad:{self._tag}"
         rows, rest = shape[0], tuple(shape[1:])
         b = self._bufs.get(name)
         if (b is None or b.shape[0] < rows or tuple(b.shape[1:]) != rest or b.dtype != dtype

@@ -43,7 +43,9 @@ class Coupled(torch.nn.Module):
 
         super().__init__()
         mains = list(main) if isinstance(main, (list, tuple)) else [main]
-        self.mains = torch.nn.ModuleList(mains)
+        self.mains = mains  # registered as submodules main, main1, main2, ... below
+        for i, m in enumerate(mains):
+            setattr(self, f"main{i}" if i else "main", m)
         self.partner, self.partner_trained = partner, partner_trained
         cfgs = [unwrap(m).config for m in mains]
         p_cfg = unwrap(partner).config

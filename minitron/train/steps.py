@@ -68,9 +68,10 @@ class Distiller:
         self.tags = [""] if len(students) == 1 else [f"_{n}" for n in names]
         self.tp = ps.get_tensor_model_parallel_world_size()
         self.reducers = VocabParallelReducers(ps.get_tensor_model_parallel_group())
-        # CPU runs (no CUDA) reuse the loss buffers: see Workspace. One per student: each
-        # student's gradient buffer lives until the step's backward
-        self.workspaces = [None if torch.cuda.is_available() else Workspace() for _ in students]
+        # CPU runs (no CUDA) reuse the loss buffers: see Workspace. Each student's gradient
+        # buffer is its own (it lives until the step's backward); the scratch is shared
+        shared = None if torch.cuda.is_available() else Workspace()
+        self.workspaces = [shared and shared.own(str(i)) for i in range(len(students))]
         t_pad = unwrap(teacher).minitron_arch.padded_vocab_size
         for s in students:
             s_pad = unwrap(s).minitron_arch.padded_vocab_size

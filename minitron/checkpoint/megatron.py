@@ -18,6 +18,7 @@ reshards the global tensors to whatever TP/PP layout the model is built with.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from pathlib import Path
@@ -258,8 +259,10 @@ def load_weights(model, src: Source) -> None:
         raise CheckpointError(f"{src.weights}: tensors not loaded: {left[:3]}")
 
 
+@functools.lru_cache(maxsize=8)
 def tokenizer_tokens(tok_dir: Path) -> dict:
-    """bos/eos ids and vocabulary size of an HF tokenizer directory."""
+    """bos/eos ids and vocabulary size of an HF tokenizer directory (read once per process:
+    a stage describes its model, then loads it). Callers copy the dict."""
     from minitron.data.tokenizer import load_tokenizer
 
     tok = load_tokenizer(str(tok_dir))
@@ -283,7 +286,7 @@ def describe(src: Source, tokenizer: Optional[str] = None, dtype: str = "float32
                           f"(looked for tokenizer files with it and for the one its "
                           f"{src.arch_from} names); pass tokenizer=DIR (an HF tokenizer "
                           "directory or Hub id)")
-    tokens = tokenizer_tokens(tok_dir)
+    tokens = dict(tokenizer_tokens(Path(tok_dir)))
     vocab = tokens.pop("vocab_size")
     arch = source_arch(src, vocab, vocab_pad_multiple)
     return arch, hf_config_from_arch(arch, dtype, tokens), tok_dir

@@ -25,8 +25,11 @@ class SDPAttention(DotProductAttention):
                   packed_seq_params) -> bool:
         cfg = self.config
         mask_type = attn_mask_type if attn_mask_type is not None else self.attn_mask_type
-        return (attention_bias is None and packed_seq_params is None
-                and mask_type == AttnMaskType.causal and query.shape[0] == key.shape[0]
+        # causal over a whole sequence, or one new token against the KV cache (the inference
+        # engine's decode steps pass no_mask: the single query may see every cached key)
+        shape_ok = ((mask_type == AttnMaskType.causal and query.shape[0] == key.shape[0])
+                    or (mask_type == AttnMaskType.no_mask and query.shape[0] == 1))
+        return (attention_bias is None and packed_seq_params is None and shape_ok
                 and (attention_mask is None or attention_mask.dtype == torch.bool)
                 and self.softmax_offset is None and not cfg.apply_query_key_layer_scaling
                 and cfg.window_size is None
@@ -43,7 +46,8 @@ class SDPAttention(DotProductAttention):
         # megatron-core masks are True where attention is NOT allowed; SDPA wants the opposite.
         # A given mask (packed sequences) already includes causality.
         allowed = None if attention_mask is None else ~attention_mask
+        causal = allowed is None and sq > 1
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, is_causal=allowed is None, scale=self.softmax_scale,
+            q, k, v, attn_mask=allowed, is_causal=causal, scale=self.softmax_scale,
             enable_gqa=q.shape[1] != k.shape[1])
         return out.permute(2, 0, 1, 3).reshape(sq, b, -1)  # [sq, b, np * hn]

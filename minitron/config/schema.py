@@ -383,13 +383,24 @@ class LmEvalConfig:
                                       "jsonl tasks that need no Hub access).")
     num_fewshot: Optional[int] = doc(None, "Few-shot examples; default: each task's own.")
     limit: Optional[int] = doc(None, "Score only the first N documents of each task.")
-    batch_size: int = doc(32, "Requests per forward pass.")
-    max_length: int = doc(2048, "Longest request in tokens.")
+    batch_size: int = doc(32, "Requests per forward pass (prompts per generation batch).")
+    max_length: int = doc(2048, "Longest request in tokens (a generation prompt keeps its last "
+                          "max_length - max_gen_toks tokens).")
+    apply_chat_template: bool = doc(False, "Render prompts with the model's chat template (its "
+                                    "tokenizer's, else plain User: / Assistant:), as lm-eval's "
+                                    "--apply_chat_template; for instruction-tuned models.")
+    fewshot_as_multiturn: Optional[bool] = doc(None, "Few-shot examples as earlier turns of the "
+                                               "chat; default: on with apply_chat_template, as "
+                                               "in lm-eval.")
+    system_instruction: Optional[str] = doc(None, "A system message before every prompt.")
+    seed: int = doc(1234, "Seed of lm-eval's sampling of documents and of generation sampling.")
     tp: int = doc(1, "Tensor-parallel size.")
     pp: int = doc(1, "Pipeline-parallel size.")
     dtype: str = doc("float32", "Compute dtype.")
     out: Optional[str] = doc(None, "Write lm-eval's results dict as JSON to this file (replaced "
                              "if it exists; checked at load).")
+    samples: Optional[str] = doc(None, "Write every document's model output and metrics as jsonl "
+                                 "to this file.")
 
     def validate(self):
         layout(self)
@@ -399,6 +410,8 @@ class LmEvalConfig:
         if self.include_path and not Path(self.include_path).is_dir():
             raise ConfigError("include_path", f"{self.include_path} is not a directory")
         json_out(self.out, "out", "lm_eval.json")
+        if self.fewshot_as_multiturn is True and not self.apply_chat_template:
+            raise ConfigError("fewshot_as_multiturn", "needs apply_chat_template=true")
 
 
 @dataclass

@@ -8,8 +8,11 @@
 or from the command line: ``minitron lm-eval --model ckpt/student --tasks my_task
 --include-path tasks/``. Registered with lm-eval as ``minitron``
 (``lm_eval --model minitron --model_args model=ckpt/student``) once this module
-is imported. Implements ``loglikelihood`` (batched, vocab-parallel ``is_greedy``)
-and ``loglikelihood_rolling``; generation is not supported yet.
+is imported. Implements ``loglikelihood`` (batched, vocab-parallel ``is_greedy``),
+``loglikelihood_rolling`` and ``generate_until`` (megatron-core's inference engine:
+``until``, ``max_gen_toks``, ``do_sample``, ``temperature``, ``top_k``, ``top_p``), and
+lm-eval's chat-template interface (``--apply_chat_template``), rendering with the same
+``ChatRenderer`` that ``minitron align`` trains with.
 
 lm-eval is an optional dependency: ``pip install lm-eval``.
 """
@@ -30,12 +33,15 @@ except Exception as e:  # noqa: BLE001  (optional dependency; import errors vary
 class MinitronLM(LM):
     """An lm-eval ``LM`` scoring requests with a megatron-core model at any TP/PP."""
 
-    def __init__(self, model, arch, tokenizer, batch_size: int = 32, max_length: int = 2048):
+    def __init__(self, model, arch, tokenizer, batch_size: int = 32, max_length: int = 2048,
+                 chat: str = "auto", seed: int = 1234, extra_eos=()):
         super().__init__()
         self.model, self.arch, self.tok = model, arch, tokenizer
         self.batch_size, self._max_length = int(batch_size), int(max_length)
         sep = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.bos_token_id
         self.prefix_id = int(sep or 0)
+        self.chat, self.seed, self.extra_eos = chat, int(seed), list(extra_eos)
+        self._generator = None
 
     @classmethod
     def load(cls, model: str, tp: int = 1, pp: int = 1, dtype: str = "float32",
@@ -45,9 +51,13 @@ class MinitronLM(LM):
         from minitron.models.load import load_model
         from minitron.parallel import runtime
 
+        from minitron.data.tokenizer import tokenizer_dir
+        from minitron.recipes.generate import generation_eos
+
         runtime.init(int(tp), int(pp))
         m, arch, _ = load_model(model, dtype)
-        return cls(m, arch, load_tokenizer(model), batch_size, max_length)
+        return cls(m, arch, load_tokenizer(model), batch_size, max_length,
+                   extra_eos=generation_eos(tokenizer_dir(model)))
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config=None) -> "MinitronLM":
@@ -91,6 +101,79 @@ class MinitronLM(LM):
             totals[i] += ll
         return totals
 
+    # ------------------------------------------------------------------ generation
+
     def generate_until(self, requests, disable_tqdm: bool = False):
-        raise NotImplementedError("minitron's lm-eval adapter scores log-likelihoods only; "
-                                  "generation tasks are not supported yet")
+        """Completions of ``(context, gen_kwargs)`` requests, as lm-eval's HF model reads
+        ``gen_kwargs``: ``until`` (stop strings; default the end-of-sequence token),
+        ``max_gen_toks`` (default 256), ``do_sample`` and ``temperature`` (0 means greedy),
+        ``top_k``, ``top_p``. Contexts longer than ``max_length - max_gen_toks`` keep their end.
+        Requests with the same settings are generated together, batched by length."""
+        from minitron.config.generate import SamplingConfig
+        from minitron.config.loader import validate
+
+        groups: dict = {}
+        for i, r in enumerate(requests):
+            context, kwargs = r.args
+            s = validate(sampling_from_gen_kwargs(kwargs, self.seed))
+            ids = self.tok(context, add_special_tokens=False)["input_ids"]
+            ids = ids[-max(1, self._max_length - s.max_new_tokens):] or [self.prefix_id]
+            groups.setdefault(repr(sorted(vars(s).items())), (s, []))[1].append((i, ids))
+        out = [""] * len(requests)
+        for s, items in groups.values():
+            assert isinstance(s, SamplingConfig)
+            done = self.generator().generate([ids for _, ids in items], s)
+            for (i, _), c in zip(items, done):
+                out[i] = c.text
+        return out
+
+    def generator(self):
+        from minitron.generate.engine import Generator
+
+        if self._generator is None:
+            self._generator = Generator(self.model, self.arch, self.tok, self.batch_size,
+                                        extra_eos=self.extra_eos)
+        return self._generator
+
+    # ------------------------------------------------------------------ chat templates
+
+    @property
+    def tokenizer_name(self) -> str:
+        return str(getattr(self.tok, "name_or_path", "minitron")).replace("/", "__")
+
+    def chat_template(self, chat_template=False):
+        """The template lm-eval fingerprints its cache with: the tokenizer's own, or a name for
+        the plain ``User: / Assistant:`` rendering when it has none."""
+        if not chat_template:
+            return None
+        return self._renderer().tok.chat_template if self._renderer().use_tokenizer else "plain"
+
+    def apply_chat_template(self, chat_history, add_generation_prompt: bool = True) -> str:
+        return self._renderer().text(list(chat_history), add_generation_prompt)
+
+    def _renderer(self):
+        from minitron.align.data import ChatRenderer
+
+        return ChatRenderer(self.tok, self.chat)
+
+
+def sampling_from_gen_kwargs(kwargs: dict, seed: int):
+    """lm-eval's ``gen_kwargs`` as a ``SamplingConfig`` (unvalidated). Unknown keys are an
+    error, so a task's setting is never silently dropped."""
+    from minitron.config.generate import SamplingConfig
+
+    kw = dict(kwargs or {})
+    until = kw.pop("until", None)
+    until = [until] if isinstance(until, str) else list(until or [])
+    do_sample, temperature = kw.pop("do_sample", None), kw.pop("temperature", None)
+    temperature = float(temperature if temperature is not None else 1.0 if do_sample else 0.0)
+    do_sample = bool(temperature > 0 if do_sample is None else do_sample) and temperature > 0
+    s = SamplingConfig(max_new_tokens=int(kw.pop("max_gen_toks", 256)), do_sample=do_sample,
+                       temperature=temperature if do_sample else 1.0,
+                       top_k=int(kw.pop("top_k", 0) or 0) if do_sample else 0,
+                       top_p=float(kw.pop("top_p", 0.0) or 0.0) if do_sample else 0.0,
+                       seed=seed, stop=[u for u in until if u])
+    if kw:
+        raise ValueError(f"unsupported generation settings {sorted(kw)}: minitron's lm-eval "
+                         "model reads until, max_gen_toks, do_sample, temperature, top_k, top_p")
+    return s

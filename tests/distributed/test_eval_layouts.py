@@ -44,7 +44,7 @@ def test_eval_layout_equals_tp1(setup, layout):
         [(r["task"], r["metric"], r["n"]) for r in got]
     for a, b in zip(ref, got):
         assert abs(a["value"] - b["value"]) <= 1e-5, (a, b)
-    assert got[0]["layout"] == {"tp": 2, "pp": 1} if layout == "tp=2" else {"tp": 1, "pp": 2}
+    assert got[0]["layout"] == ({"tp": 2, "pp": 1} if layout == "tp=2" else {"tp": 1, "pp": 2})
 
 
 def test_lm_eval_adapter_at_tp2(setup):

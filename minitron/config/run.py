@@ -125,6 +125,18 @@ class RunEvalConfig:
     tasks: List[MCTaskConfig] = doc(factory=lambda: [MCTaskConfig(limit=300, seed=42)],
                                     text="Multiple-choice tasks (default: 300 Winogrande items).")
     loss_samples: int = doc(16, "Held-out windows for the LM loss, >= 1.")
+    instructions: str = doc("auto", "The built-in instruction-following set (ifeval_mini, scored "
+                            "by lm-eval's IFEval checkers, prompts in each model's chat "
+                            "template) on the teacher, the distilled and the aligned students: "
+                            "auto (when align is enabled), always or never. Needs lm-eval.")
+    instructions_limit: Optional[int] = doc(None, "Prompts of that set to use (default: all 135).")
+    instructions_max_tokens: int = doc(256, "Most new tokens per prompt of that set.")
+
+    def validate(self):
+        choice(self.instructions, ("auto", "always", "never"), "instructions")
+        positive(self.instructions_max_tokens, "instructions_max_tokens")
+        if self.instructions_limit is not None:
+            positive(self.instructions_limit, "instructions_limit")
 
 
 @dataclass
@@ -183,6 +195,11 @@ class RunConfig(TrainingBase):
     export: RunExportConfig = doc(factory=RunExportConfig, text="Export.")
     bench: RunBenchConfig = doc(factory=RunBenchConfig, text="Throughput benchmark.")
 
+    def evaluates_instructions(self) -> bool:
+        """Whether the eval stage runs the instruction-following set."""
+        mode = self.eval.instructions
+        return mode == "always" or (mode == "auto" and self.align.enabled)
+
     def validate(self):
         super().validate()
         for s in self.stages or []:
@@ -200,6 +217,14 @@ class RunConfig(TrainingBase):
             raise ConfigError("students", f"names must be unique: {names}")
         for f in self.export.formats:
             choice(f, ("hf", "trtllm", "megatron"), "export.formats")
+        if self.evaluates_instructions():
+            try:
+                import langdetect  # noqa: F401
+                import lm_eval  # noqa: F401
+            except Exception:
+                raise ConfigError("eval.instructions", "the instruction-following evaluation "
+                                  "needs lm-eval with its IFEval scorer: pip install -e '.[lm-eval]'"
+                                  ", or set eval.instructions=never") from None
         positive(self.export.trtllm_tp, "export.trtllm_tp")
         positive(self.eval.loss_samples, "eval.loss_samples")
         positive(self.data.seq_length, "data.seq_length")

@@ -393,6 +393,8 @@ class LmEvalConfig:
                                                "chat; default: on with apply_chat_template, as "
                                                "in lm-eval.")
     system_instruction: Optional[str] = doc(None, "A system message before every prompt.")
+    gen_kwargs: Optional[str] = doc(None, "Override the generation tasks' settings, in lm-eval's "
+                                    "syntax (e.g. max_gen_toks=64,temperature=0).")
     seed: int = doc(1234, "Seed of lm-eval's sampling of documents and of generation sampling.")
     tp: int = doc(1, "Tensor-parallel size.")
     pp: int = doc(1, "Pipeline-parallel size.")

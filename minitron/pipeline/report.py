@@ -111,6 +111,36 @@ def recovery_lines(ctx) -> list[str]:
             "|---|---|---|---|---|", *rows]
 
 
+def instruction_lines(ctx) -> list[str]:
+    """The instruction-following table (``ifeval_mini`` through lm-eval's IFEval checkers)."""
+    from minitron.eval.lm_tasks import IFEVAL_METRICS
+    from minitron.pipeline.stages import instruction_models, instructions_file
+
+    rows = []
+    for name in instruction_models(ctx):
+        f = instructions_file(ctx, name)
+        if not f.is_file():
+            continue
+        r = json.loads(f.read_text()).get("ifeval_mini", {})
+        cells = []
+        for m in IFEVAL_METRICS:
+            v, se = r.get(f"{m},none"), r.get(f"{m}_stderr,none")
+            cells.append("-" if v is None else f"{v:.3f}" + (f" ± {se:.3f}"
+                                                             if isinstance(se, float) else ""))
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    n = ctx.cfg.eval.instructions_limit or "all 135"
+    return ["", "### Instruction following", "",
+            f"`ifeval_mini` ({n} prompts, each in the model's chat template, greedy, at most "
+            f"{ctx.cfg.eval.instructions_max_tokens} new tokens), scored by lm-eval's own IFEval "
+            "checkers: the share of prompts whose every instruction is followed (prompt) and of "
+            "instructions followed (instruction); loose also accepts the answer without its "
+            "first or last line or markdown emphasis.", "",
+            "| model | prompt, strict | instruction, strict | prompt, loose | instruction, loose |",
+            "|---|---|---|---|---|", *rows]
+
+
 def write_report(ctx) -> Path:
     from minitron.pipeline.stages import eval_file, models_to_evaluate
 
@@ -157,6 +187,7 @@ def write_report(ctx) -> Path:
             cells.append(f"{r['value']:.3f} ± {r['stderr']:.3f} (n={r['n']})" if r else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += recovery_lines(ctx)
+    lines += instruction_lines(ctx)
     bench = work / "bench" / "bench.json"
     if bench.is_file():
         b = json.loads(bench.read_text())

@@ -262,7 +262,28 @@ def stage_eval(ctx: Ctx) -> dict:
                                   loss=[ctx.heldout(c.eval.loss_samples, split=ctx.eval_split)],
                                   tp=c.tp, pp=c.pp,
                                   dtype=c.dtype, out=str(eval_file(ctx, name)), progress=False), ctx)
+    if c.evaluates_instructions():
+        from minitron.config.schema import LmEvalConfig
+        from minitron.recipes import lm_eval
+
+        for name, path in instruction_models(ctx).items():
+            _run(lm_eval, LmEvalConfig(
+                model=str(path), tasks=["ifeval_mini"], limit=c.eval.instructions_limit,
+                apply_chat_template=True, batch_size=8, tp=c.tp, pp=c.pp, dtype=c.dtype,
+                gen_kwargs=f"max_gen_toks={c.eval.instructions_max_tokens}",
+                out=str(instructions_file(ctx, name))), ctx)
     return {"outputs": [str(ctx.work / "eval")]}
+
+
+def instruction_models(ctx: Ctx) -> dict[str, Path]:
+    """The models the instruction-following set is run on: the teacher, and each student
+    after distillation and after alignment."""
+    return {n: p for n, p in models_to_evaluate(ctx).items()
+            if n == "teacher" or n.endswith("(distilled)") or n.endswith("(aligned)")}
+
+
+def instructions_file(ctx: Ctx, name: str) -> Path:
+    return eval_file(ctx, name).with_suffix(".ifeval.json")
 
 
 def stage_export(ctx: Ctx) -> dict:

@@ -93,6 +93,34 @@ def test_changed_stage_reruns_it_and_what_follows(config, complete, tmp_path):
     assert after["bench"]["status"] == "skipped"
 
 
+def test_alignment_brings_the_instruction_following_set_into_the_report(config, complete,
+                                                                         tmp_path):
+    import shutil
+
+    pytest.importorskip("langdetect")
+    work = tmp_path / "w"
+    shutil.copytree(complete, work)
+    sft, pref = tmp_path / "sft.jsonl", tmp_path / "pref.jsonl"
+    sft.write_text("".join(json.dumps({"prompt": f"Say {i}.", "response": f"{i} dogs."}) + "\n"
+                           for i in range(16)))
+    pref.write_text("".join(json.dumps({"prompt": f"Count {i}.", "chosen": f"{i} foxes.",
+                                        "rejected": "No."}) + "\n" for i in range(16)))
+    run(config, work, "align.enabled=true", "align.sft_steps=2", "align.preference_steps=1",
+        "align.rounds=1", f"align.sft_data={sft}", f"align.preference_data={pref}",
+        "eval.instructions_limit=3", "eval.instructions_max_tokens=4", "bench.enabled=false")
+    m = read_json(work / "manifest.json")["stages"]
+    assert m["align"]["status"] == "done" and m["eval"]["status"] == "done"
+    report = (work / "report.md").read_text()
+    assert "### Instruction following" in report and "`ifeval_mini` (3 prompts" in report
+    table = report.split("### Instruction following")[1].split("\n\n")[2].splitlines()
+    assert [r.split(" | ")[0] for r in table[2:]] == [
+        "| teacher", "| width (distilled)", "| width (aligned)", "| depth (distilled)",
+        "| depth (aligned)"]
+    for name in ("teacher", "width_aligned"):
+        got = read_json(work / "eval" / f"{name}.ifeval.json")["ifeval_mini"]
+        assert 0.0 <= got["prompt_level_strict_acc,none"] <= 1.0
+
+
 def test_killed_in_distillation_resumes_to_the_same_weights(config, complete, tmp_path):
     work = tmp_path / "w"
     proc = subprocess.Popen([sys.executable, "-m", "minitron", "run", "--config", str(config),

@@ -127,6 +127,18 @@ def preflight(cfg: RunConfig, steps: list) -> tuple:
             students[s.name] = check_target(teacher, pc)
         except ConfigError as e:
             raise ConfigError(f"students[{i}].{e.field}", e.message) from None
+        a = students[s.name]
+        if ("hf" in cfg.export.formats or cfg.bench.enabled) and a.hidden_size % a.num_attention_heads:
+            # transformers 5 validates LlamaConfig: hidden_size must divide by the heads even
+            # when head_dim is given, so the HF export (and the benchmark, which runs it)
+            # could not be loaded
+            heads = a.num_attention_heads
+            raise ConfigError(f"students[{i}].target.hidden_size",
+                              f"{a.hidden_size} is not a multiple of the {heads} attention heads: "
+                              "transformers refuses such a Llama config, so the HF export and "
+                              f"the benchmark would fail; use a multiple of {heads} (e.g. "
+                              f"{a.hidden_size // heads * heads} or "
+                              f"{(a.hidden_size // heads + 1) * heads}), or prune heads too")
     return teacher, students
 
 

@@ -36,7 +36,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--new", type=int, default=32)
-    p.add_argument("--prompt-tokens", type=int, default=16)
+    p.add_argument("--prompt-tokens", type=int, default=12)
     p.add_argument("--out")
     args = p.parse_args()
 

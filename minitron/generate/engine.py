@@ -99,6 +99,20 @@ def cut(tokens: list[int], decode, stop_ids: Sequence[int], stop: Sequence[str],
     return tokens[:keep], text[:end], "stop"
 
 
+def _quiet_engine() -> None:
+    """The static engine draws a progress bar for every batch; ours are one call each."""
+    from megatron.core.inference.engines import static_engine
+
+    if getattr(static_engine, "_minitron_quiet", False):
+        return
+    bar = static_engine.tqdm
+
+    def quiet(*args, **kwargs):
+        return bar(*args, **{**kwargs, "disable": True})
+
+    static_engine.tqdm, static_engine._minitron_quiet = quiet, True
+
+
 class Generator:
     """Batched generation for a loaded megatron-core ``GPTModel`` (this rank's part of it)."""
 
@@ -107,6 +121,7 @@ class Generator:
         from minitron.parallel import cpu_compat
 
         cpu_compat.enable_inference()
+        _quiet_engine()
         self.model, self.arch, self.tok = model, arch, tokenizer
         self.batch_size = int(batch_size)
         self.stop_ids = eos_ids(tokenizer, extra_eos)

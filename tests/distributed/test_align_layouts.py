@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from helpers import minitron
+from helpers import minitron, read_json
 from test_cli_torchrun import launch
 
 pytestmark = pytest.mark.distributed
@@ -46,6 +46,8 @@ def test_align_layout_equals_tp1(algorithm, data, layout, tiny_models, files, tm
     launch(2, args(model, tmp_path / "other", files / data, algorithm) + [layout])
     ref, got = rows(tmp_path / "tp1"), rows(tmp_path / "other")
     assert len(ref) == len(got) > 0
+    saved = read_json(tmp_path / "other" / "final" / "policy" / "manifest.json")["saved_layout"]
+    assert (saved["tp"], saved["pp"], saved["dp"]) == ((2, 1, 1) if layout == "tp=2" else (1, 2, 1))
     for a, b in zip(ref, got):
         for key in ("loss", "grad_norm") + (("reward_accuracy", "kl_to_reference")
                                             if algorithm != "sft" else ()):

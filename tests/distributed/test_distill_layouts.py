@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import minitron
+from helpers import minitron, read_json
 from test_cli_torchrun import launch
 
 pytestmark = pytest.mark.distributed
@@ -55,6 +55,8 @@ def test_distill_layout_equals_tp1(layout, mode, tp1, calib, tmp_path):
     launch(2, args(student, teacher, tmp_path / "run", calib, (*extra, layout)))
     ref, got = losses(ref_run), losses(tmp_path / "run")
     assert len(ref) == len(got) > 0
+    saved = read_json(tmp_path / "run" / "final" / "student" / "manifest.json")["saved_layout"]
+    assert (saved["tp"], saved["pp"], saved["dp"]) == ((2, 1, 1) if layout == "tp=2" else (1, 2, 1))
     for (la, ga), (lb, gb) in zip(ref, got):
         assert abs(la - lb) <= 1e-5 and abs(ga - gb) <= 1e-4 * max(1.0, ga)
     # after 3 AdamW steps at lr 1e-3: Adam divides by sqrt(v), which turns ~1e-8 differences in

@@ -73,6 +73,13 @@ def test_run_checks_its_inputs_before_the_first_stage(tmp_path, teacher):
     assert e.field == "data.eod_token" and "not a token" in e.message
     e = run_error(tmp_path, teacher, "model=/missing")
     assert e.field == "model"
+    # a width target transformers could not load (hidden not a multiple of the heads)
+    e = run_error(tmp_path, teacher, "students=[{name: w, target: {hidden_size: 50}}]")
+    assert e.field == "students[0].target.hidden_size" and "48 or 52" in e.message
+    run_error_free = loader.load(run.RunConfig, run_yaml(tmp_path, teacher),
+                                 ["students=[{name: w, target: {hidden_size: 50}}]",
+                                  "export.formats=[trtllm]", "dry_run=true"])
+    run_recipe.main(run_error_free, log=lambda s: None)  # no HF export, no benchmark: allowed
     # the stage configs built from the run config are checked too (kept from an earlier fix)
     for dry in (True, False):
         e = run_error(tmp_path, teacher, "correct.enabled=true", "correct.mode=bogus", dry_run=dry)

@@ -74,6 +74,7 @@ COMMANDS: dict[str, Command] = {
                         ("--apply_chat_template", "apply_chat_template", "true"),
                         ("--apply-chat-template", "apply_chat_template", "true"),
                         ("--fewshot_as_multiturn", "fewshot_as_multiturn", "true"),
+                        ("--confirm_run_unsafe_code", "confirm_run_unsafe_code", "true"),
                         ("--tp", "tp", "value"), ("--pp", "pp", "value"),
                         ("--out", "out", "value"))),
     "score": Command(prune.ScoreConfig, "score",

@@ -396,6 +396,8 @@ class LmEvalConfig:
     gen_kwargs: Optional[str] = doc(None, "Override the generation tasks' settings, in lm-eval's "
                                     "syntax (e.g. max_gen_toks=64,temperature=0).")
     seed: int = doc(1234, "Seed of lm-eval's sampling of documents and of generation sampling.")
+    confirm_run_unsafe_code: bool = doc(False, "Allow tasks that execute the model's code "
+                                        "(humaneval, mbpp); also set HF_ALLOW_CODE_EVAL=1.")
     tp: int = doc(1, "Tensor-parallel size.")
     pp: int = doc(1, "Pipeline-parallel size.")
     dtype: str = doc("float32", "Compute dtype.")

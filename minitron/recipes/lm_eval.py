@@ -50,6 +50,7 @@ def _evaluate(cfg: LmEvalConfig, log, tmp: Path) -> dict:
         fewshot_as_multiturn=(cfg.apply_chat_template if cfg.fewshot_as_multiturn is None
                               else cfg.fewshot_as_multiturn),
         system_instruction=cfg.system_instruction, gen_kwargs=cfg.gen_kwargs,
+        confirm_run_unsafe_code=cfg.confirm_run_unsafe_code,
         random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
         fewshot_random_seed=cfg.seed)
     if lay.is_main and results is not None:

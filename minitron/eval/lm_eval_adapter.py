@@ -52,7 +52,7 @@ class MinitronLM(LM):
         from minitron.parallel import runtime
 
         from minitron.data.tokenizer import tokenizer_dir
-        from minitron.recipes.generate import generation_eos
+        from minitron.generate.engine import generation_eos
 
         runtime.init(int(tp), int(pp))
         m, arch, _ = load_model(model, dtype)

@@ -78,6 +78,18 @@ def eos_ids(tokenizer, extra: Sequence[int] = ()) -> list[int]:
     return ids
 
 
+def generation_eos(tok_dir) -> list[int]:
+    """End-of-sequence ids in a model's ``generation_config.json`` (an int or a list), if any."""
+    import json
+    from pathlib import Path
+
+    f = Path(tok_dir) / "generation_config.json"
+    if not f.is_file():
+        return []
+    eos = json.loads(f.read_text()).get("eos_token_id")
+    return [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+
+
 def cut(tokens: list[int], decode, stop_ids: Sequence[int], stop: Sequence[str],
         ended_on_eos: bool) -> tuple[list[int], str, str]:
     """(tokens, text, finish) of a raw completion: cut at the first end-of-sequence id, then

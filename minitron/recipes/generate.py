@@ -67,15 +67,6 @@ def encode(tok, text: str, chat: str) -> list[int]:
     return tok(text, add_special_tokens=chat == "none")["input_ids"]
 
 
-def generation_eos(tok_dir: Path) -> list[int]:
-    """End-of-sequence ids in ``generation_config.json`` (an int or a list), if any."""
-    f = Path(tok_dir) / "generation_config.json"
-    if not f.is_file():
-        return []
-    eos = json.loads(f.read_text()).get("eos_token_id")
-    return [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
-
-
 def done_rows(out: Path) -> list[dict]:
     if not out.is_file():
         return []
@@ -92,7 +83,7 @@ def _write(out: Path, rows: list[dict]) -> None:
 def load(cfg: GenerateConfig):
     """(generator, tokenizer) for ``cfg.model`` (initialises the TP/PP runtime)."""
     from minitron.data.tokenizer import load_tokenizer, tokenizer_dir
-    from minitron.generate.engine import Generator
+    from minitron.generate.engine import Generator, generation_eos
     from minitron.models.load import load_model
 
     tok_spec = cfg.tokenizer or cfg.model

@@ -171,3 +171,13 @@ def test_generate_command_writes_rows_and_resumes(smollm2_dir, tmp_path):
     (tmp_path / "long.jsonl").write_text("".join(json.dumps(r) + "\n" for r in full * 2))
     res = minitron(args + ["--out", str(tmp_path / "long.jsonl")], check=False)
     assert res.returncode != 0 and "out" in res.stderr + res.stdout
+
+
+def test_generation_config_eos_ids(tmp_path):
+    from minitron.generate.engine import generation_eos
+
+    assert generation_eos(tmp_path) == []
+    (tmp_path / "generation_config.json").write_text('{"eos_token_id": [128001, 128009]}')
+    assert generation_eos(tmp_path) == [128001, 128009]
+    (tmp_path / "generation_config.json").write_text('{"eos_token_id": 2}')
+    assert generation_eos(tmp_path) == [2]

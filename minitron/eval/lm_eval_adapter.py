@@ -109,7 +109,6 @@ class MinitronLM(LM):
         ``max_gen_toks`` (default 256), ``do_sample`` and ``temperature`` (0 means greedy),
         ``top_k``, ``top_p``. Contexts longer than ``max_length - max_gen_toks`` keep their end.
         Requests with the same settings are generated together, batched by length."""
-        from minitron.config.generate import SamplingConfig
         from minitron.config.loader import validate
 
         groups: dict = {}
@@ -121,7 +120,6 @@ class MinitronLM(LM):
             groups.setdefault(repr(sorted(vars(s).items())), (s, []))[1].append((i, ids))
         out = [""] * len(requests)
         for s, items in groups.values():
-            assert isinstance(s, SamplingConfig)
             done = self.generator().generate([ids for _, ids in items], s)
             for (i, _), c in zip(items, done):
                 out[i] = c.text
@@ -146,7 +144,8 @@ class MinitronLM(LM):
         the plain ``User: / Assistant:`` rendering when it has none."""
         if not chat_template:
             return None
-        return self._renderer().tok.chat_template if self._renderer().use_tokenizer else "plain"
+        renderer = self._renderer()
+        return renderer.tok.chat_template if renderer.use_tokenizer else "plain"
 
     def apply_chat_template(self, chat_history, add_generation_prompt: bool = True) -> str:
         return self._renderer().text(list(chat_history), add_generation_prompt)

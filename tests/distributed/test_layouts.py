@@ -12,7 +12,7 @@ from minitron.recipes import export, import_hf
 
 pytestmark = pytest.mark.distributed
 WORKER = str(Path(__file__).with_name("worker.py"))
-VARIANTS = ("llama-untied", "llama-tied", "mistral-headdim")
+VARIANTS = ("llama-untied", "llama-tied", "mistral-headdim", "llama31-rope")
 TOKENS = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(1))
 
 

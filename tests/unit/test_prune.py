@@ -158,6 +158,40 @@ def test_activation_scores_equal_an_independent_computation(tiny_models, calib, 
         torch.testing.assert_close(ours[f"layers.{i}.heads"], agg(heads), rtol=1e-4, atol=1e-6)
 
 
+def test_block_influence_equals_an_independent_computation(tiny_models, calib, tmp_path, world):
+    """Block Influence of every layer and every contiguous block, ``1 - cos`` between the
+    block's input and output hidden states taken from transformers, averaged over tokens."""
+    from transformers import AutoModelForCausalLM
+
+    from minitron.data.datasets import samples
+
+    src = tiny_models["llama-untied"]
+    minitron(["score", "--model", str(src), "--out", str(tmp_path / "s"), "block_scores=true",
+              f"data.paths=[{calib}]", "data.seq_length=16", "num_samples=8", "progress=false"])
+    ours = load_file(str(tmp_path / "s" / "scores.safetensors"))
+    dc = loader.load(schema.DataConfig, values={"paths": [str(calib)], "seq_length": 16})
+    tokens = samples(dc, "train", 8, 300)["tokens"]
+    hf = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).eval()
+    outs = {}
+    hooks = [layer.register_forward_hook(lambda m, a, o, i=i: outs.__setitem__(
+        i, o[0] if isinstance(o, tuple) else o)) for i, layer in enumerate(hf.model.layers)]
+    with torch.no_grad():
+        hidden = hf(tokens, output_hidden_states=True).hidden_states  # [i]: layer i's input
+    for h in hooks:
+        h.remove()
+    L = len(hf.model.layers)
+    want = torch.full((L, L), float("nan"))
+    for s in range(L):
+        for e in range(s, L):
+            cos = torch.nn.functional.cosine_similarity(hidden[s].double(), outs[e].double(), dim=-1)
+            want[s, e] = (1 - cos).mean().float()
+    torch.testing.assert_close(ours["blocks.block_influence"], want, rtol=1e-4, atol=1e-6,
+                               equal_nan=True)
+    torch.testing.assert_close(ours["layers.block_influence"], want.diagonal(), rtol=1e-4,
+                               atol=1e-6)
+    assert ours["blocks.block_influence"].isnan().sum() == L * (L - 1) // 2  # e < s: no block
+
+
 def test_magnitude_scores_match_weights(tiny_models, tmp_path):
     src = tiny_models["llama-untied"]
     minitron(["score", "--model", str(src), "--out", str(tmp_path / "m"), "method=magnitude"])

@@ -55,7 +55,7 @@ def save_checkpoint(model, out: str | Path, *, arch: ModelArch, hf_config: dict,
                     extra: Optional[dict[str, Any]] = None, check: bool = True) -> Path:
     """Save ``model`` (every rank calls this) to ``out`` atomically; returns ``out``.
     ``check=False`` skips the finiteness check, for a caller that has just made it."""
-    from megatron.core import dist_checkpointing
+    from minitron.checkpoint.dist_save import dist_save
 
     out = Path(out)
     lay = runtime.layout()
@@ -72,7 +72,7 @@ def save_checkpoint(model, out: str | Path, *, arch: ModelArch, hf_config: dict,
         tmp = atomic.begin(out, KIND)
         (tmp / "weights").mkdir()
     tmp = collectives.broadcast_object(tmp)
-    dist_checkpointing.save(model.sharded_state_dict(), str(tmp / "weights"))
+    dist_save(model.sharded_state_dict(), str(tmp / "weights"))
     runtime.barrier()
     if lay.is_main:
         if tokenizer_src is not None:

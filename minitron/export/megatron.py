@@ -148,8 +148,8 @@ def save(model, arch: ModelArch, dtype: str, tokenizer_src: Path, tmp: Path,
     """Write ``model`` (built at TP=1, PP=1 with Megatron-LM's vocab padding) into ``tmp``
     (renamed to ``final`` by the caller); returns the files written."""
     import yaml
-    from megatron.core import dist_checkpointing
 
+    from minitron.checkpoint.dist_save import dist_save
     from minitron.checkpoint.hf_io import copy_tokenizer
     from minitron.parallel import runtime
 
@@ -161,7 +161,7 @@ def save(model, arch: ModelArch, dtype: str, tokenizer_src: Path, tmp: Path,
              "checkpoint_version": CHECKPOINT_VERSION,
              "iteration": 0,
              "num_floating_point_operations_so_far": 0}
-    dist_checkpointing.save(state, str(release))
+    dist_save(state, str(release))
     if not runtime.layout().is_main:
         return []
     (release / "tokenizer").mkdir()

@@ -137,9 +137,9 @@ class Engine:
     def save_optimizer(self, path: Path) -> None:
         """Collective: the optimizer state (fp32 main weights, Adam moments, steps) of every
         rank into one layout-independent checkpoint directory."""
-        from megatron.core import dist_checkpointing
+        from minitron.checkpoint.dist_save import dist_save
 
-        dist_checkpointing.save(self._sharded_state_dict(False), str(path))
+        dist_save(self._sharded_state_dict(False), str(path))
 
     def load_optimizer(self, path: Path) -> None:
         from minitron.checkpoint.gate import dist_load

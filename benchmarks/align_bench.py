@@ -36,9 +36,17 @@ def preference_metrics(models: dict, reference: str) -> dict:
 
     quiet_megatron()
     runtime.init(1, 1)
-    cfg = loader.load(AlignConfig, values={"model": reference, "out": "/tmp/unused-align",
-                                           "data": "builtin:preferences", "algorithm": "rpo",
-                                           "beta": 0.1, "eta": 5.0})
+    cfg = loader.load(
+        AlignConfig,
+        values={
+            "model": reference,
+            "out": "/tmp/unused-align",
+            "data": "builtin:preferences",
+            "algorithm": "rpo",
+            "beta": 0.1,
+            "eta": 5.0,
+        },
+    )
     renderer = ChatRenderer(load_tokenizer(reference))
     pairs = load_pairs(builtin.rows("builtin:preferences:valid"), renderer, 512, 1.0, 0.0)
     ref, _, _ = load_model(reference)
@@ -49,7 +57,7 @@ def preference_metrics(models: dict, reference: str) -> dict:
         policy, _, _ = load_model(path)
         policy.eval()
         step = PreferenceStep(policy, ref, cfg)
-        mbs = [pair_rows(pairs[i:i + 4]) for i in range(0, len(pairs), 4)]
+        mbs = [pair_rows(pairs[i : i + 4]) for i in range(0, len(pairs), 4)]
         out[name] = step.evaluate(mbs)
     return out
 
@@ -70,14 +78,24 @@ def step_times(model: str, repeats: int = 3) -> dict:
 
     quiet_megatron()
     runtime.init(1, 1)
-    cfg = loader.load(AlignConfig, values={"model": model, "out": "/tmp/unused-align",
-                                           "data": "builtin:preferences", "algorithm": "rpo"})
+    cfg = loader.load(
+        AlignConfig,
+        values={
+            "model": model,
+            "out": "/tmp/unused-align",
+            "data": "builtin:preferences",
+            "algorithm": "rpo",
+        },
+    )
     renderer = ChatRenderer(load_tokenizer(model))
     rows = builtin.rows("builtin:preferences")[:8]
     pairs = load_pairs(rows, renderer, 512, 1.0, 0.0)
     sft_rows = [(w, {"prompt": r["prompt"], "response": r["chosen"]}) for w, r in rows]
-    sft = [r for ex in load_sft(sft_rows, renderer, 512)
-           for r in pack([ex], max(len(e.ids) for e in load_sft(sft_rows, renderer, 512)))]
+    sft = [
+        r
+        for ex in load_sft(sft_rows, renderer, 512)
+        for r in pack([ex], max(len(e.ids) for e in load_sft(sft_rows, renderer, 512)))
+    ]
     import torch
 
     sft_batch = {k: torch.stack([r[k] for r in sft]) for k in sft[0]}
@@ -85,9 +103,12 @@ def step_times(model: str, repeats: int = 3) -> dict:
     ref, _, _ = load_model(model)
     trainable.freeze(ref)
     step = PreferenceStep(policy, ref, cfg)
-    fns = {"rpo": lambda: step.step([pair_rows(pairs)]), "sft": lambda: sft_step(policy, [sft_batch])}
+    fns = {
+        "rpo": lambda: step.step([pair_rows(pairs)]),
+        "sft": lambda: sft_step(policy, [sft_batch]),
+    }
     times = {k: [] for k in fns}
-    for k, fn in fns.items():
+    for fn in fns.values():
         fn()
     for _ in range(repeats):
         for k, fn in fns.items():
@@ -106,32 +127,79 @@ def main():
     p.add_argument("--out", default="benchmarks/results/alignment.json")
     args = p.parse_args()
     w = Path(args.work)
-    cli("align", "--model", args.student, "--out", str(w / "align_sft"), "--algorithm", "sft",
-        "--data", "builtin:sft", "optim.lr=1e-4", "optim.min_lr=1e-5", "optim.warmup_steps=5",
-        "schedule.steps=60", "schedule.global_batch_size=8", "schedule.micro_batch_size=4",
-        "schedule.eval_every=20", "schedule.save_every=20", "progress=false")
+    cli(
+        "align",
+        "--model",
+        args.student,
+        "--out",
+        str(w / "align_sft"),
+        "--algorithm",
+        "sft",
+        "--data",
+        "builtin:sft",
+        "optim.lr=1e-4",
+        "optim.min_lr=1e-5",
+        "optim.warmup_steps=5",
+        "schedule.steps=60",
+        "schedule.global_batch_size=8",
+        "schedule.micro_batch_size=4",
+        "schedule.eval_every=20",
+        "schedule.save_every=20",
+        "progress=false",
+    )
     sft = str(w / "align_sft" / "final" / "policy")
     times = step_times(sft)  # before the long runs, so nothing else shares the cores
-    cli("align", "--model", sft, "--out", str(w / "align_rpo"), "--algorithm", "rpo",
-        "--data", "builtin:preferences", "rounds=2", "beta=0.1", "eta=5.0",
-        "optim.lr=5e-6", "optim.min_lr=5e-7", "optim.warmup_steps=3", "schedule.steps=20",
-        "schedule.global_batch_size=8", "schedule.micro_batch_size=4", "schedule.eval_every=10",
-        "schedule.save_every=10", "progress=false")
-    models = {"distilled": args.student, "sft": sft,
-              "rpo_round1": str(w / "align_rpo" / "round_1" / "final" / "policy"),
-              "rpo_round2": str(w / "align_rpo" / "round_2" / "final" / "policy")}
+    cli(
+        "align",
+        "--model",
+        sft,
+        "--out",
+        str(w / "align_rpo"),
+        "--algorithm",
+        "rpo",
+        "--data",
+        "builtin:preferences",
+        "rounds=2",
+        "beta=0.1",
+        "eta=5.0",
+        "optim.lr=5e-6",
+        "optim.min_lr=5e-7",
+        "optim.warmup_steps=3",
+        "schedule.steps=20",
+        "schedule.global_batch_size=8",
+        "schedule.micro_batch_size=4",
+        "schedule.eval_every=10",
+        "schedule.save_every=10",
+        "progress=false",
+    )
+    models = {
+        "distilled": args.student,
+        "sft": sft,
+        "rpo_round1": str(w / "align_rpo" / "round_1" / "final" / "policy"),
+        "rpo_round2": str(w / "align_rpo" / "round_2" / "final" / "policy"),
+    }
     report = {"preferences": None, "quality": {}}
     for name, path in models.items():
         res = w / f"align_eval_{name}.json"
         if not res.exists():
-            cli("eval", "--model", path, "--out", str(res), "progress=false",
+            cli(
+                "eval",
+                "--model",
+                path,
+                "--out",
+                str(res),
+                "progress=false",
                 "tasks=[{name: winogrande, path: 'builtin:winogrande', limit: 1000, seed: 42}]",
                 "loss=[{name: heldout, data: {paths: [" + str(w / "data") + "], seq_length: 256, "
-                "seed: 99}, num_samples: 16}]")
+                "seed: 99}, num_samples: 16}]",
+            )
         rows = {r["metric"]: r for r in json.loads(res.read_text())}
-        report["quality"][name] = {"winogrande": rows["acc"]["value"],
-                                   "winogrande_stderr": rows["acc"]["stderr"],
-                                   "loss": rows["loss"]["value"], "loss_stderr": rows["loss"]["stderr"]}
+        report["quality"][name] = {
+            "winogrande": rows["acc"]["value"],
+            "winogrande_stderr": rows["acc"]["stderr"],
+            "loss": rows["loss"]["value"],
+            "loss_stderr": rows["loss"]["stderr"],
+        }
     report["preferences"] = preference_metrics(models, sft)
     report["step_time"] = times
     Path(args.out).write_text(json.dumps(report, indent=2))

@@ -50,11 +50,18 @@ def main():
         finally:
             mode.__enter__()
     a, b = statistics.median(on), statistics.median(off)
-    res = {"with_mode_s": round(a, 4), "without_mode_s": round(b, 4),
-           "overhead_pct": round(100 * (a - b) / b, 2), "batch": args.batch, "seq": args.seq}
+    res = {
+        "with_mode_s": round(a, 4),
+        "without_mode_s": round(b, 4),
+        "overhead_pct": round(100 * (a - b) / b, 2),
+        "batch": args.batch,
+        "seq": args.seq,
+    }
     print(json.dumps(res, indent=2))
-    print(f"| TorchFunctionMode overhead, SmolLM2 forward b={args.batch} s={args.seq} | "
-          f"{a:.3f} s vs {b:.3f} s | {res['overhead_pct']:+.1f}% |")
+    print(
+        f"| TorchFunctionMode overhead, SmolLM2 forward b={args.batch} s={args.seq} | "
+        f"{a:.3f} s vs {b:.3f} s | {res['overhead_pct']:+.1f}% |"
+    )
 
 
 if __name__ == "__main__":

@@ -22,38 +22,77 @@ from pathlib import Path
 
 
 def cli(*args):
-    subprocess.run([sys.executable, "-m", "minitron", *args], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "minitron", *args], check=True, stdout=subprocess.DEVNULL)
 
 
 def pair(teacher: str, work: Path) -> tuple[str, str]:
     """A teacher and student with 2 KV groups (cached in ``work``)."""
     t, s = work / "teacher_g2", work / "student_g2"
     if not (t / "manifest.json").exists():
-        cli("prune", "--model", teacher, "--out", str(t), "--overwrite", "width_method=magnitude",
-            "target.num_attention_heads=6", "target.num_query_groups=2")
+        cli(
+            "prune",
+            "--model",
+            teacher,
+            "--out",
+            str(t),
+            "--overwrite",
+            "width_method=magnitude",
+            "target.num_attention_heads=6",
+            "target.num_query_groups=2",
+        )
     if not (s / "manifest.json").exists():
-        cli("prune", "--model", str(t), "--out", str(s), "--overwrite", "width_method=magnitude",
-            "target.hidden_size=384", "target.ffn_hidden_size=1024",
-            "target.num_attention_heads=4")
+        cli(
+            "prune",
+            "--model",
+            str(t),
+            "--out",
+            str(s),
+            "--overwrite",
+            "width_method=magnitude",
+            "target.hidden_size=384",
+            "target.ffn_hidden_size=1024",
+            "target.num_attention_heads=4",
+        )
     return str(t), str(s)
 
 
 def run(teacher, student, data, steps, nproc, out):
     shutil.rmtree(out, ignore_errors=True)
-    common = ["distill", "--student", student, "--teacher", teacher, "--out", str(out),
-              f"data.paths=[{data}]", "data.seq_length=256", f"schedule.steps={steps}",
-              "schedule.global_batch_size=8", "schedule.micro_batch_size=4",
-              "schedule.save_every=1000", "progress=false", "tensorboard=false",
-              "validation.loss={name: v, data: {paths: [" + data + "], seq_length: 256}, "
-              "num_samples: 4}"]
+    common = [
+        "distill",
+        "--student",
+        student,
+        "--teacher",
+        teacher,
+        "--out",
+        str(out),
+        f"data.paths=[{data}]",
+        "data.seq_length=256",
+        f"schedule.steps={steps}",
+        "schedule.global_batch_size=8",
+        "schedule.micro_batch_size=4",
+        "schedule.save_every=1000",
+        "progress=false",
+        "tensorboard=false",
+        "validation.loss={name: v, data: {paths: [" + data + "], seq_length: 256}, num_samples: 4}",
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT")}
     if nproc == 1:
         cmd = [sys.executable, "-m", "minitron", *common]
     else:
         env["OMP_NUM_THREADS"] = "1"
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-               str(nproc), "-m", "minitron", *common, f"tp={nproc}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(nproc),
+            "-m",
+            "minitron",
+            *common,
+            f"tp={nproc}",
+        ]
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
     with open(out / "metrics.csv") as f:
         rates = [float(r["tokens_per_s"]) for r in csv.DictReader(f) if r.get("tokens_per_s")]
@@ -71,11 +110,20 @@ def main():
     teacher, student = pair(args.teacher, work)
     one = run(teacher, student, args.data, args.steps, 1, work / "tp1")
     two = run(teacher, student, args.data, args.steps, 2, work / "tp2")
-    Path(args.out).write_text(json.dumps({"tp1_tokens_per_s": round(one, 1),
-                                          "tp2_tokens_per_s": round(two, 1),
-                                          "ratio": round(two / one, 3)}, indent=2))
-    print(f"| distill tokens/s, 8 x 256 per step | TP=1 (2 threads): {one:.0f} | TP=2 (2 ranks x 1 "
-          f"thread): {two:.0f} | ratio {two / one:.2f} |")
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "tp1_tokens_per_s": round(one, 1),
+                "tp2_tokens_per_s": round(two, 1),
+                "ratio": round(two / one, 3),
+            },
+            indent=2,
+        )
+    )
+    print(
+        f"| distill tokens/s, 8 x 256 per step | TP=1 (2 threads): {one:.0f} | TP=2 (2 ranks x 1 "
+        f"thread): {two:.0f} | ratio {two / one:.2f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,13 @@ def cli(*args, env=None, package=None):
     if package is None:
         cmd = [sys.executable, "-m", "minitron", *args]
     else:
-        cmd = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(package)!r}); "
-               "from minitron.cli import main; sys.exit(main(sys.argv[1:]))", *args]
+        cmd = [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {str(package)!r}); "
+            "from minitron.cli import main; sys.exit(main(sys.argv[1:]))",
+            *args,
+        ]
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
 
 
@@ -46,12 +51,29 @@ def models(work: Path) -> tuple[Path, Path, Path]:
     if not (teacher / "manifest.json").exists():
         cli("import", "--hf", "smollm2-135m", "--out", str(teacher), "--overwrite")
     if not (data / "datasets.json").exists():
-        cli("data", "prepare", "--tokenizer", "smollm2-135m", "--out", str(data),
-            "inputs=[builtin:wiki,builtin:news,builtin:shakespeare]", "eod_token=<|endoftext|>")
+        cli(
+            "data",
+            "prepare",
+            "--tokenizer",
+            "smollm2-135m",
+            "--out",
+            str(data),
+            "inputs=[builtin:wiki,builtin:news,builtin:shakespeare]",
+            "eod_token=<|endoftext|>",
+        )
     if not (student / "manifest.json").exists():
-        cli("prune", "--model", str(teacher), "--out", str(student), "--overwrite",
-            "width_method=magnitude", "target.hidden_size=384", "target.ffn_hidden_size=1024",
-            "target.num_attention_heads=6")
+        cli(
+            "prune",
+            "--model",
+            str(teacher),
+            "--out",
+            str(student),
+            "--overwrite",
+            "width_method=magnitude",
+            "target.hidden_size=384",
+            "target.ffn_hidden_size=1024",
+            "target.num_attention_heads=6",
+        )
     return teacher, student, data
 
 
@@ -67,12 +89,23 @@ def bench_step(work: Path, repeats: int) -> dict:
     old = work / "old_checkout"
     if not old.exists():
         subprocess.run(["git", "worktree", "add", "--detach", str(old), OLD], cwd=ROOT, check=True)
-    args = ["distill", "--student", str(student), "--teacher", str(teacher),
-            f"data.paths=[{data}]", "data.seq_length=256", "schedule.steps=6",
-            "schedule.global_batch_size=4", "schedule.micro_batch_size=2",
-            "schedule.save_every=100", "progress=false", "tensorboard=false",
-            "validation.loss={name: v, data: {paths: [" + str(data) + "], seq_length: 256}, "
-            "num_samples: 2}"]
+    args = [
+        "distill",
+        "--student",
+        str(student),
+        "--teacher",
+        str(teacher),
+        f"data.paths=[{data}]",
+        "data.seq_length=256",
+        "schedule.steps=6",
+        "schedule.global_batch_size=4",
+        "schedule.micro_batch_size=2",
+        "schedule.save_every=100",
+        "progress=false",
+        "tensorboard=false",
+        "validation.loss={name: v, data: {paths: [" + str(data) + "], seq_length: 256}, "
+        "num_samples: 2}",
+    ]
     times = {"engine": [], "old_loop": []}
     for r in range(repeats):
         for name in ("old_loop", "engine") if r % 2 == 0 else ("engine", "old_loop"):
@@ -85,14 +118,30 @@ def bench_step(work: Path, repeats: int) -> dict:
             ck = next((run / "checkpoints").glob("step_*"))
             assert (ck / "optim" / "rank_0.pt").exists() == (name == "old_loop"), name
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"step_s": times, "median_step_s": med,
-            "engine_over_old": med["engine"] / med["old_loop"]}
+    return {
+        "step_s": times,
+        "median_step_s": med,
+        "engine_over_old": med["engine"] / med["old_loop"],
+    }
 
 
 def torchrun(*args) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                    "--master_port", "29533", __file__, *args], check=True, env=env)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            __file__,
+            *args,
+        ],
+        check=True,
+        env=env,
+    )
 
 
 def worker_optim(student: str, out: str) -> None:
@@ -115,26 +164,41 @@ def worker_optim(student: str, out: str) -> None:
         for distributed in (False, True):
             model, arch, _ = load_model(student, dtype)
             eng = Engine(model, OptimConfig(), EngineOptions(DTYPES[dtype], distributed))
-            mb = samples(DataConfig(paths=[str(Path(out).parent / "data")], seq_length=64),
-                         "train", 2, arch.vocab_size)
+            mb = samples(
+                DataConfig(paths=[str(Path(out).parent / "data")], seq_length=64),
+                "train",
+                2,
+                arch.vocab_size,
+            )
             eng.zero_grad()
             per = lm_step(eng.ddp, [mb])
             eng.finalize(int(sum(int(m["count"]) for m in per)))
             eng.step()
             inner = eng.optimizer.chained_optimizers[0]
-            moments = sum(t.numel() * t.element_size() for st in inner.optimizer.state.values()
-                          for k, t in st.items() if torch.is_tensor(t) and k != "step")
+            moments = sum(
+                t.numel() * t.element_size()
+                for st in inner.optimizer.state.values()
+                for k, t in st.items()
+                if torch.is_tensor(t) and k != "step"
+            )
             # bf16: the inner optimizer steps fp32 main params (whole, or this rank's shard);
             # fp32 parameters are stepped in place (shard views when distributed): no copy
-            main = 0 if dtype == "float32" else sum(
-                p.numel() * p.element_size() for g in inner.optimizer.param_groups
-                for p in g["params"])
+            main = (
+                0
+                if dtype == "float32"
+                else sum(
+                    p.numel() * p.element_size()
+                    for g in inner.optimizer.param_groups
+                    for p in g["params"]
+                )
+            )
             sizes = torch.tensor([moments, main], dtype=torch.float64)
             gathered = [torch.zeros_like(sizes) for _ in range(lay.world_size)]
             torch.distributed.all_gather(gathered, sizes)
             result[f"{dtype}_{'distributed' if distributed else 'replicated'}"] = [
                 {"adam_moments_bytes": int(g[0]), "fp32_main_params_bytes": int(g[1])}
-                for g in gathered]
+                for g in gathered
+            ]
             del eng, model
     if lay.is_main:
         Path(out).write_text(json.dumps(result, indent=2))
@@ -169,9 +233,11 @@ def worker_pp(student: str, data: str, out: str, repeats: int) -> None:
     times = {"one_call_8_micro": [], "eight_calls": []}
     one_call()  # warm-up
     for r in range(repeats):
-        for name, fn in ((("one_call_8_micro", one_call), ("eight_calls", separate_calls))
-                         if r % 2 == 0 else
-                         (("eight_calls", separate_calls), ("one_call_8_micro", one_call))):
+        for name, fn in (
+            (("one_call_8_micro", one_call), ("eight_calls", separate_calls))
+            if r % 2 == 0
+            else (("eight_calls", separate_calls), ("one_call_8_micro", one_call))
+        ):
             eng.zero_grad()
             runtime.barrier()
             t = time.perf_counter()
@@ -180,9 +246,16 @@ def worker_pp(student: str, data: str, out: str, repeats: int) -> None:
             times[name].append(time.perf_counter() - t)
     if lay.is_main:
         med = {k: statistics.median(v) for k, v in times.items()}
-        Path(out).write_text(json.dumps({"step_s": times, "median_step_s": med,
-                                         "speedup": med["eight_calls"] / med["one_call_8_micro"]},
-                                        indent=2))
+        Path(out).write_text(
+            json.dumps(
+                {
+                    "step_s": times,
+                    "median_step_s": med,
+                    "speedup": med["eight_calls"] / med["one_call_8_micro"],
+                },
+                indent=2,
+            )
+        )
     runtime.shutdown()
 
 
@@ -217,8 +290,18 @@ def main():
         result["optim"] = json.loads(tmp.read_text())
     if "pp" in parts:
         tmp = work / "engine_pp.json"
-        torchrun("--worker", "pp", "--student", str(student), "--data", str(data), "--tmp",
-                 str(tmp), "--repeats", str(args.repeats))
+        torchrun(
+            "--worker",
+            "pp",
+            "--student",
+            str(student),
+            "--data",
+            str(data),
+            "--tmp",
+            str(tmp),
+            "--repeats",
+            str(args.repeats),
+        )
         result["pp"] = json.loads(tmp.read_text())
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v.get("median_step_s", v) for k, v in result.items()}, indent=2))

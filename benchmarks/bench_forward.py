@@ -65,15 +65,23 @@ def main():
     x = torch.randint(0, arch.vocab_size, (args.batch, args.seq), generator=g).to(args.device)
     y = torch.randint(0, arch.vocab_size, (args.batch, args.seq), generator=g).to(args.device)
     fns = {
-        "logits": (lambda: mc(x, position_ids=None, attention_mask=None),
-                   lambda: hf(x).logits),
-        "loss": (lambda: mc(x, position_ids=None, attention_mask=None, labels=y).mean(),
-                 lambda: hf(x, labels=y).loss),
+        "logits": (lambda: mc(x, position_ids=None, attention_mask=None), lambda: hf(x).logits),
+        "loss": (
+            lambda: mc(x, position_ids=None, attention_mask=None, labels=y).mean(),
+            lambda: hf(x, labels=y).loss,
+        ),
     }
     tokens = args.batch * args.seq
-    result = {"model": args.random_config or args.model, "device": args.device,
-              "dtype": args.dtype, "batch": args.batch, "seq": args.seq,
-              "threads": torch.get_num_threads(), "repeats": args.repeats, "modes": {}}
+    result = {
+        "model": args.random_config or args.model,
+        "device": args.device,
+        "dtype": args.dtype,
+        "batch": args.batch,
+        "seq": args.seq,
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "modes": {},
+    }
     with torch.no_grad():
         for mode, (a, b) in fns.items():
             a(), b()  # warm-up
@@ -82,16 +90,20 @@ def main():
                 ta.append(timed(a, sync))
                 tb.append(timed(b, sync))
             ma, mb = statistics.median(ta), statistics.median(tb)
-            result["modes"][mode] = {"minitron_tokens_per_s": round(tokens / ma, 1),
-                                     "transformers_tokens_per_s": round(tokens / mb, 1),
-                                     "ratio": round(mb / ma, 3)}
+            result["modes"][mode] = {
+                "minitron_tokens_per_s": round(tokens / ma, 1),
+                "transformers_tokens_per_s": round(tokens / mb, 1),
+                "ratio": round(mb / ma, 3),
+            }
     if args.device == "cuda":
         result["gpu"] = torch.cuda.get_device_name()
     print(json.dumps(result, indent=2))
     for mode, r in result["modes"].items():
-        print(f"| {mode} | {args.device} {args.dtype} b={args.batch} s={args.seq} | "
-              f"{r['minitron_tokens_per_s']:,.0f} | {r['transformers_tokens_per_s']:,.0f} | "
-              f"{r['ratio']:.2f} |")
+        print(
+            f"| {mode} | {args.device} {args.dtype} b={args.batch} s={args.seq} | "
+            f"{r['minitron_tokens_per_s']:,.0f} | {r['transformers_tokens_per_s']:,.0f} | "
+            f"{r['ratio']:.2f} |"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
 

@@ -35,12 +35,23 @@ def main():
     runtime.init(1, 1)
     work = Path(tempfile.mkdtemp())
     ckpt = work / "ckpt"
-    import_hf.main(loader.load(schema.ImportConfig, values={"hf": args.model, "out": str(ckpt)}),
-                   log=lambda s: None)
+    import_hf.main(
+        loader.load(schema.ImportConfig, values={"hf": args.model, "out": str(ckpt)}),
+        log=lambda s: None,
+    )
     manifest = mcore.read_manifest(ckpt)
     size = sum(v["size"] for v in manifest["files"].values())
-    times = {k: [] for k in ("load_gated", "load_ungated", "gate_only", "save_checked",
-                             "save_unchecked", "finite_only")}
+    times = {
+        k: []
+        for k in (
+            "load_gated",
+            "load_ungated",
+            "gate_only",
+            "save_checked",
+            "save_unchecked",
+            "finite_only",
+        )
+    }
     model = None
     for i in range(args.repeats):
         for gated in (True, False) if i % 2 == 0 else (False, True):
@@ -60,15 +71,27 @@ def main():
             off = mock.patch.object(mcore, "check_finite", lambda *a: None)
             with contextlib.nullcontext() if checked else off:
                 t = time.perf_counter()
-                mcore.save_checkpoint(model, out, arch=mcore.ModelArch.from_dict(manifest["arch"]),
-                                      hf_config={}, tokenizer_src=None, dtype="float32")
+                mcore.save_checkpoint(
+                    model,
+                    out,
+                    arch=mcore.ModelArch.from_dict(manifest["arch"]),
+                    hf_config={},
+                    tokenizer_src=None,
+                    dtype="float32",
+                )
                 times["save_checked" if checked else "save_unchecked"].append(
-                    time.perf_counter() - t)
+                    time.perf_counter() - t
+                )
     med = {k: round(statistics.median(v), 4) for k, v in times.items()}
-    result = {"model": args.model, "checkpoint_mb": round(size / 2**20, 1),
-              "repeats": args.repeats, "median_s": med, "all_s": times,
-              "load_ratio": round(med["load_gated"] / med["load_ungated"], 3),
-              "save_ratio": round(med["save_checked"] / med["save_unchecked"], 3)}
+    result = {
+        "model": args.model,
+        "checkpoint_mb": round(size / 2**20, 1),
+        "repeats": args.repeats,
+        "median_s": med,
+        "all_s": times,
+        "load_ratio": round(med["load_gated"] / med["load_ungated"], 3),
+        "save_ratio": round(med["save_checked"] / med["save_unchecked"], 3),
+    }
     print(json.dumps({k: v for k, v in result.items() if k != "all_s"}, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))

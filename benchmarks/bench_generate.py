@@ -22,14 +22,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-TEXTS = ["The history of the city begins in the early middle ages, when a small group of",
-         "In the morning the fishermen went down to the harbour to check their nets and",
-         "Scientists studying the behaviour of honey bees have found that the insects can",
-         "The recipe calls for two cups of flour, one egg, a pinch of salt and enough milk",
-         "When the train finally arrived at the station, the passengers who had waited for",
-         "The committee published its report on Tuesday, saying that the new rules would",
-         "Old maps of the region show a river that no longer exists, because the farmers",
-         "During the long winter the village school had only one teacher, who taught every"]
+TEXTS = [
+    "The history of the city begins in the early middle ages, when a small group of",
+    "In the morning the fishermen went down to the harbour to check their nets and",
+    "Scientists studying the behaviour of honey bees have found that the insects can",
+    "The recipe calls for two cups of flour, one egg, a pinch of salt and enough milk",
+    "When the train finally arrived at the station, the passengers who had waited for",
+    "The committee published its report on Tuesday, saying that the new rules would",
+    "Old maps of the region show a river that no longer exists, because the farmers",
+    "During the long winter the village school had only one teacher, who taught every",
+]
 
 
 def main():
@@ -69,9 +71,14 @@ def main():
     def run_hf(batch, n):
         ids = torch.tensor(batch)
         t0 = time.perf_counter()
-        out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
-                          do_sample=False, pad_token_id=tok.eos_token_id)
-        return time.perf_counter() - t0, int((out[:, ids.shape[1]:] != -1).sum())
+        out = hf.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=n,
+            do_sample=False,
+            pad_token_id=tok.eos_token_id,
+        )
+        return time.perf_counter() - t0, int((out[:, ids.shape[1] :] != -1).sum())
 
     backends = {"megatron-core engine": run_mcore, "transformers generate": run_hf}
     rates: dict = {(b, bs): [] for b in backends for bs in (1, 8)}
@@ -86,16 +93,35 @@ def main():
                 rates[(name, bs)].append((made - bs) / (tn - t1))
     rows = []
     for (name, bs), v in rates.items():
-        rows.append({"backend": name, "batch": bs, "decode_tokens_per_s": statistics.median(v),
-                     "spread": spread(v), "rounds": v})
-    ratio = {bs: statistics.median(rates[("megatron-core engine", bs)])
-             / statistics.median(rates[("transformers generate", bs)]) for bs in (1, 8)}
-    result = {"model": "smollm2-135m", "dtype": "float32", "threads": torch.get_num_threads(),
-              "prompt_tokens": args.prompt_tokens, "new_tokens": args.new,
-              "rounds": args.rounds, "rows": rows, "ratio_mcore_over_hf": ratio}
+        rows.append(
+            {
+                "backend": name,
+                "batch": bs,
+                "decode_tokens_per_s": statistics.median(v),
+                "spread": spread(v),
+                "rounds": v,
+            }
+        )
+    ratio = {
+        bs: statistics.median(rates[("megatron-core engine", bs)])
+        / statistics.median(rates[("transformers generate", bs)])
+        for bs in (1, 8)
+    }
+    result = {
+        "model": "smollm2-135m",
+        "dtype": "float32",
+        "threads": torch.get_num_threads(),
+        "prompt_tokens": args.prompt_tokens,
+        "new_tokens": args.new,
+        "rounds": args.rounds,
+        "rows": rows,
+        "ratio_mcore_over_hf": ratio,
+    }
     for r in rows:
-        print(f"{r['backend']:<24} batch {r['batch']}: {r['decode_tokens_per_s']:7.1f} tok/s "
-              f"(spread {r['spread']:.0%})")
+        print(
+            f"{r['backend']:<24} batch {r['batch']}: {r['decode_tokens_per_s']:7.1f} tok/s "
+            f"(spread {r['spread']:.0%})"
+        )
     print("megatron-core / transformers:", {k: round(v, 2) for k, v in ratio.items()})
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))

@@ -26,8 +26,12 @@ import sys
 import time
 from pathlib import Path
 
-METRICS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc",
-           "inst_level_loose_acc")
+METRICS = (
+    "prompt_level_strict_acc",
+    "inst_level_strict_acc",
+    "prompt_level_loose_acc",
+    "inst_level_loose_acc",
+)
 
 
 def cli(*args) -> float:
@@ -64,8 +68,10 @@ def score(samples: Path) -> dict:
             g = [float(len(r[m])) for r in rows]
             out[m], out[m + "_stderr"] = sum(x) / sum(g), ratio_stderr(x, g)
             out["instructions"] = int(sum(g))
-    mean_len = [len(str(r["resps"][0][0] if isinstance(r["resps"][0], list) else r["resps"][0]))
-                for r in rows]
+    mean_len = [
+        len(str(r["resps"][0][0] if isinstance(r["resps"][0], list) else r["resps"][0]))
+        for r in rows
+    ]
     out["mean_response_chars"] = sum(mean_len) / len(mean_len)
     return out
 
@@ -88,32 +94,76 @@ def main():
     sft, pref = w / "sft", w / "pref"
     seconds = {}
     if not (sft / "final" / "policy").exists():
-        seconds["sft"] = cli("align", "--model", str(distilled), "--out", str(sft),
-                             "--algorithm", "sft", "--data", "builtin:sft", "optim.lr=1e-4",
-                             "optim.min_lr=1e-5", "optim.warmup_steps=5",
-                             f"schedule.steps={args.sft_steps}", "schedule.global_batch_size=8",
-                             "schedule.micro_batch_size=4", "progress=false")
+        seconds["sft"] = cli(
+            "align",
+            "--model",
+            str(distilled),
+            "--out",
+            str(sft),
+            "--algorithm",
+            "sft",
+            "--data",
+            "builtin:sft",
+            "optim.lr=1e-4",
+            "optim.min_lr=1e-5",
+            "optim.warmup_steps=5",
+            f"schedule.steps={args.sft_steps}",
+            "schedule.global_batch_size=8",
+            "schedule.micro_batch_size=4",
+            "progress=false",
+        )
     aligned = pref / "round_2" / "final" / "policy"
     if not aligned.exists():
-        seconds["rpo"] = cli("align", "--model", str(sft / "final" / "policy"), "--out", str(pref),
-                             "--algorithm", "rpo", "--data", "builtin:preferences", "rounds=2",
-                             f"schedule.steps={args.pref_steps}", "schedule.global_batch_size=8",
-                             "schedule.micro_batch_size=4", "progress=false")
-    models = {"teacher": run / "checkpoints" / "teacher",
-              f"{args.student} (distilled)": distilled,
-              f"{args.student} (SFT)": sft / "final" / "policy",
-              f"{args.student} (SFT + RPO)": aligned}
-    report = {"run": str(run), "student": args.student, "max_new_tokens": args.max_tokens,
-              "limit": args.limit, "align_seconds": seconds, "models": {}}
+        seconds["rpo"] = cli(
+            "align",
+            "--model",
+            str(sft / "final" / "policy"),
+            "--out",
+            str(pref),
+            "--algorithm",
+            "rpo",
+            "--data",
+            "builtin:preferences",
+            "rounds=2",
+            f"schedule.steps={args.pref_steps}",
+            "schedule.global_batch_size=8",
+            "schedule.micro_batch_size=4",
+            "progress=false",
+        )
+    models = {
+        "teacher": run / "checkpoints" / "teacher",
+        f"{args.student} (distilled)": distilled,
+        f"{args.student} (SFT)": sft / "final" / "policy",
+        f"{args.student} (SFT + RPO)": aligned,
+    }
+    report = {
+        "run": str(run),
+        "student": args.student,
+        "max_new_tokens": args.max_tokens,
+        "limit": args.limit,
+        "align_seconds": seconds,
+        "models": {},
+    }
     for name, path in models.items():
         tag = name.replace(" ", "_").replace("(", "").replace(")", "").replace("+", "")
         samples, res = w / f"{tag}.samples.jsonl", w / f"{tag}.json"
         gen_s = None
         if not samples.exists():
-            extra = ["limit=%d" % args.limit] if args.limit else []
-            gen_s = cli("lm-eval", "--model", str(path), "--tasks", "ifeval_mini",
-                        "--apply_chat_template", "--out", str(res), "samples=" + str(samples),
-                        "batch_size=8", f"gen_kwargs=max_gen_toks={args.max_tokens}", *extra)
+            extra = [f"limit={args.limit}"] if args.limit else []
+            gen_s = cli(
+                "lm-eval",
+                "--model",
+                str(path),
+                "--tasks",
+                "ifeval_mini",
+                "--apply_chat_template",
+                "--out",
+                str(res),
+                "samples=" + str(samples),
+                "batch_size=8",
+                f"gen_kwargs=max_gen_toks={args.max_tokens}",
+                *extra,
+            )
         report["models"][name] = {"path": str(path), "seconds": gen_s, **score(samples)}
         print(name, json.dumps(report["models"][name]), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

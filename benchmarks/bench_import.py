@@ -36,8 +36,11 @@ def main():
         out = Path(tempfile.mkdtemp()) / "ckpt"
         env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT")}
         t = time.perf_counter()
-        pid = subprocess.Popen([sys.executable, "-m", "minitron", "import", "--hf", args.model,
-                                "--out", str(out)], env=env, stdout=subprocess.DEVNULL)
+        pid = subprocess.Popen(
+            [sys.executable, "-m", "minitron", "import", "--hf", args.model, "--out", str(out)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
         _, status, usage = os.wait4(pid.pid, 0)
         wall = time.perf_counter() - t
         if status != 0:
@@ -47,15 +50,20 @@ def main():
     best = min(runs, key=lambda r: r["seconds"])
     peak = max(r["peak_rss_mb"] for r in runs)
     result = {
-        "model": args.model, "fp32_size_mb": round(size / 2**20, 1),
-        "first_use_conversion_s": round(convert_s, 1), "runs": runs,
-        "best_seconds": best["seconds"], "peak_rss_mb": peak,
+        "model": args.model,
+        "fp32_size_mb": round(size / 2**20, 1),
+        "first_use_conversion_s": round(convert_s, 1),
+        "runs": runs,
+        "best_seconds": best["seconds"],
+        "peak_rss_mb": peak,
         "peak_over_model_size": round(peak / (size / 2**20), 2),
     }
     print(json.dumps(result, indent=2))
-    print(f"| import {args.model} (fp32, TP=1) | {best['seconds']:.1f} s (target < 60 s) | "
-          f"peak RSS {peak:.0f} MB = {result['peak_over_model_size']:.2f}x the {size / 2**20:.0f} MB "
-          f"fp32 model (target < 3x) |")
+    print(
+        f"| import {args.model} (fp32, TP=1) | {best['seconds']:.1f} s (target < 60 s) | "
+        f"peak RSS {peak:.0f} MB = {result['peak_over_model_size']:.2f}x the {size / 2**20:.0f} MB "
+        f"fp32 model (target < 3x) |"
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
 

@@ -50,8 +50,15 @@ def child(tokens, vocab, variant, chunk, dtype):
     else:
         loss = distill_loss(s, t, mask, chunk_size=chunk)
     loss.backward()
-    print(json.dumps({"loss_mb": _status("VmHWM:") - base, "value": loss.item(),
-                      "logits_mb": s.numel() * s.element_size() / 2**20}))
+    print(
+        json.dumps(
+            {
+                "loss_mb": _status("VmHWM:") - base,
+                "value": loss.item(),
+                "logits_mb": s.numel() * s.element_size() / 2**20,
+            }
+        )
+    )
 
 
 def main():
@@ -65,28 +72,49 @@ def main():
     if args.child:
         t, v, variant, c, d = args.child
         return child(int(t), int(v), variant, int(c), d)
-    variants = {"naive autograd": ("naive", args.tokens), "minitron unchunked": ("ours", args.tokens),
-                f"minitron chunked ({args.chunk})": ("ours", args.chunk)}
+    variants = {
+        "naive autograd": ("naive", args.tokens),
+        "minitron unchunked": ("ours", args.tokens),
+        f"minitron chunked ({args.chunk})": ("ours", args.chunk),
+    }
     results = {}
     for dtype in ("float32", "bfloat16"):
         rows = {}
         for name, (variant, chunk) in variants.items():
-            out = subprocess.run([sys.executable, __file__, "--child", str(args.tokens),
-                                  str(args.vocab), variant, str(chunk), dtype],
-                                 capture_output=True, text=True,
-                                 env=dict(os.environ, OMP_NUM_THREADS="2"), check=True)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    str(args.tokens),
+                    str(args.vocab),
+                    variant,
+                    str(chunk),
+                    dtype,
+                ],
+                capture_output=True,
+                text=True,
+                env=dict(os.environ, OMP_NUM_THREADS="2"),
+                check=True,
+            )
             rows[name] = json.loads(out.stdout.strip().splitlines()[-1])
         results[dtype] = rows
         n = rows["naive autograd"]["loss_mb"]
         logits = rows["naive autograd"]["logits_mb"]
         print(f"{dtype} logits, {args.tokens} tokens x {args.vocab} vocab ({logits:.0f} MB each):")
         for name, r in rows.items():
-            print(f"| {name} | {r['loss_mb']:.0f} MB | {r['loss_mb'] / n:.3f} of naive | "
-                  f"loss {r['value']:.4f} |")
+            print(
+                f"| {name} | {r['loss_mb']:.0f} MB | {r['loss_mb'] / n:.3f} of naive | "
+                f"loss {r['value']:.4f} |"
+            )
     from pathlib import Path
 
-    Path(args.out).write_text(json.dumps({"tokens": args.tokens, "vocab": args.vocab,
-                                          "chunk": args.chunk, "results": results}, indent=2))
+    Path(args.out).write_text(
+        json.dumps(
+            {"tokens": args.tokens, "vocab": args.vocab, "chunk": args.chunk, "results": results},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-
 
 def main():
     p = argparse.ArgumentParser()
@@ -48,8 +46,9 @@ def main():
     trainable.freeze(teacher)
     teacher.eval()
     student.train()
-    mb = samples(DataConfig(paths=[args.data], seq_length=args.seq), "train", args.batch,
-                 arch.vocab_size)
+    mb = samples(
+        DataConfig(paths=[args.data], seq_length=args.seq), "train", args.batch, arch.vocab_size
+    )
     distiller = Distiller(student, teacher, DistillLossConfig(), arch.vocab_size)
 
     def timed(fn):
@@ -58,8 +57,11 @@ def main():
         fn()
         return time.perf_counter() - t
 
-    steps = {"kd": lambda: distiller.step([mb]), "student_lm": lambda: lm_step(student, [mb]),
-             "teacher_fwd": lambda: pipeline_forward(teacher, [mb], lambda o, b: None)}
+    steps = {
+        "kd": lambda: distiller.step([mb]),
+        "student_lm": lambda: lm_step(student, [mb]),
+        "teacher_fwd": lambda: pipeline_forward(teacher, [mb], lambda o, b: None),
+    }
     for fn in steps.values():
         timed(fn)  # warm-up
     times = {k: [] for k in steps}
@@ -68,13 +70,18 @@ def main():
             times[k].append(timed(fn))
     med = {k: statistics.median(v) for k, v in times.items()}
     overhead = med["kd"] / (med["student_lm"] + med["teacher_fwd"]) - 1
-    res = {**{f"{k}_s": round(v, 3) for k, v in med.items()}, "overhead_pct": round(100 * overhead, 1),
-           "tokens": args.batch * args.seq,
-           "kd_tokens_per_s": round(args.batch * args.seq / med["kd"], 1)}
+    res = {
+        **{f"{k}_s": round(v, 3) for k, v in med.items()},
+        "overhead_pct": round(100 * overhead, 1),
+        "tokens": args.batch * args.seq,
+        "kd_tokens_per_s": round(args.batch * args.seq / med["kd"], 1),
+    }
     print(json.dumps(res, indent=2))
     Path(args.out).write_text(json.dumps(res, indent=2))
-    print(f"| KD step {med['kd']:.2f} s | student LM step {med['student_lm']:.2f} s + teacher "
-          f"forward {med['teacher_fwd']:.2f} s | overhead {100 * overhead:+.1f}% |")
+    print(
+        f"| KD step {med['kd']:.2f} s | student LM step {med['student_lm']:.2f} s + teacher "
+        f"forward {med['teacher_fwd']:.2f} s | overhead {100 * overhead:+.1f}% |"
+    )
 
 
 if __name__ == "__main__":

@@ -53,14 +53,21 @@ def main():
     quiet_megatron()
     runtime.init(1, 1)
     model, arch, _ = load_model("smollm2-135m")
-    hf = AutoModelForCausalLM.from_pretrained(resolve_model("smollm2-135m"),
-                                              dtype=torch.float32).eval()
+    hf = AutoModelForCausalLM.from_pretrained(
+        resolve_model("smollm2-135m"), dtype=torch.float32
+    ).eval()
     ev = Evaluator(model, arch, load_tokenizer("smollm2-135m"), batch_size=args.batch_size)
     task = ev.prepare(MCTaskConfig(limit=args.items, seed=0))
     reqs = task.requests
-    ours_fn = lambda: [ll for ll, _ in score_requests(model, reqs, arch.vocab_size,  # noqa: E731
-                                                      batch_size=args.batch_size)]
-    theirs_fn = lambda: hf_score(hf, reqs, args.batch_size)  # noqa: E731
+
+    def ours_fn():
+        return [
+            ll for ll, _ in score_requests(model, reqs, arch.vocab_size, batch_size=args.batch_size)
+        ]
+
+    def theirs_fn():
+        return hf_score(hf, reqs, args.batch_size)
+
     a, b = ours_fn(), theirs_fn()  # warm-up, and the agreement check
     ta, tb = [], []
     for _ in range(args.repeats):
@@ -71,14 +78,21 @@ def main():
         theirs_fn()
         tb.append(time.perf_counter() - t)
     ma, mb = statistics.median(ta), statistics.median(tb)
-    res = {"items": args.items, "requests": len(reqs), "batch_size": args.batch_size,
-           "tokens": sum(len(r.context) + len(r.continuation) for r in reqs),
-           "minitron_items_per_s": round(args.items / ma, 2),
-           "transformers_items_per_s": round(args.items / mb, 2), "ratio": round(mb / ma, 3),
-           "max_abs_ll_diff": max(abs(x - y) for x, y in zip(a, b))}
+    res = {
+        "items": args.items,
+        "requests": len(reqs),
+        "batch_size": args.batch_size,
+        "tokens": sum(len(r.context) + len(r.continuation) for r in reqs),
+        "minitron_items_per_s": round(args.items / ma, 2),
+        "transformers_items_per_s": round(args.items / mb, 2),
+        "ratio": round(mb / ma, 3),
+        "max_abs_ll_diff": max(abs(x - y) for x, y in zip(a, b)),
+    }
     print(json.dumps(res, indent=2))
-    print(f"| Winogrande 0-shot, {args.items} items, batch {args.batch_size} | "
-          f"{res['minitron_items_per_s']} | {res['transformers_items_per_s']} | {res['ratio']} |")
+    print(
+        f"| Winogrande 0-shot, {args.items} items, batch {args.batch_size} | "
+        f"{res['minitron_items_per_s']} | {res['transformers_items_per_s']} | {res['ratio']} |"
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=2))
 

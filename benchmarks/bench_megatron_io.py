@@ -29,20 +29,43 @@ from pathlib import Path
 
 STEPS = {
     "import_hf": lambda w, m: ["import", "--hf", m, "--out", str(w / "ckpt")],
-    "export_hf": lambda w, m: ["export", "--ckpt", str(w / "ckpt"), "--format", "hf",
-                               "--out", str(w / "hf")],
-    "export_megatron": lambda w, m: ["export", "--ckpt", str(w / "ckpt"), "--format",
-                                     "megatron", "--out", str(w / "megatron")],
-    "import_megatron": lambda w, m: ["import", "--megatron", str(w / "megatron"), "--out",
-                                     str(w / "ckpt2")],
+    "export_hf": lambda w, m: [
+        "export",
+        "--ckpt",
+        str(w / "ckpt"),
+        "--format",
+        "hf",
+        "--out",
+        str(w / "hf"),
+    ],
+    "export_megatron": lambda w, m: [
+        "export",
+        "--ckpt",
+        str(w / "ckpt"),
+        "--format",
+        "megatron",
+        "--out",
+        str(w / "megatron"),
+    ],
+    "import_megatron": lambda w, m: [
+        "import",
+        "--megatron",
+        str(w / "megatron"),
+        "--out",
+        str(w / "ckpt2"),
+    ],
 }
 
 
 def timed(args: list) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT")}
     t = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-m", "minitron", *args], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "minitron", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t
     if status != 0:
@@ -68,8 +91,16 @@ def main():
     p.add_argument("--out")
     args = p.parse_args()
 
-    subprocess.run([sys.executable, "-c", "import sys; from minitron.models.sources import "
-                    "resolve_model; resolve_model(sys.argv[1])", args.model], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from minitron.models.sources import "
+            "resolve_model; resolve_model(sys.argv[1])",
+            args.model,
+        ],
+        check=True,
+    )
     # (the one-time GGUF conversion, outside the timings and outside this process)
     runs = {k: [] for k in STEPS}
     exact = None
@@ -84,19 +115,29 @@ def main():
     best = {k: min(r["seconds"] for r in v) for k, v in runs.items()}
     peak = {k: max(r["peak_rss_mb"] for r in v) for k, v in runs.items()}
     result = {
-        "model": args.model, "repeats": args.repeats, "runs": runs, "best_seconds": best,
-        "peak_rss_mb": peak, "round_trip_bit_exact": exact,
+        "model": args.model,
+        "repeats": args.repeats,
+        "runs": runs,
+        "best_seconds": best,
+        "peak_rss_mb": peak,
+        "round_trip_bit_exact": exact,
         "import_time_ratio_megatron_over_hf": round(best["import_megatron"] / best["import_hf"], 2),
-        "import_memory_ratio_megatron_over_hf": round(peak["import_megatron"] / peak["import_hf"], 2),
+        "import_memory_ratio_megatron_over_hf": round(
+            peak["import_megatron"] / peak["import_hf"], 2
+        ),
         "export_time_ratio_megatron_over_hf": round(best["export_megatron"] / best["export_hf"], 2),
-        "export_memory_ratio_megatron_over_hf": round(peak["export_megatron"] / peak["export_hf"], 2),
+        "export_memory_ratio_megatron_over_hf": round(
+            peak["export_megatron"] / peak["export_hf"], 2
+        ),
     }
     print(json.dumps(result, indent=2))
     for op in ("import", "export"):
         m, h = f"{op}_megatron", f"{op}_hf"
-        print(f"| {op} | {best[h]:.1f} s, {peak[h]:.0f} MB | {best[m]:.1f} s, {peak[m]:.0f} MB | "
-              f"{result[f'{op}_time_ratio_megatron_over_hf']:.2f} | "
-              f"{result[f'{op}_memory_ratio_megatron_over_hf']:.2f} |")
+        print(
+            f"| {op} | {best[h]:.1f} s, {peak[h]:.0f} MB | {best[m]:.1f} s, {peak[m]:.0f} MB | "
+            f"{result[f'{op}_time_ratio_megatron_over_hf']:.2f} | "
+            f"{result[f'{op}_memory_ratio_megatron_over_hf']:.2f} |"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
 

@@ -53,8 +53,7 @@ print(statistics.median(times[1:]))
 
 def minitron(args: list, check=True) -> float:
     t = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "minitron", *args], capture_output=True,
-                         text=True)
+    res = subprocess.run([sys.executable, "-m", "minitron", *args], capture_output=True, text=True)
     if check and res.returncode != 0:
         sys.exit(f"minitron {' '.join(args)} failed:\n{res.stderr[-3000:]}")
     return time.perf_counter() - t
@@ -63,13 +62,36 @@ def minitron(args: list, check=True) -> float:
 def students(teacher: Path, data: Path) -> tuple[Path, Path]:
     width, depth = teacher.with_name("ms_width"), teacher.with_name("ms_depth")
     if not (width / "manifest.json").is_file():
-        minitron(["prune", "--model", str(teacher), "--out", str(width), "width_method=magnitude",
-                  "target.hidden_size=384", "target.ffn_hidden_size=1024",
-                  "target.num_attention_heads=6", "overwrite=true"])
+        minitron(
+            [
+                "prune",
+                "--model",
+                str(teacher),
+                "--out",
+                str(width),
+                "width_method=magnitude",
+                "target.hidden_size=384",
+                "target.ffn_hidden_size=1024",
+                "target.num_attention_heads=6",
+                "overwrite=true",
+            ]
+        )
     if not (depth / "manifest.json").is_file():
-        minitron(["prune", "--model", str(teacher), "--out", str(depth), "target.num_layers=15",
-                  "depth.criterion=lm_loss", "depth.loss={name: v, data: {paths: [" + str(data)
-                  + "], seq_length: 256}, num_samples: 8}", "overwrite=true"])
+        minitron(
+            [
+                "prune",
+                "--model",
+                str(teacher),
+                "--out",
+                str(depth),
+                "target.num_layers=15",
+                "depth.criterion=lm_loss",
+                "depth.loss={name: v, data: {paths: ["
+                + str(data)
+                + "], seq_length: 256}, num_samples: 8}",
+                "overwrite=true",
+            ]
+        )
     return width, depth
 
 
@@ -89,12 +111,23 @@ def main():
     teacher, data = Path(args.teacher), Path(args.data)
     width, depth = students(teacher, data)
     gbs, seq = 4, 256
-    common = [f"data.paths=[{data}]", f"data.seq_length={seq}", "data.split=98,2,0",
-              f"schedule.steps={args.steps}", f"schedule.global_batch_size={gbs}",
-              f"schedule.micro_batch_size={gbs}", f"schedule.save_every={args.steps}",
-              "schedule.eval_every=0", "validation.loss={name: v, data: {paths: [" + str(data)
-              + f"], seq_length: {seq}, split: '98,2,0'}}, num_samples: 4}}", "progress=false",
-              "tensorboard=false", "optim.lr=3e-4", "optim.warmup_steps=2"]
+    common = [
+        f"data.paths=[{data}]",
+        f"data.seq_length={seq}",
+        "data.split=98,2,0",
+        f"schedule.steps={args.steps}",
+        f"schedule.global_batch_size={gbs}",
+        f"schedule.micro_batch_size={gbs}",
+        f"schedule.save_every={args.steps}",
+        "schedule.eval_every=0",
+        "validation.loss={name: v, data: {paths: ["
+        + str(data)
+        + f"], seq_length: {seq}, split: '98,2,0'}}, num_samples: 4}}",
+        "progress=false",
+        "tensorboard=false",
+        "optim.lr=3e-4",
+        "optim.warmup_steps=2",
+    ]
     runs = {"width": [], "depth": [], "together": []}
     for r in range(args.repeats):
         order = ["separate", "together"] if r % 2 == 0 else ["together", "separate"]
@@ -102,38 +135,81 @@ def main():
             work = Path(tempfile.mkdtemp())
             if kind == "separate":
                 for name, s in (("width", width), ("depth", depth)):
-                    wall = minitron(["distill", "--student", str(s), "--teacher", str(teacher),
-                                     "--out", str(work / name), *common])
-                    runs[name].append({"wall_s": round(wall, 2), "step_s": round(
-                        step_seconds(work / name, gbs * seq), 3)})
+                    wall = minitron(
+                        [
+                            "distill",
+                            "--student",
+                            str(s),
+                            "--teacher",
+                            str(teacher),
+                            "--out",
+                            str(work / name),
+                            *common,
+                        ]
+                    )
+                    runs[name].append(
+                        {
+                            "wall_s": round(wall, 2),
+                            "step_s": round(step_seconds(work / name, gbs * seq), 3),
+                        }
+                    )
             else:
-                wall = minitron(["distill", "--student", str(width), "--student", str(depth),
-                                 "--teacher", str(teacher), "--out", str(work / "j"), *common])
-                runs["together"].append({"wall_s": round(wall, 2), "step_s": round(
-                    step_seconds(work / "j", gbs * seq), 3)})
+                wall = minitron(
+                    [
+                        "distill",
+                        "--student",
+                        str(width),
+                        "--student",
+                        str(depth),
+                        "--teacher",
+                        str(teacher),
+                        "--out",
+                        str(work / "j"),
+                        *common,
+                    ]
+                )
+                runs["together"].append(
+                    {
+                        "wall_s": round(wall, 2),
+                        "step_s": round(step_seconds(work / "j", gbs * seq), 3),
+                    }
+                )
             shutil.rmtree(work)
-    fwd = float(subprocess.run([sys.executable, "-c", TEACHER_FORWARD, str(teacher), str(gbs),
-                                str(seq)], capture_output=True, text=True,
-                               check=True).stdout.split()[-1])
-    med = {k: {m: statistics.median(x[m] for x in v) for m in ("wall_s", "step_s")}
-           for k, v in runs.items()}
+    fwd = float(
+        subprocess.run(
+            [sys.executable, "-c", TEACHER_FORWARD, str(teacher), str(gbs), str(seq)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[-1]
+    )
+    med = {
+        k: {m: statistics.median(x[m] for x in v) for m in ("wall_s", "step_s")}
+        for k, v in runs.items()
+    }
     sep_step = med["width"]["step_s"] + med["depth"]["step_s"]
     sep_wall = med["width"]["wall_s"] + med["depth"]["wall_s"]
     predicted = sep_step - fwd
     result = {
-        "steps": args.steps, "tokens_per_step": gbs * seq, "runs": runs, "median": med,
+        "steps": args.steps,
+        "tokens_per_step": gbs * seq,
+        "runs": runs,
+        "median": med,
         "teacher_forward_s": round(fwd, 3),
         "teacher_forward_share_of_width_step": round(fwd / med["width"]["step_s"], 3),
         "teacher_forward_share_of_depth_step": round(fwd / med["depth"]["step_s"], 3),
-        "separate_step_s": round(sep_step, 3), "together_step_s": med["together"]["step_s"],
+        "separate_step_s": round(sep_step, 3),
+        "together_step_s": med["together"]["step_s"],
         "predicted_together_step_s": round(predicted, 3),
         "step_saving": round(1 - med["together"]["step_s"] / sep_step, 3),
         "predicted_step_saving": round(fwd / sep_step, 3),
-        "separate_wall_s": round(sep_wall, 1), "together_wall_s": med["together"]["wall_s"],
+        "separate_wall_s": round(sep_wall, 1),
+        "together_wall_s": med["together"]["wall_s"],
         "wall_saving": round(1 - med["together"]["wall_s"] / sep_wall, 3),
         "tokens_per_s_per_student": {
             "separate": round(2 * gbs * seq / sep_step, 1),
-            "together": round(2 * gbs * seq / med["together"]["step_s"], 1)},
+            "together": round(2 * gbs * seq / med["together"]["step_s"], 1),
+        },
         "paper_pair_flops": paper_flops(),
     }
     print(json.dumps(result, indent=2))
@@ -152,13 +228,19 @@ def paper_flops() -> dict:
 
     root = Path(__file__).resolve().parents[1]
     t = arch_from_hf_config(j.loads((root / "examples/llama-3.1-8b/config.json").read_text()))
-    n = {"teacher": count_params(t)["total"],
-         "width": count_params(t.replace(hidden_size=3072, ffn_hidden_size=9216))["total"],
-         "depth": count_params(t.replace(num_layers=16))["total"]}
+    n = {
+        "teacher": count_params(t)["total"],
+        "width": count_params(t.replace(hidden_size=3072, ffn_hidden_size=9216))["total"],
+        "depth": count_params(t.replace(num_layers=16))["total"],
+    }
     separate = 2 * 2 * n["teacher"] + 6 * (n["width"] + n["depth"])
     together = 2 * n["teacher"] + 6 * (n["width"] + n["depth"])
-    return {"params": n, "separate_flops_per_token": separate,
-            "together_flops_per_token": together, "saving": round(1 - together / separate, 3)}
+    return {
+        "params": n,
+        "separate_flops_per_token": separate,
+        "together_flops_per_token": together,
+        "saving": round(1 - together / separate, 3),
+    }
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ from pathlib import Path
 
 def peak_rss_mb(args) -> float:
     env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT")}
-    proc = subprocess.Popen([sys.executable, "-m", "minitron", *args], env=env,
-                            stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minitron", *args], env=env, stdout=subprocess.DEVNULL
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     if status:
         sys.exit(f"minitron {' '.join(args)} failed")
@@ -70,16 +71,35 @@ def main():
     a, b = statistics.median(plain), statistics.median(hooked)
     out = Path(tempfile.mkdtemp())
     common = [f"data.paths=[{args.data}]", f"data.seq_length={args.seq}"]
-    score_mb = peak_rss_mb(["score", "--model", "smollm2-135m", "--out", str(out / "s"),
-                            f"num_samples={args.samples}", "progress=false", *common])
-    loss_mb = peak_rss_mb(["loss", "--model", "smollm2-135m", f"num_samples={args.samples}",
-                           "split=train", *common])
-    res = {"samples": args.samples, "seq": args.seq, "plain_s": round(a, 2), "hooked_s": round(b, 2),
-           "overhead_pct": round(100 * (b - a) / a, 1), "score_peak_rss_mb": round(score_mb),
-           "loss_peak_rss_mb": round(loss_mb)}
+    score_mb = peak_rss_mb(
+        [
+            "score",
+            "--model",
+            "smollm2-135m",
+            "--out",
+            str(out / "s"),
+            f"num_samples={args.samples}",
+            "progress=false",
+            *common,
+        ]
+    )
+    loss_mb = peak_rss_mb(
+        ["loss", "--model", "smollm2-135m", f"num_samples={args.samples}", "split=train", *common]
+    )
+    res = {
+        "samples": args.samples,
+        "seq": args.seq,
+        "plain_s": round(a, 2),
+        "hooked_s": round(b, 2),
+        "overhead_pct": round(100 * (b - a) / a, 1),
+        "score_peak_rss_mb": round(score_mb),
+        "loss_peak_rss_mb": round(loss_mb),
+    }
     print(json.dumps(res, indent=2))
-    print(f"| scoring hooks, {args.samples} x {args.seq} tokens | plain {a:.1f} s | hooked {b:.1f} s "
-          f"| {res['overhead_pct']:+.1f}% | peak RSS score {score_mb:.0f} MB vs loss {loss_mb:.0f} MB |")
+    print(
+        f"| scoring hooks, {args.samples} x {args.seq} tokens | plain {a:.1f} s | hooked {b:.1f} s "
+        f"| {res['overhead_pct']:+.1f}% | peak RSS score {score_mb:.0f} MB vs loss {loss_mb:.0f} MB |"
+    )
 
 
 if __name__ == "__main__":

@@ -28,20 +28,33 @@ def builtin_corpora(tokenizer: str) -> dict:
     from minitron.data.prepare import prepare
 
     out = Path(tempfile.mkdtemp())
-    cfg = loader.load(schema.PrepareConfig, values={
-        "inputs": ["builtin:wiki", "builtin:news", "builtin:shakespeare"],
-        "tokenizer": tokenizer, "out": str(out), "eod_token": "<|endoftext|>"})
+    cfg = loader.load(
+        schema.PrepareConfig,
+        values={
+            "inputs": ["builtin:wiki", "builtin:news", "builtin:shakespeare"],
+            "tokenizer": tokenizer,
+            "out": str(out),
+            "eod_token": "<|endoftext|>",
+        },
+    )
     t = time.perf_counter()
     index = prepare(cfg, log=lambda s: None)
     wall = time.perf_counter() - t
     tokens = sum(d["tokens"] for d in index["datasets"])
     loop = sum(d["seconds"] for d in index["datasets"])
-    result = {"tokenizer": tokenizer, "wall_seconds": round(wall, 2), "tokens": tokens,
-              "tokens_per_s_loop": round(tokens / loop), "tokens_per_s_wall": round(tokens / wall),
-              "datasets": index["datasets"]}
+    result = {
+        "tokenizer": tokenizer,
+        "wall_seconds": round(wall, 2),
+        "tokens": tokens,
+        "tokens_per_s_loop": round(tokens / loop),
+        "tokens_per_s_wall": round(tokens / wall),
+        "datasets": index["datasets"],
+    }
     print(json.dumps({k: v for k, v in result.items() if k != "datasets"}, indent=2))
     for d in index["datasets"]:
-        print(f"| {d['name']} | {d['documents']:,} | {d['tokens']:,} | {d['tokens_per_second']:,} |")
+        print(
+            f"| {d['name']} | {d['documents']:,} | {d['tokens']:,} | {d['tokens_per_second']:,} |"
+        )
     print(f"| all (wall, incl. reading) | | {tokens:,} | {result['tokens_per_s_wall']:,} |")
     return result
 
@@ -60,31 +73,56 @@ def workers_side_by_side(tokenizer: str, counts: list[int], repeat: int) -> dict
                 f.write(json.dumps({"text": d}) + "\n")
     runs, digests = [], set()
     for n in counts:
-        cfg = loader.load(schema.PrepareConfig, values={
-            "inputs": [str(corpus)], "tokenizer": tokenizer, "out": str(root / f"w{n}"),
-            "eod_token": "<|endoftext|>", "workers": n})
+        cfg = loader.load(
+            schema.PrepareConfig,
+            values={
+                "inputs": [str(corpus)],
+                "tokenizer": tokenizer,
+                "out": str(root / f"w{n}"),
+                "eod_token": "<|endoftext|>",
+                "workers": n,
+            },
+        )
         t = time.perf_counter()
         d = prepare(cfg, log=lambda s: None)["datasets"][0]
         wall = time.perf_counter() - t
-        digests.add(tuple(hashlib.sha256((root / f"w{n}" / f"corpus{ext}").read_bytes())
-                          .hexdigest() for ext in (".bin", ".idx")))
-        runs.append({"workers": n, "tokens": d["tokens"], "loop_seconds": d["seconds"],
-                     "tokens_per_s_loop": d["tokens_per_second"], "wall_seconds": round(wall, 2),
-                     "tokens_per_s_wall": round(d["tokens"] / wall)})
+        digests.add(
+            tuple(
+                hashlib.sha256((root / f"w{n}" / f"corpus{ext}").read_bytes()).hexdigest()
+                for ext in (".bin", ".idx")
+            )
+        )
+        runs.append(
+            {
+                "workers": n,
+                "tokens": d["tokens"],
+                "loop_seconds": d["seconds"],
+                "tokens_per_s_loop": d["tokens_per_second"],
+                "wall_seconds": round(wall, 2),
+                "tokens_per_s_wall": round(d["tokens"] / wall),
+            }
+        )
     base = runs[0]["tokens_per_s_loop"] / runs[0]["workers"]
     for r in runs:
         r["efficiency"] = round(r["tokens_per_s_loop"] / (base * r["workers"]), 3)
     best = runs[-1]
     node = base * 64 * best["efficiency"]
     result = {
-        "tokenizer": tokenizer, "corpus": f"built-in wiki+news+shakespeare x{repeat} (jsonl)",
-        "corpus_mb": round(corpus.stat().st_size / 2**20, 1), "documents": len(docs) * repeat,
-        "cores": len(os.sched_getaffinity(0)), "identical_bin_idx": len(digests) == 1, "runs": runs,
+        "tokenizer": tokenizer,
+        "corpus": f"built-in wiki+news+shakespeare x{repeat} (jsonl)",
+        "corpus_mb": round(corpus.stat().st_size / 2**20, 1),
+        "documents": len(docs) * repeat,
+        "cores": len(os.sched_getaffinity(0)),
+        "identical_bin_idx": len(digests) == 1,
+        "runs": runs,
         "extrapolation_64_cores": {
             "note": "extrapolation, not a measurement: tokens/s of one worker x 64 x the "
-                    "parallel efficiency at the largest worker count measured; assumes the "
-                    "main process (reading, writing) keeps up with 64 workers",
-            "tokens_per_s": round(node), "hours_for_94B_tokens": round(94e9 / node / 3600, 1)}}
+            "parallel efficiency at the largest worker count measured; assumes the "
+            "main process (reading, writing) keeps up with 64 workers",
+            "tokens_per_s": round(node),
+            "hours_for_94B_tokens": round(94e9 / node / 3600, 1),
+        },
+    }
     print(json.dumps(result, indent=2))
     return result
 

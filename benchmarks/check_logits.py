@@ -37,12 +37,16 @@ def main():
     runtime.init(1, 1)
     model, arch, _ = load_model(str(src))
     hf = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).eval()
-    ours = torch.cat([full_logits(model, ids[i:i + 1], arch.vocab_size) for i in range(len(ids))])
+    ours = torch.cat([full_logits(model, ids[i : i + 1], arch.vocab_size) for i in range(len(ids))])
     with torch.no_grad():
-        ref = torch.cat([hf(ids[i:i + 1]).logits for i in range(len(ids))])
+        ref = torch.cat([hf(ids[i : i + 1]).logits for i in range(len(ids))])
     d = (ours - ref).abs()
-    res = {"tokens": ids.numel(), "max_abs_diff": d.max().item(), "mean_abs_diff": d.mean().item(),
-           "top1_agreement": (ours.argmax(-1) == ref.argmax(-1)).float().mean().item()}
+    res = {
+        "tokens": ids.numel(),
+        "max_abs_diff": d.max().item(),
+        "mean_abs_diff": d.mean().item(),
+        "top1_agreement": (ours.argmax(-1) == ref.argmax(-1)).float().mean().item(),
+    }
     print(json.dumps(res, indent=2))
 
 

@@ -29,8 +29,16 @@ def plot(res: dict, path: Path):
     for ax, k in zip(axes[0], ks):
         rows = sorted(res["blocks"][str(k)].values(), key=lambda r: r["start"])
         xs = [r["start"] for r in rows]
-        ax.errorbar(xs, [r["acc"] for r in rows], yerr=[r["acc_stderr"] for r in rows], fmt="o-",
-                    color="tab:blue", ms=3, capsize=2, label="Winogrande acc")
+        ax.errorbar(
+            xs,
+            [r["acc"] for r in rows],
+            yerr=[r["acc_stderr"] for r in rows],
+            fmt="o-",
+            color="tab:blue",
+            ms=3,
+            capsize=2,
+            label="Winogrande acc",
+        )
         ax.axhline(base["acc"], color="tab:blue", ls="--", lw=1, label="full model acc")
         ax.axhline(0.5, color="grey", ls=":", lw=1, label="chance")
         ax.set_xlabel(f"first dropped layer (block of {k} of {res['num_layers']})")
@@ -76,27 +84,51 @@ def main():
     from minitron.parallel import runtime
 
     quiet_megatron()
-    prepare(loader.load(schema.PrepareConfig, values={
-        "inputs": ["builtin:wiki", "builtin:news", "builtin:shakespeare"],
-        "tokenizer": args.model, "out": args.data, "eod_token": "<|endoftext|>"}), log=print)
+    prepare(
+        loader.load(
+            schema.PrepareConfig,
+            values={
+                "inputs": ["builtin:wiki", "builtin:news", "builtin:shakespeare"],
+                "tokenizer": args.model,
+                "out": args.data,
+                "eod_token": "<|endoftext|>",
+            },
+        ),
+        log=print,
+    )
     runtime.init(1, 1)
     model, arch, _ = load_model(args.model)
     ev = Evaluator(model, arch, load_tokenizer(args.model), batch_size=32, micro_batch_size=4)
     wino = ev.prepare(schema.MCTaskConfig(limit=args.limit, seed=1234))
-    loss_task = loader.load(schema.LossTaskConfig, values={
-        "name": "builtin", "num_samples": args.loss_samples,
-        "data": {"paths": [args.data], "seq_length": args.seq}})
+    loss_task = loader.load(
+        schema.LossTaskConfig,
+        values={
+            "name": "builtin",
+            "num_samples": args.loss_samples,
+            "data": {"paths": [args.data], "seq_length": args.seq},
+        },
+    )
 
     def score(drop):
         t = time.perf_counter()
         with skip_layers(model, drop):
             mc, lm = ev.multiple_choice(wino), ev.loss(loss_task)
-        return {"acc": mc["acc"], "acc_stderr": mc["acc_stderr"], "loss": lm["loss"],
-                "loss_stderr": lm["stderr"], "seconds": round(time.perf_counter() - t, 1)}
+        return {
+            "acc": mc["acc"],
+            "acc_stderr": mc["acc_stderr"],
+            "loss": lm["loss"],
+            "loss_stderr": lm["stderr"],
+            "seconds": round(time.perf_counter() - t, 1),
+        }
 
     res.setdefault("model", args.model)
-    res.update(num_layers=arch.num_layers, winogrande_items=args.limit,
-               loss_samples=args.loss_samples, seq_length=args.seq, blocks=res.get("blocks", {}))
+    res.update(
+        num_layers=arch.num_layers,
+        winogrande_items=args.limit,
+        loss_samples=args.loss_samples,
+        seq_length=args.seq,
+        blocks=res.get("blocks", {}),
+    )
     if "baseline" not in res:
         res["baseline"] = score([])
         print("baseline", res["baseline"])
@@ -106,9 +138,15 @@ def main():
         for start in range(arch.num_layers - k + 1):
             if str(start) in done:
                 continue
-            row = {"start": start, "layers": [start, start + k - 1], **score(range(start, start + k))}
+            row = {
+                "start": start,
+                "layers": [start, start + k - 1],
+                **score(range(start, start + k)),
+            }
             done[str(start)] = row
-            print(f"k={k} drop {start}-{start + k - 1}: acc {row['acc']:.3f} loss {row['loss']:.3f}")
+            print(
+                f"k={k} drop {start}-{start + k - 1}: acc {row['acc']:.3f} loss {row['loss']:.3f}"
+            )
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(res, indent=2))
     plot(res, Path(args.plot))

@@ -36,13 +36,27 @@ def rss_kb(field: str) -> int:
 
 
 def distill_args(teacher, student, data, out, steps, dp) -> list[str]:
-    return ["distill", "--student", str(student), "--teacher", str(teacher), "--out", str(out),
-            f"data.paths=[{data}]", "data.seq_length=256", f"schedule.steps={steps}",
-            f"schedule.global_batch_size={2 * 2 * dp}", "schedule.micro_batch_size=2",
-            "schedule.save_every=1000", "progress=false", "tensorboard=false",
-            "use_distributed_optimizer=true", "loss.chunk_size=256",
-            "validation.loss={name: v, data: {paths: [" + str(data) + "], seq_length: 256}, "
-            "num_samples: 2}"]
+    return [
+        "distill",
+        "--student",
+        str(student),
+        "--teacher",
+        str(teacher),
+        "--out",
+        str(out),
+        f"data.paths=[{data}]",
+        "data.seq_length=256",
+        f"schedule.steps={steps}",
+        f"schedule.global_batch_size={2 * 2 * dp}",
+        "schedule.micro_batch_size=2",
+        "schedule.save_every=1000",
+        "progress=false",
+        "tensorboard=false",
+        "use_distributed_optimizer=true",
+        "loss.chunk_size=256",
+        "validation.loss={name: v, data: {paths: [" + str(data) + "], seq_length: 256}, "
+        "num_samples: 2}",
+    ]
 
 
 def worker(args_json: str, out: str) -> None:
@@ -56,7 +70,6 @@ def worker(args_json: str, out: str) -> None:
     name, cfg = cli.parse(argv)
     runtime.init(cfg.tp, cfg.pp)
     import minitron.recipes.distill as recipe  # noqa: F401  (imports before the baseline)
-
     from minitron.train import loop, state
 
     baseline = rss_kb("VmRSS")
@@ -75,9 +88,16 @@ def worker(args_json: str, out: str) -> None:
     recipe.main(cfg, log=lambda s: None)
     peak = max(peaks)
     lay = runtime.layout()
-    Path(f"{out}.rank{lay.rank}").write_text(json.dumps(
-        {"rank": lay.rank, "baseline_kb": baseline, "peak_kb": peak,
-         "growth_bytes": (peak - baseline) * 1024}))
+    Path(f"{out}.rank{lay.rank}").write_text(
+        json.dumps(
+            {
+                "rank": lay.rank,
+                "baseline_kb": baseline,
+                "peak_kb": peak,
+                "growth_bytes": (peak - baseline) * 1024,
+            }
+        )
+    )
     runtime.shutdown()
 
 
@@ -97,18 +117,29 @@ def measure(teacher, student, data, work: Path, steps: int, dp: int) -> dict:
     shutil.rmtree(run, ignore_errors=True)
     args = distill_args(teacher, student, data, run, steps, dp)
     out = work / f"memory_dp{dp}.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1" if dp > 1 else "2",
-               MALLOC_MMAP_THRESHOLD_="65536")
+    env = dict(os.environ, OMP_NUM_THREADS="1" if dp > 1 else "2", MALLOC_MMAP_THRESHOLD_="65536")
     cmd = [sys.executable, __file__, "--worker", json.dumps(args), "--tmp", str(out)]
     if dp > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(dp),
-               "--master_port", "29541", *cmd[1:]]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(dp),
+            "--master_port",
+            "29541",
+            *cmd[1:],
+        ]
     subprocess.run(cmd, check=True, env=env, cwd=ROOT)
     ranks = [json.loads(Path(f"{out}.rank{r}").read_text()) for r in range(dp)]
     plan = plan_bytes(args, dp)
     total = plan["total_bytes"]
-    return {"dp": dp, "plan_total_bytes": total, "plan_parts_gb": plan["parts_gb"],
-            "ranks": [dict(r, ratio_measured_over_plan=r["growth_bytes"] / total) for r in ranks]}
+    return {
+        "dp": dp,
+        "plan_total_bytes": total,
+        "plan_parts_gb": plan["parts_gb"],
+        "ranks": [dict(r, ratio_measured_over_plan=r["growth_bytes"] / total) for r in ranks],
+    }
 
 
 def main():
@@ -129,9 +160,13 @@ def main():
     result = [measure(teacher, student, data, work, args.steps, dp) for dp in (1, 2)]
     Path(args.out).write_text(json.dumps(result, indent=2))
     for r in result:
-        print(f"dp={r['dp']}: plan {r['plan_total_bytes'] / 1e9:.3f} GB; measured growth per rank "
-              + ", ".join(f"{x['growth_bytes'] / 1e9:.3f} GB ({x['ratio_measured_over_plan']:.2f}x)"
-                          for x in r["ranks"]))
+        print(
+            f"dp={r['dp']}: plan {r['plan_total_bytes'] / 1e9:.3f} GB; measured growth per rank "
+            + ", ".join(
+                f"{x['growth_bytes'] / 1e9:.3f} GB ({x['ratio_measured_over_plan']:.2f}x)"
+                for x in r["ranks"]
+            )
+        )
 
 
 if __name__ == "__main__":

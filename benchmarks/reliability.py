@@ -34,12 +34,19 @@ def cli(args, cwd=None):
     from helpers import clean_env
 
     t = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "minitron", *map(str, args)], env=clean_env(),
-                         cwd=cwd, capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        [sys.executable, "-m", "minitron", *map(str, args)],
+        env=clean_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     err = [ln for ln in res.stderr.splitlines() if ln.startswith(("error:", "[rank"))]
     out = [ln for ln in res.stdout.splitlines() if ln.strip()]
-    resumed = [ln for ln in res.stdout.splitlines() + res.stderr.splitlines()
-               if "resumed from" in ln]
+    resumed = [
+        ln for ln in res.stdout.splitlines() + res.stderr.splitlines() if "resumed from" in ln
+    ]
     said = err[-1] if err else (resumed or out or [""])[-1]
     return res.returncode, said, time.perf_counter() - t
 
@@ -64,18 +71,38 @@ def main():
     for f in tok.iterdir():
         shutil.copy2(f, hf / f.name)
     corpus = w / "c.jsonl"
-    corpus.write_text("\n".join(json.dumps({"text": f"Story {i}: the quick brown fox jumps over "
-                                                    f"{i} lazy dogs."}) for i in range(300)))
+    corpus.write_text(
+        "\n".join(
+            json.dumps({"text": f"Story {i}: the quick brown fox jumps over {i} lazy dogs."})
+            for i in range(300)
+        )
+    )
     cli(["data", "prepare", "--input", corpus, "--tokenizer", tok, "--out", w / "data"])
     ck = w / "ck"
     cli(["import", "--hf", hf, "--out", ck])
-    train = [f"data.paths=[{w / 'data'}]", "data.seq_length=16", "schedule.global_batch_size=4",
-             "schedule.micro_batch_size=2", "optim.warmup_steps=2", "progress=false",
-             "schedule.save_every=2"]
+    train = [
+        f"data.paths=[{w / 'data'}]",
+        "data.seq_length=16",
+        "schedule.global_batch_size=4",
+        "schedule.micro_batch_size=2",
+        "optim.warmup_steps=2",
+        "progress=false",
+        "schedule.save_every=2",
+    ]
 
     def distill(out, steps=4, *extra):
-        return ["distill", "--student", ck, "--teacher", ck, "--out", out,
-                f"schedule.steps={steps}", *train, *extra]
+        return [
+            "distill",
+            "--student",
+            ck,
+            "--teacher",
+            ck,
+            "--out",
+            out,
+            f"schedule.steps={steps}",
+            *train,
+            *extra,
+        ]
 
     rows = []
 
@@ -84,9 +111,16 @@ def main():
             setup()
         rc, said, s = cli(args, cwd)
         ok = (rc != 0) == expect_fail
-        rows.append({"probe": name, "command": "minitron " + " ".join(
-            str(a).replace(str(w), "$W") for a in args), "exit": rc,
-            "result": said.replace(str(w), "$W")[:300], "seconds": round(s, 1), "as_expected": ok})
+        rows.append(
+            {
+                "probe": name,
+                "command": "minitron " + " ".join(str(a).replace(str(w), "$W") for a in args),
+                "exit": rc,
+                "result": said.replace(str(w), "$W")[:300],
+                "seconds": round(s, 1),
+                "as_expected": ok,
+            }
+        )
         print(f"{'ok ' if ok else 'BAD'} {name}: rc={rc} {s:.1f}s {said[:160]}", flush=True)
 
     # 1. pickles
@@ -97,35 +131,48 @@ def main():
     md.planner_data = {"x": Payload(w / "pwned")}
     meta.write_bytes(pickle.dumps(md))
     reseal(evil)
-    probe("crafted .metadata (os.system), manifest resealed", ["export", "--ckpt", evil,
-                                                              "--out", w / "e1"])
+    probe(
+        "crafted .metadata (os.system), manifest resealed",
+        ["export", "--ckpt", evil, "--out", w / "e1"],
+    )
     held_out = [f"data.paths=[{w / 'data'}]", "data.seq_length=16"]
     probe("... the same on `loss`", ["loss", "--model", evil, *held_out])
     assert not (w / "pwned").exists()
     # 2. non-finite
-    probe("optim.lr=1e6, clip off: a diverging run", distill(w / "lr", 6, "optim.lr=1e6",
-                                                             "optim.clip_grad=0",
-                                                             "max_skipped_steps=2"))
+    probe(
+        "optim.lr=1e6, clip off: a diverging run",
+        distill(w / "lr", 6, "optim.lr=1e6", "optim.clip_grad=0", "max_skipped_steps=2"),
+    )
     # 3. stale results
     cli(distill(w / "fin", 2))
-    probe("finished run rerun with optim.lr=5e-2 loss.kind=reverse_kl",
-          distill(w / "fin", 2, "optim.lr=5e-2", "loss.kind=reverse_kl"))
+    probe(
+        "finished run rerun with optim.lr=5e-2 loss.kind=reverse_kl",
+        distill(w / "fin", 2, "optim.lr=5e-2", "loss.kind=reverse_kl"),
+    )
     edited = w / "e.jsonl"
     edited.write_text("\n".join(json.dumps({"text": f"first version {i}"}) for i in range(30)))
     cli(["data", "prepare", "--input", edited, "--tokenizer", tok, "--out", w / "d2"])
-    edited.write_text("\n".join(json.dumps({"text": f"an edited, longer line {i}"})
-                                for i in range(30)))
-    probe("data prepare of an edited input (same path)",
-          ["data", "prepare", "--input", edited, "--tokenizer", tok, "--out", w / "d2"],
-          expect_fail=False)
-    probe("second data prepare of another input into the same --out",
-          ["data", "prepare", "--input", corpus, "--tokenizer", tok, "--out", w / "d2"],
-          expect_fail=False)
+    edited.write_text(
+        "\n".join(json.dumps({"text": f"an edited, longer line {i}"}) for i in range(30))
+    )
+    probe(
+        "data prepare of an edited input (same path)",
+        ["data", "prepare", "--input", edited, "--tokenizer", tok, "--out", w / "d2"],
+        expect_fail=False,
+    )
+    probe(
+        "second data prepare of another input into the same --out",
+        ["data", "prepare", "--input", corpus, "--tokenizer", tok, "--out", w / "d2"],
+        expect_fail=False,
+    )
     names = [d["name"] for d in json.loads((w / "d2" / "datasets.json").read_text())["datasets"]]
     rows[-1]["result"] += f" (datasets.json: {names})"
     # 4. two writers
-    first = subprocess.Popen([sys.executable, "-m", "minitron", *map(str, distill(w / "two", 8))],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "minitron", *map(str, distill(w / "two", 8))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     lock = w / ".two.lock"
     while not (lock.is_file() and lock.read_text()):
         time.sleep(0.05)
@@ -142,36 +189,62 @@ def main():
     (w / "r" / "checkpoints" / "step_000006" / "trainer.json").write_text('{"step": 6, "sa')
     probe("resume with a truncated trainer.json", distill(w / "r", 6))
     cli(distill("d", 4), cwd=w)
-    for label, out, cwd in (("./d", "./d", w), ("absolute path", w / "d", "/"),
-                            ("moved directory", "moved", w)):
+    for label, out, cwd in (
+        ("./d", "./d", w),
+        ("absolute path", w / "d", "/"),
+        ("moved directory", "moved", w),
+    ):
         if out == "moved":
             (w / "d").rename(w / "moved")
         run = w / ("moved" if out == "moved" else "d")
         shutil.rmtree(run / "final")
         shutil.rmtree(run / "checkpoints" / "step_000004")
-        probe(f"resume a run started as `--out d` with {label}", distill(out, 4), cwd=cwd,
-              expect_fail=False)
+        probe(
+            f"resume a run started as `--out d` with {label}",
+            distill(out, 4),
+            cwd=cwd,
+            expect_fail=False,
+        )
     # 6. early config errors
-    for name, extra in (("correct.mode=bogus", ["correct.enabled=true", "correct.mode=bogus"]),
-                        ("data.inputs=[/missing.jsonl]", ["data.inputs=[/missing.jsonl]"])):
+    for name, extra in (
+        ("correct.mode=bogus", ["correct.enabled=true", "correct.mode=bogus"]),
+        ("data.inputs=[/missing.jsonl]", ["data.inputs=[/missing.jsonl]"]),
+    ):
         for dry in ([], ["--dry-run"]):
-            probe(f"minitron run {name} {' '.join(dry)}",
-                  ["run", "--workdir", w / f"run_{len(rows)}", *extra, *dry])
-    for bad in ("optim.beta1=2", "optim.eps=-1", "optim.clip_grad=-1", "optim.weight_decay=-1",
-                "optim.lr=-1", "loss.kind=jsd loss.beta=5"):
+            probe(
+                f"minitron run {name} {' '.join(dry)}",
+                ["run", "--workdir", w / f"run_{len(rows)}", *extra, *dry],
+            )
+    for bad in (
+        "optim.beta1=2",
+        "optim.eps=-1",
+        "optim.clip_grad=-1",
+        "optim.weight_decay=-1",
+        "optim.lr=-1",
+        "loss.kind=jsd loss.beta=5",
+    ):
         probe(f"distill {bad}", distill(w / f"bad_{len(rows)}", 2, *bad.split()))
     prefs = w / "p.jsonl"
     prefs.write_text(json.dumps({"prompt": "Q?", "chosen": "yes", "rejected": ""}) + "\n")
-    probe('align: a preference row with "rejected": ""',
-          ["align", "--model", ck, "--data", prefs, "--algorithm", "dpo", "--out", w / "al"])
+    probe(
+        'align: a preference row with "rejected": ""',
+        ["align", "--model", ck, "--data", prefs, "--algorithm", "dpo", "--out", w / "al"],
+    )
     (w / "evdir").mkdir()
-    probe("eval --out naming an existing directory",
-          ["eval", "--model", ck, "--task", "winogrande", "--limit", "4", "--out", w / "evdir"])
-    probe("export --out . --overwrite", ["export", "--ckpt", ck, "--out", ".", "--overwrite"],
-          cwd=w / "evdir")
+    probe(
+        "eval --out naming an existing directory",
+        ["eval", "--model", ck, "--task", "winogrande", "--limit", "4", "--out", w / "evdir"],
+    )
+    probe(
+        "export --out . --overwrite",
+        ["export", "--ckpt", ck, "--out", ".", "--overwrite"],
+        cwd=w / "evdir",
+    )
     (w / "mine" / "keep").mkdir(parents=True)
-    probe("export --overwrite onto a directory that is not an export",
-          ["export", "--ckpt", ck, "--out", w / "mine", "--overwrite"])
+    probe(
+        "export --overwrite onto a directory that is not an export",
+        ["export", "--ckpt", ck, "--out", w / "mine", "--overwrite"],
+    )
     # already held before this issue
     trunc = w / "trunc"
     shutil.copytree(ck, trunc)
@@ -188,10 +261,15 @@ def main():
     (w / "bad.yaml").write_text("optim: [unclosed\n")
     probe("malformed YAML", ["distill", "--config", w / "bad.yaml"])
     (w / "bad.jsonl").write_text('{"text": "fine"}\n{"text": broken\n')
-    probe("malformed jsonl", ["data", "prepare", "--input", w / "bad.jsonl", "--tokenizer", tok,
-                              "--out", w / "d3"])
-    killed = subprocess.Popen([sys.executable, "-m", "minitron", *map(str, distill(w / "k", 10))],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    probe(
+        "malformed jsonl",
+        ["data", "prepare", "--input", w / "bad.jsonl", "--tokenizer", tok, "--out", w / "d3"],
+    )
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "minitron", *map(str, distill(w / "k", 10))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     metrics = w / "k" / "metrics.csv"
     while not (metrics.is_file() and len(metrics.read_text().splitlines()) > 5):
         time.sleep(0.05)

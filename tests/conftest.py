@@ -54,7 +54,8 @@ def no_process_left_behind():
         except OSError:
             pass
     assert not left, "processes left behind by the suite: " + "; ".join(
-        f"{pid}: {cmd[:200]}" for pid, cmd in left.items())
+        f"{pid}: {cmd[:200]}" for pid, cmd in left.items()
+    )
 
 
 @pytest.fixture(scope="session")
@@ -106,9 +107,21 @@ def calib(tiny_tokenizer, tmp_path_factory):
     from helpers import minitron
 
     root = tmp_path_factory.mktemp("calib")
-    rows = [json.dumps({"text": f"Story {i}: the quick brown fox jumps over {i} lazy dogs."})
-            for i in range(300)]
+    rows = [
+        json.dumps({"text": f"Story {i}: the quick brown fox jumps over {i} lazy dogs."})
+        for i in range(300)
+    ]
     (root / "c.jsonl").write_text("\n".join(rows))
-    minitron(["data", "prepare", "--input", str(root / "c.jsonl"), "--tokenizer",
-              str(tiny_tokenizer), "--out", str(root / "data")])
+    minitron(
+        [
+            "data",
+            "prepare",
+            "--input",
+            str(root / "c.jsonl"),
+            "--tokenizer",
+            str(tiny_tokenizer),
+            "--out",
+            str(root / "data"),
+        ]
+    )
     return root / "data"

@@ -8,12 +8,21 @@ from helpers import minitron
 
 
 def common(calib, steps=4):
-    return [f"data.paths=[{calib}]", "data.seq_length=16", "data.split=90,10,0",
-            f"schedule.steps={steps}", "schedule.global_batch_size=4",
-            "schedule.micro_batch_size=2", "schedule.save_every=2", "optim.warmup_steps=2",
-            "optim.lr=1e-3", "progress=false", "tensorboard=false",
-            "validation.loss={name: v, data: {paths: [" + str(calib) + "], seq_length: 16, "
-            "split: '90,10,0'}, num_samples: 4}"]
+    return [
+        f"data.paths=[{calib}]",
+        "data.seq_length=16",
+        "data.split=90,10,0",
+        f"schedule.steps={steps}",
+        "schedule.global_batch_size=4",
+        "schedule.micro_batch_size=2",
+        "schedule.save_every=2",
+        "optim.warmup_steps=2",
+        "optim.lr=1e-3",
+        "progress=false",
+        "tensorboard=false",
+        "validation.loss={name: v, data: {paths: [" + str(calib) + "], seq_length: 16, "
+        "split: '90,10,0'}, num_samples: 4}",
+    ]
 
 
 def rows(run):
@@ -28,8 +37,19 @@ def weights(ckpt, out):
 
 def together_args(pair, run, calib, steps=4, extra=()):
     teacher, width, depth, _ = pair
-    return ["distill", "--student", str(width), "--student", str(depth), "--teacher",
-            str(teacher), "--out", str(run), *common(calib, steps), *extra]
+    return [
+        "distill",
+        "--student",
+        str(width),
+        "--student",
+        str(depth),
+        "--teacher",
+        str(teacher),
+        "--out",
+        str(run),
+        *common(calib, steps),
+        *extra,
+    ]
 
 
 def assert_equal_to_alone(pair, run, tmp_path, tol=1e-6):
@@ -55,9 +75,30 @@ def assert_equal_to_alone(pair, run, tmp_path, tol=1e-6):
 def make_students(teacher, calib, root):
     """A width student and a depth student of ``teacher``."""
     width, depth = root / "width", root / "depth"
-    minitron(["prune", "--model", str(teacher), "--out", str(width), "width_method=magnitude",
-              "target.ffn_hidden_size=64", "target.hidden_size=48"])
-    minitron(["prune", "--model", str(teacher), "--out", str(depth), "target.num_layers=2",
-              "depth.criterion=lm_loss", "depth.loss={name: v, data: {paths: [" + str(calib)
-              + "], seq_length: 16}, num_samples: 2}"])
+    minitron(
+        [
+            "prune",
+            "--model",
+            str(teacher),
+            "--out",
+            str(width),
+            "width_method=magnitude",
+            "target.ffn_hidden_size=64",
+            "target.hidden_size=48",
+        ]
+    )
+    minitron(
+        [
+            "prune",
+            "--model",
+            str(teacher),
+            "--out",
+            str(depth),
+            "target.num_layers=2",
+            "depth.criterion=lm_loss",
+            "depth.loss={name: v, data: {paths: ["
+            + str(calib)
+            + "], seq_length: 16}, num_samples: 2}",
+        ]
+    )
     return width, depth

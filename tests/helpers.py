@@ -13,25 +13,54 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-            rms_norm_eps=1e-5)
+TINY = dict(
+    vocab_size=300,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+    rms_norm_eps=1e-5,
+)
 
 VARIANTS = {
     # name: (model_type, extra config)
     "llama-untied": ("llama", {"tie_word_embeddings": False}),
     "llama-tied": ("llama", {"tie_word_embeddings": True}),
-    "llama31-rope": ("llama", {"tie_word_embeddings": False, "rope_theta": 500000.0,
-                               "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
-                                                "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                                "original_max_position_embeddings": 32}}),
+    "llama31-rope": (
+        "llama",
+        {
+            "tie_word_embeddings": False,
+            "rope_theta": 500000.0,
+            "rope_scaling": {
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 32,
+            },
+        },
+    ),
     # megatron-core's fixed Llama 3.1 scaling (original context 8192): what Megatron-LM runs
-    "llama31-mcore": ("llama", {"tie_word_embeddings": True, "rope_theta": 500000.0,
-                                "rope_scaling": {"rope_type": "llama3", "factor": 32.0,
-                                                 "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                                 "original_max_position_embeddings": 8192}}),
-    "mistral-headdim": ("mistral", {"head_dim": 32, "sliding_window": None,
-                                    "tie_word_embeddings": False}),
+    "llama31-mcore": (
+        "llama",
+        {
+            "tie_word_embeddings": True,
+            "rope_theta": 500000.0,
+            "rope_scaling": {
+                "rope_type": "llama3",
+                "factor": 32.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 8192,
+            },
+        },
+    ),
+    "mistral-headdim": (
+        "mistral",
+        {"head_dim": 32, "sliding_window": None, "tie_word_embeddings": False},
+    ),
 }
 
 
@@ -70,12 +99,21 @@ def free_port() -> int:
 def torchrun(nproc: int, args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
     """Run ``torchrun --nproc_per_node nproc <args>`` on gloo; fail with its output."""
     env = clean_env(OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-           "--master_port", str(free_port()), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        "--master_port",
+        str(free_port()),
+        *args,
+    ]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if res.returncode != 0:
-        raise AssertionError(f"torchrun failed ({res.returncode}):\n{res.stdout[-4000:]}\n"
-                             f"{res.stderr[-6000:]}")
+        raise AssertionError(
+            f"torchrun failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}"
+        )
     return res
 
 
@@ -85,18 +123,33 @@ DIST_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "L
 def clean_env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
     # tests never reach a model hub
-    return dict(env, PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1",
-                HF_DATASETS_OFFLINE="1", **extra)
+    return dict(
+        env,
+        PYTHONPATH=str(ROOT),
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        **extra,
+    )
 
 
-def minitron(args: list[str], timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
+def minitron(
+    args: list[str], timeout: int = 600, check: bool = True
+) -> subprocess.CompletedProcess:
     """The real CLI in a fresh process."""
     env = clean_env()
-    res = subprocess.run([sys.executable, "-m", "minitron", *args], env=env, capture_output=True,
-                         text=True, timeout=timeout)
+    res = subprocess.run(
+        [sys.executable, "-m", "minitron", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and res.returncode != 0:
-        raise AssertionError(f"minitron {' '.join(args)} failed ({res.returncode}):\n"
-                             f"{res.stdout[-3000:]}\n{res.stderr[-5000:]}")
+        raise AssertionError(
+            f"minitron {' '.join(args)} failed ({res.returncode}):\n"
+            f"{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
+        )
     return res
 
 
@@ -114,8 +167,11 @@ def make_tiny_tokenizer(path: Path, vocab_size: int = 300) -> Path:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<eos>", "<bos>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<eos>", "<bos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(builtin_documents("news"), trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", bos_token="<bos>")
     fast.save_pretrained(path)
@@ -129,5 +185,6 @@ def write_lm_eval_task(task_dir: Path, name: str, data: Path) -> Path:
         f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
         "test_split: test\noutput_type: multiple_choice\n"
         'doc_to_text: "{{context}}"\ndoc_to_choice: "{{choices}}"\ndoc_to_target: "{{gold}}"\n'
-        "metric_list:\n  - metric: acc\n  - metric: acc_norm\n")
+        "metric_list:\n  - metric: acc\n  - metric: acc_norm\n"
+    )
     return task_dir

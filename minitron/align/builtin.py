@@ -41,19 +41,24 @@ def _plays() -> list[tuple[str, str, list[str]]]:
     for path in sorted(root.rglob("*.md")):
         text = path.read_text(encoding="utf-8")
         title = text.splitlines()[0].lstrip("# ").strip()
-        scenes = [re.sub(r"\*\*|__|(?<!\w)_|_(?!\w)", "", s) for s in re.split(r"\n(?=### )", text)[1:]]
+        scenes = [
+            re.sub(r"\*\*|__|(?<!\w)_|_(?!\w)", "", s) for s in re.split(r"\n(?=### )", text)[1:]
+        ]
         out.append((title, path.parent.name, scenes))
     return out
 
 
 def _excerpt(scene: str, rng: random.Random) -> str:
-    lines = [ln.strip() for ln in scene.splitlines()
-             if ln.strip() and not ln.startswith("#") and not ln.isupper()]
+    lines = [
+        ln.strip()
+        for ln in scene.splitlines()
+        if ln.strip() and not ln.startswith("#") and not ln.isupper()
+    ]
     if len(lines) < 8:
         return ""
     n = rng.randint(4, 8)
     start = rng.randint(0, len(lines) - n)
-    return "\n".join(lines[start:start + n])
+    return "\n".join(lines[start : start + n])
 
 
 def _items(seed: int = 0) -> Iterator[dict]:
@@ -66,10 +71,15 @@ def _items(seed: int = 0) -> Iterator[dict]:
             passage = _excerpt(scene, rng)
             if not passage:
                 continue
-            wrong, reward = ((rng.choice(same), 0.5) if same and rng.random() < 0.5
-                             else (rng.choice(other), 0.0))
-            yield {"prompt": PLAY_Q + passage, "response": f"It is from {title}.",
-                   "rejected": f"It is from {wrong}.", "rejected_reward": reward}
+            wrong, reward = (
+                (rng.choice(same), 0.5) if same and rng.random() < 0.5 else (rng.choice(other), 0.0)
+            )
+            yield {
+                "prompt": PLAY_Q + passage,
+                "response": f"It is from {title}.",
+                "rejected": f"It is from {wrong}.",
+                "rejected_reward": reward,
+            }
     from minitron.data.builtin import builtin_documents
 
     articles = [(d.split("\n", 1)[0], d.split("\n", 1)[1]) for d in builtin_documents("wiki")]
@@ -78,8 +88,12 @@ def _items(seed: int = 0) -> Iterator[dict]:
         paras = [p.strip() for p in body.split("\n\n") if 200 < len(p.strip()) < 900]
         for para in rng.sample(paras, min(3, len(paras))):
             wrong = rng.choice([t for t in titles if t != title])
-            yield {"prompt": WIKI_Q + para, "response": f'The article "{title}".',
-                   "rejected": f'The article "{wrong}".', "rejected_reward": 0.0}
+            yield {
+                "prompt": WIKI_Q + para,
+                "response": f'The article "{title}".',
+                "rejected": f'The article "{wrong}".',
+                "rejected_reward": 0.0,
+            }
 
 
 def _split(item: dict) -> str:
@@ -95,8 +109,11 @@ def rows(spec: str) -> list[tuple[str, dict]]:
     if kind not in ("sft", "preferences") or split not in ("train", "valid", "all"):
         from minitron.errors import ConfigError
 
-        raise ConfigError("data", f"{spec!r}: write builtin:sft or builtin:preferences, "
-                          "optionally with :train, :valid or :all")
+        raise ConfigError(
+            "data",
+            f"{spec!r}: write builtin:sft or builtin:preferences, "
+            "optionally with :train, :valid or :all",
+        )
     out = []
     for i, item in enumerate(_items()):
         if split != "all" and _split(item) != split:
@@ -104,8 +121,12 @@ def rows(spec: str) -> list[tuple[str, dict]]:
         if kind == "sft":
             row = {"prompt": item["prompt"], "response": item["response"]}
         else:
-            row = {"prompt": item["prompt"], "chosen": item["response"],
-                   "rejected": item["rejected"], "chosen_reward": 1.0,
-                   "rejected_reward": item["rejected_reward"]}
+            row = {
+                "prompt": item["prompt"],
+                "chosen": item["response"],
+                "rejected": item["rejected"],
+                "chosen_reward": 1.0,
+                "rejected_reward": item["rejected_reward"],
+            }
         out.append((f"{spec}[{i}]", row))
     return out

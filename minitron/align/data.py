@@ -51,6 +51,7 @@ class Pair:
 
 # ------------------------------------------------------------------ rendering
 
+
 def _plain(messages: list[dict], generation_prompt: bool) -> str:
     text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages)
     return text + ("Assistant:" if generation_prompt else "")
@@ -69,8 +70,9 @@ class ChatRenderer:
         """The conversation rendered; with ``generation_prompt`` the assistant's turn is left
         open (what a model continues when it answers)."""
         if self.use_tokenizer:
-            return self.tok.apply_chat_template(messages, tokenize=False,
-                                                add_generation_prompt=generation_prompt)
+            return self.tok.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=generation_prompt
+            )
         return _plain(messages, generation_prompt)
 
     def _ids(self, text: str) -> list[int]:
@@ -81,7 +83,7 @@ class ChatRenderer:
         ids = self._ids(self.text(messages, False))
         mask = [0] * len(ids)
         turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
-        for i in (turns[-1:] if train_on == "last" else turns):
+        for i in turns[-1:] if train_on == "last" else turns:
             start = len(self._ids(self.text(messages[:i], True)))
             end = len(self._ids(self.text(messages[: i + 1], False)))
             for j in range(start, min(end, len(ids))):
@@ -91,14 +93,21 @@ class ChatRenderer:
 
 # ------------------------------------------------------------------ rows
 
+
 def _check_messages(msgs, where: str) -> list[dict]:
     if not isinstance(msgs, list) or not msgs:
         raise DataError(f"{where}: messages must be a non-empty list of {{role, content}} objects")
     out = []
     for m in msgs:
-        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-            raise DataError(f"{where}: every message needs a role ({', '.join(ROLES)}) and a "
-                            f"string content; got {str(m)[:80]}")
+        if (
+            not isinstance(m, dict)
+            or m.get("role") not in ROLES
+            or not isinstance(m.get("content"), str)
+        ):
+            raise DataError(
+                f"{where}: every message needs a role ({', '.join(ROLES)}) and a "
+                f"string content; got {str(m)[:80]}"
+            )
         out.append({"role": m["role"], "content": m["content"]})
     return out
 
@@ -117,19 +126,28 @@ def sft_messages(row: dict, where: str) -> list[dict]:
             raise DataError(f"{where}: no assistant message to train on")
         for k, m in enumerate(msgs):
             if m["role"] == "assistant" and _empty(m["content"]):
-                raise DataError(f"{where}: empty response in messages[{k}]; training on it teaches "
-                                f"the model to answer with nothing ({DROP})")
+                raise DataError(
+                    f"{where}: empty response in messages[{k}]; training on it teaches "
+                    f"the model to answer with nothing ({DROP})"
+                )
         return msgs
     response = next((row[k] for k in ("response", "completion", "output") if k in row), None)
     if "prompt" in row and isinstance(response, str) and isinstance(row["prompt"], str):
         if _empty(response):
-            raise DataError(f"{where}: empty response; training on it teaches the model to answer "
-                            f"with nothing ({DROP})")
+            raise DataError(
+                f"{where}: empty response; training on it teaches the model to answer "
+                f"with nothing ({DROP})"
+            )
         if _empty(row["prompt"]):
             raise DataError(f"{where}: empty prompt; the response answers nothing ({DROP})")
-        return [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": response}]
-    raise DataError(f"{where}: an SFT row needs 'messages', or 'prompt' and 'response' strings "
-                    f"(fields: {', '.join(row)})")
+        return [
+            {"role": "user", "content": row["prompt"]},
+            {"role": "assistant", "content": response},
+        ]
+    raise DataError(
+        f"{where}: an SFT row needs 'messages', or 'prompt' and 'response' strings "
+        f"(fields: {', '.join(row)})"
+    )
 
 
 def _split_hh(text: str, where: str) -> list[dict]:
@@ -137,8 +155,10 @@ def _split_hh(text: str, where: str) -> list[dict]:
     parts = re.split(r"(\n\nHuman:|\n\nAssistant:)", text)
     if HH_ASSISTANT not in parts:
         raise DataError(f"{where}: no '{HH_ASSISTANT.strip()}' turn in the conversation")
-    return [{"role": "user" if tag == HH_HUMAN else "assistant", "content": body.strip()}
-            for tag, body in zip(parts[1::2], parts[2::2])]
+    return [
+        {"role": "user" if tag == HH_HUMAN else "assistant", "content": body.strip()}
+        for tag, body in zip(parts[1::2], parts[2::2])
+    ]
 
 
 def preference_messages(row: dict, where: str) -> tuple[list[dict], list[dict]]:
@@ -149,8 +169,10 @@ def preference_messages(row: dict, where: str) -> tuple[list[dict], list[dict]]:
         if conv[-1]["role"] != "assistant":
             raise DataError(f"{where}: the {key} conversation must end in an assistant answer")
         if _empty(conv[-1]["content"]):
-            raise DataError(f"{where}: empty {key} answer; a pair needs two non-empty answers to "
-                            f"compare ({DROP})")
+            raise DataError(
+                f"{where}: empty {key} answer; a pair needs two non-empty answers to "
+                f"compare ({DROP})"
+            )
     if all(_empty(m["content"]) for m in c[:-1]):
         raise DataError(f"{where}: empty prompt; the answers answer nothing ({DROP})")
     return c, r
@@ -162,12 +184,19 @@ def _preference_conversations(row: dict, where: str) -> tuple[list[dict], list[d
             raise DataError(f"{where}: no {key!r} field (fields: {', '.join(row)})")
     if "prompt" in row:
         prompt = row["prompt"]
-        prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else \
-            _check_messages(prompt, where)
+        prompt = (
+            [{"role": "user", "content": prompt}]
+            if isinstance(prompt, str)
+            else _check_messages(prompt, where)
+        )
         convs = []
         for key in ("chosen", "rejected"):
             r = row[key]
-            tail = [{"role": "assistant", "content": r}] if isinstance(r, str) else _check_messages(r, where)
+            tail = (
+                [{"role": "assistant", "content": r}]
+                if isinstance(r, str)
+                else _check_messages(r, where)
+            )
             convs.append(prompt + tail)
         return convs[0], convs[1]
     if isinstance(row["chosen"], str) and isinstance(row["rejected"], str):  # Anthropic HH
@@ -175,8 +204,10 @@ def _preference_conversations(row: dict, where: str) -> tuple[list[dict], list[d
     else:
         c, r = _check_messages(row["chosen"], where), _check_messages(row["rejected"], where)
     if c[:-1] != r[:-1] or c[-1]["role"] != "assistant" or r[-1]["role"] != "assistant":
-        raise DataError(f"{where}: chosen and rejected must share the conversation and differ "
-                        "only in the last assistant turn")
+        raise DataError(
+            f"{where}: chosen and rejected must share the conversation and differ "
+            "only in the last assistant turn"
+        )
     return c, r
 
 
@@ -190,12 +221,13 @@ def load_sft(rows, renderer: ChatRenderer, max_length: int) -> list[Example]:
     out = []
     for where, row in rows:
         ex = renderer.render(sft_messages(row, where))
-        out.append(Example(ex.ids[:max_length + 1], ex.mask[:max_length + 1]))
+        out.append(Example(ex.ids[: max_length + 1], ex.mask[: max_length + 1]))
     return out
 
 
-def load_pairs(rows, renderer: ChatRenderer, max_length: int, default_chosen: float,
-               default_rejected: float) -> list[Pair]:
+def load_pairs(
+    rows, renderer: ChatRenderer, max_length: int, default_chosen: float, default_rejected: float
+) -> list[Pair]:
     out = []
     for where, row in rows:
         c, r = preference_messages(row, where)
@@ -206,13 +238,16 @@ def load_pairs(rows, renderer: ChatRenderer, max_length: int, default_chosen: fl
         pc, pr = renderer.render(c, "last"), renderer.render(r, "last")
         for ex in (pc, pr):
             if len(ex.ids) > max_length + 1:
-                raise DataError(f"{where}: {len(ex.ids)} tokens, longer than seq_length="
-                                f"{max_length}; raise seq_length or drop the row")
+                raise DataError(
+                    f"{where}: {len(ex.ids)} tokens, longer than seq_length="
+                    f"{max_length}; raise seq_length or drop the row"
+                )
         out.append(Pair(pc, pr, float(rc), float(rr)))
     return out
 
 
 # ------------------------------------------------------------------ batches
+
 
 def pack(examples: list[Example], seq_length: int, pad_id: int = 0) -> list[dict]:
     """Greedy packing of examples into rows of ``seq_length`` tokens. Each row: tokens,
@@ -237,17 +272,23 @@ def pack(examples: list[Example], seq_length: int, pad_id: int = 0) -> list[dict
         for k, ex in enumerate(row):
             n = min(len(ex.ids) - 1, seq_length - pos)
             ids = torch.tensor(ex.ids)
-            tokens[pos:pos + n] = ids[:n]
-            labels[pos:pos + n] = ids[1:n + 1]
-            loss_mask[pos:pos + n] = torch.tensor(ex.mask[1:n + 1], dtype=torch.float)
-            segment[pos:pos + n] = k
+            tokens[pos : pos + n] = ids[:n]
+            labels[pos : pos + n] = ids[1 : n + 1]
+            loss_mask[pos : pos + n] = torch.tensor(ex.mask[1 : n + 1], dtype=torch.float)
+            segment[pos : pos + n] = k
             pos += n
         same = segment[:, None] == segment[None, :]
         causal = torch.ones(seq_length, seq_length, dtype=torch.bool).tril()
         attend = same & causal & (segment[:, None] >= 0)
         attend |= torch.eye(seq_length, dtype=torch.bool)  # padding rows attend to themselves
-        out.append({"tokens": tokens, "labels": labels, "loss_mask": loss_mask,
-                    "attention_mask": ~attend[None]})
+        out.append(
+            {
+                "tokens": tokens,
+                "labels": labels,
+                "loss_mask": loss_mask,
+                "attention_mask": ~attend[None],
+            }
+        )
     return out
 
 
@@ -264,9 +305,13 @@ def pair_rows(pairs: list[Pair], pad_id: int = 0, width: Optional[int] = None) -
         tokens[i, :n] = torch.tensor(e.ids[:-1])
         labels[i, :n] = torch.tensor(e.ids[1:])
         loss_mask[i, :n] = torch.tensor(e.mask[1:], dtype=torch.float)
-    return {"tokens": tokens, "labels": labels, "loss_mask": loss_mask,
-            "reward_chosen": torch.tensor([p.reward_chosen for p in pairs]),
-            "reward_rejected": torch.tensor([p.reward_rejected for p in pairs])}
+    return {
+        "tokens": tokens,
+        "labels": labels,
+        "loss_mask": loss_mask,
+        "reward_chosen": torch.tensor([p.reward_chosen for p in pairs]),
+        "reward_rejected": torch.tensor([p.reward_rejected for p in pairs]),
+    }
 
 
 def check_rows(spec: str, kind: str, field: str) -> None:
@@ -275,8 +320,11 @@ def check_rows(spec: str, kind: str, field: str) -> None:
     if spec.startswith("builtin:"):
         parts = spec.split(":")
         if parts[1] != kind or parts[2:] not in ([], ["train"], ["valid"], ["all"]):
-            raise ConfigError(field, f"{spec!r}: write builtin:{kind}, optionally with :train, "
-                              ":valid or :all, or give a jsonl file")
+            raise ConfigError(
+                field,
+                f"{spec!r}: write builtin:{kind}, optionally with :train, "
+                ":valid or :all, or give a jsonl file",
+            )
         return
     if not Path(spec).is_file():
         raise ConfigError(field, f"{spec} does not exist; give a jsonl file or builtin:{kind}")

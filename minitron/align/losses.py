@@ -30,16 +30,25 @@ LOSSES = ("dpo", "ipo", "rpo_sq", "rpo_fwd_kl", "rpo_bwd_kl")
 SFT_REDUCTIONS = ("sequence_mean", "sequence_sum", "token_mean")
 
 
-def _bernoulli_kl(log_p: torch.Tensor, log_q: torch.Tensor, log_1mp: torch.Tensor,
-                  log_1mq: torch.Tensor) -> torch.Tensor:
+def _bernoulli_kl(
+    log_p: torch.Tensor, log_q: torch.Tensor, log_1mp: torch.Tensor, log_1mq: torch.Tensor
+) -> torch.Tensor:
     """KL(Bern(p) || Bern(q)) from log-probabilities (stable for saturated sigmoids)."""
     return log_p.exp() * (log_p - log_q) + log_1mp.exp() * (log_1mp - log_1mq)
 
 
-def preference_loss(kind: str, pi_c: torch.Tensor, pi_l: torch.Tensor, ref_c: torch.Tensor,
-                    ref_l: torch.Tensor, beta: float, eta: float = 1.0,
-                    gt_reward_scale: float = 1.0, reward_c: torch.Tensor | None = None,
-                    reward_l: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+def preference_loss(
+    kind: str,
+    pi_c: torch.Tensor,
+    pi_l: torch.Tensor,
+    ref_c: torch.Tensor,
+    ref_l: torch.Tensor,
+    beta: float,
+    eta: float = 1.0,
+    gt_reward_scale: float = 1.0,
+    reward_c: torch.Tensor | None = None,
+    reward_l: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict]:
     """Per-pair loss ``[n]`` and detached metrics (reward accuracy, margins, KL estimate)."""
     if kind not in LOSSES:
         raise ValueError(f"preference loss {kind!r}: valid are {LOSSES}")
@@ -56,21 +65,31 @@ def preference_loss(kind: str, pi_c: torch.Tensor, pi_l: torch.Tensor, ref_c: to
         if kind == "rpo_sq":
             loss = (r_hat - r_star) ** 2
         elif kind == "rpo_bwd_kl":
-            loss = _bernoulli_kl(F.logsigmoid(r_star), F.logsigmoid(r_hat),
-                                 F.logsigmoid(-r_star), F.logsigmoid(-r_hat))
+            loss = _bernoulli_kl(
+                F.logsigmoid(r_star),
+                F.logsigmoid(r_hat),
+                F.logsigmoid(-r_star),
+                F.logsigmoid(-r_hat),
+            )
         else:
-            loss = _bernoulli_kl(F.logsigmoid(r_hat), F.logsigmoid(r_star),
-                                 F.logsigmoid(-r_hat), F.logsigmoid(-r_star))
+            loss = _bernoulli_kl(
+                F.logsigmoid(r_hat),
+                F.logsigmoid(r_star),
+                F.logsigmoid(-r_hat),
+                F.logsigmoid(-r_star),
+            )
     with torch.no_grad():
         reward_chosen, reward_rejected = beta * (pi_c - ref_c), beta * (pi_l - ref_l)
-        metrics = {"reward_accuracy": (r_hat > 0).float().mean(),
-                   # the policy's own ranking, meaningful before training too
-                   "logp_accuracy": (pi_c > pi_l).float().mean(),
-                   "reward_margin": r_hat.mean(),
-                   "reward_chosen": reward_chosen.mean(),
-                   "reward_rejected": reward_rejected.mean(),
-                   # E_chosen[log pi - log ref]: a sample estimate of KL(pi || ref) on the data
-                   "kl_to_reference": ((pi_c - ref_c) + (pi_l - ref_l)).mean() / 2}
+        metrics = {
+            "reward_accuracy": (r_hat > 0).float().mean(),
+            # the policy's own ranking, meaningful before training too
+            "logp_accuracy": (pi_c > pi_l).float().mean(),
+            "reward_margin": r_hat.mean(),
+            "reward_chosen": reward_chosen.mean(),
+            "reward_rejected": reward_rejected.mean(),
+            # E_chosen[log pi - log ref]: a sample estimate of KL(pi || ref) on the data
+            "kl_to_reference": ((pi_c - ref_c) + (pi_l - ref_l)).mean() / 2,
+        }
     return loss, metrics
 
 

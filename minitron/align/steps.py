@@ -37,9 +37,12 @@ class PreferenceStep:
 
     def _reference_logps(self, mb: dict) -> Optional[torch.Tensor]:
         avg = self.cfg.average_log_probs
-        res = pipeline_forward(self.reference, [mb],
-                               lambda ce, b: sequence_logps(ce, b["loss_mask"], avg).detach(),
-                               with_labels=True)
+        res = pipeline_forward(
+            self.reference,
+            [mb],
+            lambda ce, b: sequence_logps(ce, b["loss_mask"], avg).detach(),
+            with_labels=True,
+        )
         return None if res is None else res[0]
 
     def pair_loss(self, ce: torch.Tensor, ref: torch.Tensor, batch: dict):
@@ -49,9 +52,17 @@ class PreferenceStep:
         logps = sequence_logps(ce, batch["loss_mask"], cfg.average_log_probs)
         n = logps.shape[0] // 2
         per_pair, metrics = preference_loss(
-            cfg.loss_kind, logps[:n], logps[n:], ref[:n].to(logps.device),
-            ref[n:].to(logps.device), cfg.beta, cfg.eta, cfg.gt_reward_scale,
-            batch["reward_chosen"].to(logps.device), batch["reward_rejected"].to(logps.device))
+            cfg.loss_kind,
+            logps[:n],
+            logps[n:],
+            ref[:n].to(logps.device),
+            ref[n:].to(logps.device),
+            cfg.beta,
+            cfg.eta,
+            cfg.gt_reward_scale,
+            batch["reward_chosen"].to(logps.device),
+            batch["reward_rejected"].to(logps.device),
+        )
         loss = per_pair.sum()
         metrics = {k: v.detach() * n for k, v in metrics.items()}  # means -> sums over pairs
         metrics["preference_loss"] = loss.detach()
@@ -70,8 +81,12 @@ class PreferenceStep:
 
         def forward(m, b):
             labels = b["labels"].to(device)
-            return m(b["tokens"].to(device), None if b.get("attention_mask") is None
-                     else b["attention_mask"].to(device), labels=labels, partner_labels=labels)
+            return m(
+                b["tokens"].to(device),
+                None if b.get("attention_mask") is None else b["attention_mask"].to(device),
+                labels=labels,
+                partner_labels=labels,
+            )
 
         def loss_fn(outputs, b):
             ce, ref_ce = outputs
@@ -86,8 +101,12 @@ class PreferenceStep:
         rows = []
         for mb in batches:
             ref = self._reference_logps(mb)
-            res = pipeline_forward(self.policy, [mb], lambda ce, b: self.pair_loss(ce, ref, b),
-                                   with_labels=True)
+            res = pipeline_forward(
+                self.policy,
+                [mb],
+                lambda ce, b, ref=ref: self.pair_loss(ce, ref, b),
+                with_labels=True,
+            )
             if res is not None:
                 rows.append(res[0])
         if not rows:

@@ -36,12 +36,21 @@ def _prompt(vocab: int, batch: int, length: int, seed: int = 0):
     return torch.randint(100, min(vocab, 30000), (batch, length), generator=g)
 
 
-def transformers_run(path: str, device: str, dtype: str, batches: list[int], prompt_length: int,
-                     decode_tokens: int, repeats: int) -> dict:
+def transformers_run(
+    path: str,
+    device: str,
+    dtype: str,
+    batches: list[int],
+    prompt_length: int,
+    decode_tokens: int,
+    repeats: int,
+) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
+    model = (
+        AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
+    )
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -67,12 +76,17 @@ def transformers_run(path: str, device: str, dtype: str, batches: list[int], pro
                     pre.append(t_pre)
                     dec.append(t_dec)
         tp, td = statistics.median(pre), statistics.median(dec)
-        out[b] = {"prefill_tokens_per_s": b * prompt_length / tp,
-                  "decode_tokens_per_s": b * decode_tokens / td,
-                  "ms_per_decoded_token": 1000 * td / decode_tokens}
+        out[b] = {
+            "prefill_tokens_per_s": b * prompt_length / tp,
+            "decode_tokens_per_s": b * decode_tokens / td,
+            "ms_per_decoded_token": 1000 * td / decode_tokens,
+        }
     peak = (torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else _rss_mb()
-    return {"results": out, "peak_memory_mb": peak,
-            "parameters": sum(p.numel() for p in model.parameters())}
+    return {
+        "results": out,
+        "peak_memory_mb": peak,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def _generate_timing(generate, batches, prompt_length, decode_tokens, repeats, vocab) -> dict:
@@ -80,11 +94,16 @@ def _generate_timing(generate, batches, prompt_length, decode_tokens, repeats, v
     for b in batches:
         prompts = _prompt(vocab, b, prompt_length).tolist()
         generate(prompts, 1)  # warm-up
-        one = statistics.median(_timed(lambda: generate(prompts, 1)) for _ in range(repeats))
-        many = statistics.median(_timed(lambda: generate(prompts, decode_tokens)) for _ in range(repeats))
+        one = statistics.median(_timed(lambda p=prompts: generate(p, 1)) for _ in range(repeats))
+        many = statistics.median(
+            _timed(lambda p=prompts: generate(p, decode_tokens)) for _ in range(repeats)
+        )
         per_token = max(many - one, 1e-9) / max(decode_tokens - 1, 1)
-        out[b] = {"prefill_tokens_per_s": b * prompt_length / one,
-                  "decode_tokens_per_s": b / per_token, "ms_per_decoded_token": 1000 * per_token}
+        out[b] = {
+            "prefill_tokens_per_s": b * prompt_length / one,
+            "decode_tokens_per_s": b / per_token,
+            "ms_per_decoded_token": 1000 * per_token,
+        }
     return out
 
 

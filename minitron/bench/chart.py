@@ -18,8 +18,13 @@ def speedup_chart(report: dict, path: Path, title: str) -> None:
     width = 0.8 / max(len(models), 1)
     for ax, key, name in ((axes[0], "prefill", "prefill"), (axes[1], "decode", "decode")):
         for j, m in enumerate(models):
-            vals = [next((r[key] for r in rows if r["model"] == m and (r["backend"], r["batch"]) == lb),
-                         0.0) for lb in labels]
+            vals = [
+                next(
+                    (r[key] for r in rows if r["model"] == m and (r["backend"], r["batch"]) == lb),
+                    0.0,
+                )
+                for lb in labels
+            ]
             xs = [i + j * width for i in range(len(labels))]
             bars = ax.bar(xs, vals, width, label=m)
             for x, v in zip(xs, vals):

@@ -38,9 +38,12 @@ def aggregate(rounds: list[dict]) -> dict:
         fig["spread"] = {m: spread([p[f"{m}_tokens_per_s"] for p in per]) for m in METRICS}
         fig["unstable"] = [m for m in METRICS if fig["spread"][m] > UNSTABLE_SPREAD]
         out[b] = fig
-    return {"results": out, "rounds": len(rounds),
-            "peak_memory_mb": max(r["peak_memory_mb"] for r in rounds),
-            "parameters": rounds[0].get("parameters")}
+    return {
+        "results": out,
+        "rounds": len(rounds),
+        "peak_memory_mb": max(r["peak_memory_mb"] for r in rounds),
+        "parameters": rounds[0].get("parameters"),
+    }
 
 
 def speedups(results: dict, baseline: str) -> list[dict]:

@@ -58,8 +58,10 @@ def kind_of(path: Path) -> Optional[str]:
     except (OSError, ValueError, AttributeError):
         pass
     # outputs written before markers existed: their own metadata says what they are
-    for name, fmt, kind in (("manifest.json", "minitron-checkpoint", "checkpoint"),
-                            ("scores.json", "minitron-scores", "scores")):
+    for name, fmt, kind in (
+        ("manifest.json", "minitron-checkpoint", "checkpoint"),
+        ("scores.json", "minitron-scores", "scores"),
+    ):
         try:
             if json.loads((path / name).read_text()).get("format") == fmt:
                 return kind
@@ -83,8 +85,10 @@ def replace_problem(out: Path, kind: str) -> Optional[str]:
     found = kind_of(target)
     if found != kind:
         what = f"a minitron {found} output" if found else "not a minitron output"
-        return (f"{out} is {what}; overwrite replaces only a {kind} output (or an empty "
-                "directory): remove it yourself or choose another path")
+        return (
+            f"{out} is {what}; overwrite replaces only a {kind} output (or an empty "
+            "directory): remove it yourself or choose another path"
+        )
     return None
 
 
@@ -146,8 +150,10 @@ def checksums(root: Path, skip: tuple[str, ...] = ()) -> dict[str, dict]:
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name not in skip)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         digests = list(pool.map(sha256, files))
-    return {str(p.relative_to(root)): {"size": p.stat().st_size, "sha256": d}
-            for p, d in zip(files, digests)}
+    return {
+        str(p.relative_to(root)): {"size": p.stat().st_size, "sha256": d}
+        for p, d in zip(files, digests)
+    }
 
 
 def verify(root: Path, files: dict[str, dict], full: bool = True) -> Optional[str]:
@@ -158,8 +164,10 @@ def verify(root: Path, files: dict[str, dict], full: bool = True) -> Optional[st
             return f"{rel} is missing"
         size = f.stat().st_size
         if size != info["size"]:
-            return (f"{rel} has {size} bytes, {info['size']} were written; the file is "
-                    "truncated or was replaced")
+            return (
+                f"{rel} has {size} bytes, {info['size']} were written; the file is "
+                "truncated or was replaced"
+            )
         if full and sha256(f) != info["sha256"]:
             return f"{rel} does not match its sha256; the file is corrupted"
     return None

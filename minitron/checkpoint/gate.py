@@ -28,11 +28,35 @@ from typing import Any, BinaryIO, Optional
 from minitron.errors import CheckpointError
 
 _DCP = "torch.distributed.checkpoint"
-_DTYPES = {"float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8",
-           "uint8", "bool", "complex64", "float8_e4m3fn", "float8_e5m2"}
-_STORAGES = {"UntypedStorage", "FloatStorage", "HalfStorage", "BFloat16Storage",
-             "DoubleStorage", "LongStorage", "IntStorage", "ShortStorage", "CharStorage",
-             "ByteStorage", "BoolStorage", "ComplexFloatStorage"}
+_DTYPES = {
+    "float32",
+    "float16",
+    "bfloat16",
+    "float64",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "bool",
+    "complex64",
+    "float8_e4m3fn",
+    "float8_e5m2",
+}
+_STORAGES = {
+    "UntypedStorage",
+    "FloatStorage",
+    "HalfStorage",
+    "BFloat16Storage",
+    "DoubleStorage",
+    "LongStorage",
+    "IntStorage",
+    "ShortStorage",
+    "CharStorage",
+    "ByteStorage",
+    "BoolStorage",
+    "ComplexFloatStorage",
+}
 
 #: module -> names an admitted pickle may refer to. Classes here are plain records
 #: (dataclasses, enums, containers); the tensor builders are replaced by stand-ins.
@@ -43,9 +67,18 @@ ALLOWED: dict[str, frozenset[str]] = {
     "torch": frozenset({"Size", "device", "strided"} | _DTYPES | _STORAGES),
     "torch._utils": frozenset({"_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter"}),
     "torch.serialization": frozenset({"_get_layout"}),
-    f"{_DCP}.metadata": frozenset({"Metadata", "TensorStorageMetadata", "BytesStorageMetadata",
-                                   "ChunkStorageMetadata", "TensorProperties", "MetadataIndex",
-                                   "StorageMeta", "_MEM_FORMAT_ENCODING"}),
+    f"{_DCP}.metadata": frozenset(
+        {
+            "Metadata",
+            "TensorStorageMetadata",
+            "BytesStorageMetadata",
+            "ChunkStorageMetadata",
+            "TensorProperties",
+            "MetadataIndex",
+            "StorageMeta",
+            "_MEM_FORMAT_ENCODING",
+        }
+    ),
     f"{_DCP}.filesystem": frozenset({"_StorageInfo"}),
     f"{_DCP}.planner": frozenset({"SavePlan", "WriteItem", "WriteItemType", "TensorWriteData"}),
 }
@@ -65,8 +98,7 @@ MEGATRON: dict[str, frozenset[str]] = {
     "megatron.core.transformer.enums": frozenset({"AttnBackend", "CudaGraphScope"}),
     "megatron.core.optimizer": frozenset({"OptimizerConfig"}),
     "megatron.core.optimizer.optimizer_config": frozenset({"OptimizerConfig"}),
-    "megatron.core.rerun_state_machine": frozenset({"RerunDiagnostic", "RerunMode",
-                                                   "RerunState"}),
+    "megatron.core.rerun_state_machine": frozenset({"RerunDiagnostic", "RerunMode", "RerunState"}),
     "numpy": frozenset({"ndarray", "dtype"}),
     "numpy.core.multiarray": frozenset({"_reconstruct", "scalar"}),
     "numpy._core.multiarray": frozenset({"_reconstruct", "scalar"}),
@@ -126,7 +158,8 @@ class _Gate(pickle.Unpickler):
             raise CheckpointError(
                 f"{self.where}: refers to {module}.{name}, which a checkpoint has no use for; "
                 "refusing to read it (it could run code). Load checkpoints only from people "
-                "you trust, or ask for safetensors")
+                "you trust, or ask for safetensors"
+            )
         if (module, name) in _STAND_INS:
             return _stand_in
         if module == "torch" and name in _STORAGES:
@@ -155,8 +188,10 @@ def check_torch_file(data: bytes | BinaryIO, where: str, megatron: bool = False)
     try:
         z = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
     except zipfile.BadZipFile:
-        raise CheckpointError(f"{where}: not a torch zip file (the legacy pickle format is not "
-                              "read: re-save it with a current torch)") from None
+        raise CheckpointError(
+            f"{where}: not a torch zip file (the legacy pickle format is not "
+            "read: re-save it with a current torch)"
+        ) from None
     with z:
         pickles = [n for n in z.namelist() if n.endswith(".pkl")]
         if not pickles:
@@ -179,8 +214,9 @@ def read_common(path: str | Path) -> dict:
     return state
 
 
-def check_dist_checkpoint(path: str | Path, keys: Optional[set] = None,
-                          common: bool = True) -> None:
+def check_dist_checkpoint(
+    path: str | Path, keys: Optional[set] = None, common: bool = True
+) -> None:
     """Gate every pickle of a megatron-core ``torch_dist`` checkpoint directory: the
     metadata, ``common.pt`` (unless ``common=False``: a load that never reads it) and every
     stored item, or (``keys``) only the items of those keys, the ones a load will read."""
@@ -209,9 +245,11 @@ def check_dist_checkpoint(path: str | Path, keys: Optional[set] = None,
         with open(f_path, "rb") as f:
             for index, info in items:
                 if getattr(info, "transform_descriptors", None):
-                    raise CheckpointError(f"{f_path}: item {index.fqn} is stored with transforms "
-                                          f"{info.transform_descriptors}, which minitron does "
-                                          "not read")
+                    raise CheckpointError(
+                        f"{f_path}: item {index.fqn} is stored with transforms "
+                        f"{info.transform_descriptors}, which minitron does "
+                        "not read"
+                    )
                 check_torch_file(_Slice(f, info.offset, info.length), f"{f_path}[{index.fqn}]")
 
 
@@ -256,16 +294,17 @@ def dist_load(sharded_state_dict: dict, path: str | Path, foreign: bool = False,
     of no use here; :func:`read_common` reads what is) and only the requested items are
     checked, so optimizer and RNG entries of any kind are left alone."""
     from megatron.core import dist_checkpointing
-    from megatron.core.dist_checkpointing.mapping import ShardedBase
     from megatron.core.dist_checkpointing.dict_utils import nested_values
+    from megatron.core.dist_checkpointing.mapping import ShardedBase
 
     if not foreign:
         check_dist_checkpoint(path)
         return dist_checkpointing.load(sharded_state_dict, str(path), **kwargs)
     keys = {v.key for v in nested_values(sharded_state_dict) if isinstance(v, ShardedBase)}
     check_dist_checkpoint(path, keys=keys, common=False)
-    return dist_checkpointing.load(sharded_state_dict, str(path), common_strategy=_no_common(),
-                                   **kwargs)
+    return dist_checkpointing.load(
+        sharded_state_dict, str(path), common_strategy=_no_common(), **kwargs
+    )
 
 
 def _no_common():
@@ -287,4 +326,3 @@ def _no_common():
             pass
 
     return NoCommon()
-

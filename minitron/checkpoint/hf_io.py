@@ -13,14 +13,32 @@ from minitron.errors import CheckpointError
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "tokenizer.model", "vocab.json", "merges.txt", "generation_config.json",
-                   "chat_template.jinja", "chat_template.json", "added_tokens.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "generation_config.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "added_tokens.json",
+)
 
 
-_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16,
-           "BF16": torch.bfloat16, "I64": torch.int64, "I32": torch.int32, "I16": torch.int16,
-           "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
 
 def _header(path: Path) -> tuple[dict, int]:
@@ -55,9 +73,12 @@ class HFReader:
             files = [SINGLE]
         else:
             found = sorted(p.name for p in self.dir.glob("*.bin"))
-            hint = (" (found PyTorch .bin files: convert them to safetensors first, e.g. "
-                    "load with transformers and save_pretrained(safe_serialization=True))"
-                    if found else "")
+            hint = (
+                " (found PyTorch .bin files: convert them to safetensors first, e.g. "
+                "load with transformers and save_pretrained(safe_serialization=True))"
+                if found
+                else ""
+            )
             raise CheckpointError(f"{self.dir}: no {SINGLE} or {INDEX}{hint}")
         self.where: dict[str, tuple[Path, dict, int]] = {}
         for fname in files:
@@ -68,8 +89,10 @@ class HFReader:
             size = path.stat().st_size
             for name, info in table.items():
                 if start + info["data_offsets"][1] > size:
-                    raise CheckpointError(f"{path}: tensor {name!r} ends past the end of the file; "
-                                          "the file is truncated")
+                    raise CheckpointError(
+                        f"{path}: tensor {name!r} ends past the end of the file; "
+                        "the file is truncated"
+                    )
                 self.where[name] = (path, info, start)
 
     def names(self) -> list[str]:
@@ -77,8 +100,10 @@ class HFReader:
 
     def __call__(self, name: str) -> torch.Tensor:
         if name not in self.where:
-            raise CheckpointError(f"{self.dir}: tensor {name!r} not found; is this a Llama/Mistral "
-                                  "checkpoint with the sizes in its config.json?")
+            raise CheckpointError(
+                f"{self.dir}: tensor {name!r} not found; is this a Llama/Mistral "
+                "checkpoint with the sizes in its config.json?"
+            )
         path, info, start = self.where[name]
         if info["dtype"] not in _DTYPES:
             raise CheckpointError(f"{path}: {name!r} has unsupported dtype {info['dtype']}")
@@ -93,8 +118,9 @@ class HFReader:
         return torch.frombuffer(buf, dtype=_DTYPES[info["dtype"]]).reshape(info["shape"])
 
 
-def write_safetensors(tensors: Iterable[tuple[str, torch.Tensor]], out_dir: Path,
-                      max_shard_bytes: int = 5 * 2**30) -> list[str]:
+def write_safetensors(
+    tensors: Iterable[tuple[str, torch.Tensor]], out_dir: Path, max_shard_bytes: int = 5 * 2**30
+) -> list[str]:
     """Write ``model.safetensors`` (or numbered shards plus an index) into ``out_dir``."""
     from safetensors.torch import save_file
 
@@ -119,8 +145,9 @@ def write_safetensors(tensors: Iterable[tuple[str, torch.Tensor]], out_dir: Path
         for k, t in shard.items():
             weight_map[k] = fname
             total += t.numel() * t.element_size()
-    (out_dir / INDEX).write_text(json.dumps(
-        {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    (out_dir / INDEX).write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
+    )
     return files + [INDEX]
 
 
@@ -132,4 +159,3 @@ def copy_tokenizer(src: Path, dst: Path) -> list[str]:
             shutil.copy2(src / name, dst / name)
             copied.append(name)
     return copied
-

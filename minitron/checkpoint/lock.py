@@ -37,7 +37,7 @@ class DirLock:
         self.path = lock_path(self.out)
         self.fd: Optional[int] = None
 
-    def acquire(self) -> "DirLock":
+    def acquire(self) -> DirLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -46,9 +46,11 @@ class DirLock:
             except BlockingIOError:
                 holder = _read_holder(fd)
                 os.close(fd)
-                raise Locked(f"{self.out} is being written by another process ({holder}); wait "
-                             "for it to finish or stop it, or choose another output "
-                             "directory") from None
+                raise Locked(
+                    f"{self.out} is being written by another process ({holder}); wait "
+                    "for it to finish or stop it, or choose another output "
+                    "directory"
+                ) from None
             # the file may have been removed by a holder releasing it between our open and
             # lock: then this lock guards nothing, so try again on the new file
             try:
@@ -59,8 +61,12 @@ class DirLock:
                 break
             os.close(fd)
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "command": " ".join(sys.argv)}).encode())
+        os.write(
+            fd,
+            json.dumps(
+                {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv)}
+            ).encode(),
+        )
         self.fd = fd
         return self
 
@@ -74,7 +80,7 @@ class DirLock:
         os.close(self.fd)
         self.fd = None
 
-    def __enter__(self) -> "DirLock":
+    def __enter__(self) -> DirLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

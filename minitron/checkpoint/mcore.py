@@ -50,9 +50,18 @@ def _versions() -> dict:
     return out
 
 
-def save_checkpoint(model, out: str | Path, *, arch: ModelArch, hf_config: dict,
-                    tokenizer_src: Optional[Path], dtype: str, overwrite: bool = False,
-                    extra: Optional[dict[str, Any]] = None, check: bool = True) -> Path:
+def save_checkpoint(
+    model,
+    out: str | Path,
+    *,
+    arch: ModelArch,
+    hf_config: dict,
+    tokenizer_src: Optional[Path],
+    dtype: str,
+    overwrite: bool = False,
+    extra: Optional[dict[str, Any]] = None,
+    check: bool = True,
+) -> Path:
     """Save ``model`` (every rank calls this) to ``out`` atomically; returns ``out``.
     ``check=False`` skips the finiteness check, for a caller that has just made it."""
     from minitron.checkpoint.dist_save import dist_save
@@ -87,7 +96,7 @@ def save_checkpoint(model, out: str | Path, *, arch: ModelArch, hf_config: dict,
             "arch": arch.to_dict(),
             "dtype": dtype,
             "saved_layout": {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "spec": spec_kind()},
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "versions": _versions(),
             "extra": extra or {},
             "files": atomic.checksums(tmp),
@@ -117,8 +126,10 @@ def check_finite(model, out: str | Path) -> None:
     """Collective: refuse to save a model with a non-finite weight on any rank."""
     bad = collectives.first_error(non_finite(model.named_parameters()))
     if bad is not None:
-        raise CheckpointError(f"refusing to write {out}: {bad}; training diverged (lower the "
-                              "learning rate, or resume from an earlier checkpoint)")
+        raise CheckpointError(
+            f"refusing to write {out}: {bad}; training diverged (lower the "
+            "learning rate, or resume from an earlier checkpoint)"
+        )
 
 
 def read_manifest(path: str | Path) -> dict:
@@ -129,8 +140,9 @@ def read_manifest(path: str | Path) -> dict:
     if not mf.is_file():
         left = atomic.leftovers(p)
         hint = f" (an unfinished write was left at {left[-1]})" if left else ""
-        raise CheckpointError(f"{p}: no {MANIFEST}; not a minitron checkpoint, or its write did "
-                              f"not finish{hint}")
+        raise CheckpointError(
+            f"{p}: no {MANIFEST}; not a minitron checkpoint, or its write did not finish{hint}"
+        )
     try:
         m = json.loads(mf.read_text())
     except json.JSONDecodeError as e:
@@ -138,8 +150,10 @@ def read_manifest(path: str | Path) -> dict:
     if m.get("format") != FORMAT:
         raise CheckpointError(f"{mf}: format {m.get('format')!r} is not {FORMAT!r}")
     if m.get("version", 0) > VERSION:
-        raise CheckpointError(f"{mf}: version {m['version']} is newer than this minitron "
-                              f"reads ({VERSION}); upgrade minitron")
+        raise CheckpointError(
+            f"{mf}: version {m['version']} is newer than this minitron "
+            f"reads ({VERSION}); upgrade minitron"
+        )
     for key in ("arch", "files", "dtype"):
         if key not in m:
             raise CheckpointError(f"{mf}: missing {key!r}")
@@ -165,8 +179,9 @@ def load_weights(model, path: str | Path) -> None:
     from minitron.checkpoint.gate import dist_load
 
     try:
-        state, _, absent = dist_load(model.sharded_state_dict(), Path(path) / "weights",
-                                     strict=StrictHandling.RETURN_ALL)
+        state, _, absent = dist_load(
+            model.sharded_state_dict(), Path(path) / "weights", strict=StrictHandling.RETURN_ALL
+        )
     except CheckpointError:
         raise
     except (Exception, CheckpointException) as e:
@@ -175,16 +190,24 @@ def load_weights(model, path: str | Path) -> None:
         raise CheckpointError(f"{path}: the weights do not fit this model ({reason})") from None
     absent = sorted(k for k in absent if "_extra_state" not in k)
     if absent:
-        raise CheckpointError(f"{path}: the checkpoint lacks {len(absent)} tensors this model "
-                              f"needs, e.g. {absent[:3]}")
+        raise CheckpointError(
+            f"{path}: the checkpoint lacks {len(absent)} tensors this model "
+            f"needs, e.g. {absent[:3]}"
+        )
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if "_extra_state" not in k]
     if missing:
         raise CheckpointError(f"{path}: tensors not loaded: {missing[:3]}")
 
 
-def load_checkpoint(path: str | Path, *, dtype: Optional[str] = None, impl: str = "auto",
-                    verify: str = "full", execution=None):
+def load_checkpoint(
+    path: str | Path,
+    *,
+    dtype: Optional[str] = None,
+    impl: str = "auto",
+    verify: str = "full",
+    execution=None,
+):
     """Build this rank's model for the checkpoint's architecture and load it.
 
     Call after ``runtime.init(tp, pp)``; any TP/PP that divides the model works.
@@ -203,8 +226,13 @@ def load_checkpoint(path: str | Path, *, dtype: Optional[str] = None, impl: str 
     if err:
         raise CheckpointError(err)
     arch = ModelArch.from_dict(manifest["arch"])
-    model = build_model(arch, parse_dtype(dtype or manifest["dtype"]), impl, init_weights=False,
-                        execution=execution or Execution())
+    model = build_model(
+        arch,
+        parse_dtype(dtype or manifest["dtype"]),
+        impl,
+        init_weights=False,
+        execution=execution or Execution(),
+    )
     load_weights(model, path)
     return model, manifest
 

@@ -76,12 +76,15 @@ def _iteration_dir(root: Path) -> Path:
     elif text.isdigit():
         name = f"iter_{int(text):07d}"
     else:
-        raise CheckpointError(f"{root / TRACKER}: holds {text[:40]!r}, neither 'release' nor "
-                              "an iteration number")
+        raise CheckpointError(
+            f"{root / TRACKER}: holds {text[:40]!r}, neither 'release' nor an iteration number"
+        )
     d = root / name
     if not d.is_dir():
-        raise CheckpointError(f"{root / TRACKER} points to {name}/, which is not in {root}; "
-                              "the checkpoint is incomplete (pass an iteration directory)")
+        raise CheckpointError(
+            f"{root / TRACKER} points to {name}/, which is not in {root}; "
+            "the checkpoint is incomplete (pass an iteration directory)"
+        )
     return d
 
 
@@ -107,16 +110,22 @@ def _yaml(path: Path) -> dict:
 def _args(weights: Path, common: dict) -> dict:
     args = common.get("args")
     if args is None:
-        raise CheckpointError(f"{weights}/common.pt has no 'args' and there is no "
-                              f"{RUN_CONFIG}: the architecture is not recorded; minitron "
-                              "cannot tell what model this is")
+        raise CheckpointError(
+            f"{weights}/common.pt has no 'args' and there is no "
+            f"{RUN_CONFIG}: the architecture is not recorded; minitron "
+            "cannot tell what model this is"
+        )
     if isinstance(args, dict):
         return args
     if not hasattr(args, "__dict__") or isinstance(args, gate.Record):
-        raise CheckpointError(f"{weights}/common.pt: 'args' is a {type(args).__name__}, not "
-                              "an argparse namespace")
-    return {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool,
-                                                                    type(None), list))}
+        raise CheckpointError(
+            f"{weights}/common.pt: 'args' is a {type(args).__name__}, not an argparse namespace"
+        )
+    return {
+        k: v
+        for k, v in vars(args).items()
+        if isinstance(v, (int, float, str, bool, type(None), list))
+    }
 
 
 def _plain(md) -> dict:
@@ -137,19 +146,24 @@ def _megatron(root: Path, it: Path) -> Source:
             raise CheckpointError(f"{run_config}: no 'model' section (the model provider)")
         tok_cfg = doc.get("tokenizer") or {}
         tok = _tokenizer_dir(it / "tokenizer", tok_cfg.get("tokenizer_model"))
-        return Source("megatron-bridge", root, it, "", model, f"{run_config} model",
-                      tok, content)
+        return Source("megatron-bridge", root, it, "", model, f"{run_config} model", tok, content)
     args = _args(it, common)
-    tok = _tokenizer_dir(it / "tokenizer", args.get("tokenizer_model")
-                         if args.get("tokenizer_type") == "HuggingFaceTokenizer" else None)
+    tok = _tokenizer_dir(
+        it / "tokenizer",
+        args.get("tokenizer_model")
+        if args.get("tokenizer_type") == "HuggingFaceTokenizer"
+        else None,
+    )
     return Source("megatron-lm", root, it, "", args, f"{it}/common.pt args", tok, content)
 
 
 def _nemo2(root: Path) -> Source:
     model_yaml = root / "context" / "model.yaml"
     if not model_yaml.is_file():
-        raise CheckpointError(f"{root}: a NeMo 2 checkpoint without context/model.yaml; the "
-                              "architecture is not recorded")
+        raise CheckpointError(
+            f"{root}: a NeMo 2 checkpoint without context/model.yaml; the "
+            "architecture is not recorded"
+        )
     doc = _yaml(model_yaml)
     config = doc.get("config")
     if not isinstance(config, dict):
@@ -161,8 +175,9 @@ def _nemo2(root: Path) -> Source:
     if isinstance(named, str) and not Path(named).is_absolute():
         named = root / "context" / named if (root / "context" / named).exists() else named
     tok = _tokenizer_dir(root / "context" / "nemo_tokenizer", named)
-    return Source("nemo2", root, root / "weights", "module.", config, f"{model_yaml} config",
-                  tok, {})
+    return Source(
+        "nemo2", root, root / "weights", "module.", config, f"{model_yaml} config", tok, {}
+    )
 
 
 def open_source(path: str | Path) -> Source:
@@ -177,16 +192,19 @@ def open_source(path: str | Path) -> Source:
     if (p / "weights" / "metadata.json").is_file() and (p / "context").is_dir():
         return _nemo2(p)
     if (p / "mp_rank_00").is_dir() or any(p.glob("iter_*/mp_rank_00")):
-        raise CheckpointError(f"{p}: a legacy Megatron-LM checkpoint (mp_rank_*/"
-                              "model_optim_rng.pt, pickled); convert it to torch_dist with "
-                              "Megatron-LM (--ckpt-convert-format torch_dist) first")
-    raise CheckpointError(f"{p}: not a Megatron-LM/Megatron-Bridge checkpoint ({TRACKER}, or an "
-                          "iter_*/release directory with metadata.json) nor a NeMo 2 one "
-                          "(weights/ + context/)")
+        raise CheckpointError(
+            f"{p}: a legacy Megatron-LM checkpoint (mp_rank_*/"
+            "model_optim_rng.pt, pickled); convert it to torch_dist with "
+            "Megatron-LM (--ckpt-convert-format torch_dist) first"
+        )
+    raise CheckpointError(
+        f"{p}: not a Megatron-LM/Megatron-Bridge checkpoint ({TRACKER}, or an "
+        "iter_*/release directory with metadata.json) nor a NeMo 2 one "
+        "(weights/ + context/)"
+    )
 
 
-def source_arch(src: Source, vocab_size: Optional[int],
-                vocab_pad_multiple: Optional[int] = None):
+def source_arch(src: Source, vocab_size: Optional[int], vocab_pad_multiple: Optional[int] = None):
     """The :class:`ModelArch` a source describes (``vocab_size``: its tokenizer's size)."""
     from minitron.models import megatron_arch as M
     from minitron.models.arch import DEFAULT_VOCAB_PAD_MULTIPLE
@@ -200,14 +218,19 @@ def source_arch(src: Source, vocab_size: Optional[int],
         tie_field = "share_embeddings_and_output_weights"
     keys = set(stored_keys(src.weights))
     if f"{src.prefix}embedding.word_embeddings.weight" not in keys:
-        raise CheckpointError(f"{src.weights}: no {src.prefix}embedding.word_embeddings.weight; "
-                              f"not a GPT model's weights (stored: {sorted(keys)[:3]})")
+        raise CheckpointError(
+            f"{src.weights}: no {src.prefix}embedding.word_embeddings.weight; "
+            f"not a GPT model's weights (stored: {sorted(keys)[:3]})"
+        )
     has_output = f"{src.prefix}output_layer.weight" in keys
     if has_output == arch.tie_word_embeddings:
-        raise ConfigError(tie_field, f"{src.arch_from} says the output layer is "
-                          f"{'tied to' if arch.tie_word_embeddings else 'separate from'} the "
-                          f"embedding, but the weights {'hold' if has_output else 'lack'} "
-                          "output_layer.weight; the checkpoint is inconsistent")
+        raise ConfigError(
+            tie_field,
+            f"{src.arch_from} says the output layer is "
+            f"{'tied to' if arch.tie_word_embeddings else 'separate from'} the "
+            f"embedding, but the weights {'hold' if has_output else 'lack'} "
+            "output_layer.weight; the checkpoint is inconsistent",
+        )
     return arch
 
 
@@ -238,19 +261,24 @@ def load_weights(model, src: Source) -> None:
     try:
         # megatron-core's names: "unexpected" = requested but not stored; "missing" = stored
         # but not requested (optimizer, RNG: left alone)
-        state, _, missing = gate.dist_load(sharded, src.weights, foreign=True,
-                                           strict=StrictHandling.RETURN_ALL)
+        state, _, missing = gate.dist_load(
+            sharded, src.weights, foreign=True, strict=StrictHandling.RETURN_ALL
+        )
     except CheckpointError:
         raise
     except (Exception, CheckpointException) as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         reason = lines[-1][:400] if lines else type(e).__name__
-        raise CheckpointError(f"{src.weights}: the weights do not fit the model its "
-                              f"{src.arch_from} describes ({reason})") from None
+        raise CheckpointError(
+            f"{src.weights}: the weights do not fit the model its "
+            f"{src.arch_from} describes ({reason})"
+        ) from None
     missing = sorted(k for k in missing if "_extra_state" not in k)
     if missing:
-        raise CheckpointError(f"{src.weights}: lacks {len(missing)} tensors the model needs, "
-                              f"e.g. {missing[:3]} (keys stored: {stored_keys(src.weights)[:3]})")
+        raise CheckpointError(
+            f"{src.weights}: lacks {len(missing)} tensors the model needs, "
+            f"e.g. {missing[:3]} (keys stored: {stored_keys(src.weights)[:3]})"
+        )
     n = len(src.prefix)
     state = {k[n:] if k.startswith(src.prefix) else k: v for k, v in state.items()}
     result = model.load_state_dict(state, strict=False)
@@ -273,8 +301,13 @@ def tokenizer_tokens(tok_dir: Path) -> dict:
     return out
 
 
-def describe(src: Source, tokenizer: Optional[str] = None, dtype: str = "float32",
-             vocab_pad_multiple: Optional[int] = None, field: str = "tokenizer"):
+def describe(
+    src: Source,
+    tokenizer: Optional[str] = None,
+    dtype: str = "float32",
+    vocab_pad_multiple: Optional[int] = None,
+    field: str = "tokenizer",
+):
     """(arch, HF config, tokenizer dir) of a source; ``tokenizer`` overrides the one found
     with the checkpoint. Errors name ``field`` when no tokenizer can be found."""
     from minitron.models.megatron_arch import hf_config_from_arch
@@ -282,10 +315,13 @@ def describe(src: Source, tokenizer: Optional[str] = None, dtype: str = "float32
 
     tok_dir = resolve_tokenizer(tokenizer, field) if tokenizer else src.tokenizer
     if tok_dir is None:
-        raise ConfigError(field, f"{src.path} ({src.kind}) carries no Hugging Face tokenizer "
-                          f"(looked for tokenizer files with it and for the one its "
-                          f"{src.arch_from} names); pass tokenizer=DIR (an HF tokenizer "
-                          "directory or Hub id)")
+        raise ConfigError(
+            field,
+            f"{src.path} ({src.kind}) carries no Hugging Face tokenizer "
+            f"(looked for tokenizer files with it and for the one its "
+            f"{src.arch_from} names); pass tokenizer=DIR (an HF tokenizer "
+            "directory or Hub id)",
+        )
     tokens = dict(tokenizer_tokens(Path(tok_dir)))
     vocab = tokens.pop("vocab_size")
     arch = source_arch(src, vocab, vocab_pad_multiple)

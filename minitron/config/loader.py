@@ -65,7 +65,9 @@ def validate(cfg: Any, prefix: str = "") -> Any:
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
         if isinstance(v, str) and v == REQUIRED:
-            raise ConfigError(prefix + f.name, "is required; set it in the YAML file or as key=value")
+            raise ConfigError(
+                prefix + f.name, "is required; set it in the YAML file or as key=value"
+            )
         if dataclasses.is_dataclass(v):
             validate(v, f"{prefix}{f.name}.")
         elif isinstance(v, list):
@@ -89,8 +91,12 @@ def parse_overrides(args: Sequence[str]) -> list[str]:
     return list(args)
 
 
-def load(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
-         values: dict | None = None) -> T:
+def load(
+    schema: type[T],
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    values: dict | None = None,
+) -> T:
     """Build ``schema`` from defaults <- YAML file <- ``values`` <- ``key=value`` overrides."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException

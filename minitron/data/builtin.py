@@ -70,8 +70,11 @@ _READERS = {"wiki": _wiki, "news": _news, "shakespeare": _shakespeare}
 
 def builtin_documents(name: str) -> Iterator[str]:
     if name not in _READERS:
-        raise ConfigError("inputs", f"builtin:{name} is not a built-in corpus; valid: "
-                          + ", ".join(f"builtin:{c}" for c in CORPORA))
+        raise ConfigError(
+            "inputs",
+            f"builtin:{name} is not a built-in corpus; valid: "
+            + ", ".join(f"builtin:{c}" for c in CORPORA),
+        )
     return _READERS[name]()
 
 

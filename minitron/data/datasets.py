@@ -36,8 +36,10 @@ def resolve_prefixes(cfg: DataConfig) -> list[tuple[str, dict]]:
         if path.is_dir():
             index = path / INDEX_FILE
             if not index.is_file():
-                raise ConfigError(f"data.paths[{i}]", f"{path} has no {INDEX_FILE}; prepare it with "
-                                  "`minitron data prepare`")
+                raise ConfigError(
+                    f"data.paths[{i}]",
+                    f"{path} has no {INDEX_FILE}; prepare it with `minitron data prepare`",
+                )
             names = [d["prefix"] for d in json.loads(index.read_text())["datasets"]]
             prefixes = [str(path / n) for n in names]
         else:
@@ -45,8 +47,11 @@ def resolve_prefixes(cfg: DataConfig) -> list[tuple[str, dict]]:
         for prefix in prefixes:
             for ext in (".bin", ".idx"):
                 if not Path(prefix + ext).is_file():
-                    raise ConfigError(f"data.paths[{i}]", f"{prefix}{ext} does not exist; give a "
-                                      "prepared directory or a dataset prefix without .bin/.idx")
+                    raise ConfigError(
+                        f"data.paths[{i}]",
+                        f"{prefix}{ext} does not exist; give a "
+                        "prepared directory or a dataset prefix without .bin/.idx",
+                    )
             side = Path(prefix + ".json")
             info = json.loads(side.read_text()) if side.is_file() else {}
             out.append((prefix, info))
@@ -65,21 +70,29 @@ def dataset_tokens(prefix: str, info: dict) -> int:
 
 def build(cfg: DataConfig, sizes: dict[str, int], vocab_size: int):
     """{split: dataset} for the splits in ``sizes`` (samples wanted per split)."""
-    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+    from megatron.core.datasets.blended_megatron_dataset_builder import (
+        BlendedMegatronDatasetBuilder,
+    )
     from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 
     found = resolve_prefixes(cfg)
     eods = {info.get("key", {}).get("eod") for _, info in found} - {None}
     if len(eods) > 1:
-        raise ConfigError("data.paths", f"datasets were prepared with different EOD tokens {eods}; "
-                          "prepare them with the same tokenizer")
+        raise ConfigError(
+            "data.paths",
+            f"datasets were prepared with different EOD tokens {eods}; "
+            "prepare them with the same tokenizer",
+        )
     eod = eods.pop() if eods else 0
     prefixes = [p for p, _ in found]
     if cfg.weights is not None:
         weights = [float(w) for w in cfg.weights]
         if len(weights) != len(prefixes):
-            raise ConfigError("data.weights", f"{len(weights)} weights for {len(prefixes)} datasets "
-                              f"({', '.join(Path(p).name for p in prefixes)})")
+            raise ConfigError(
+                "data.weights",
+                f"{len(weights)} weights for {len(prefixes)} datasets "
+                f"({', '.join(Path(p).name for p in prefixes)})",
+            )
     else:
         weights = [float(dataset_tokens(p, info)) for p, info in found]
     cache = cfg.cache_dir or str(Path(prefixes[0]).parent / "cache")
@@ -103,8 +116,10 @@ def build(cfg: DataConfig, sizes: dict[str, int], vocab_size: int):
         if split not in sizes:
             continue
         if ds is None or len(ds) == 0:
-            raise ConfigError("data.split", f"the {split} split of {cfg.split!r} is empty; give "
-                              f"it a share of the documents")
+            raise ConfigError(
+                "data.split",
+                f"the {split} split of {cfg.split!r} is empty; give it a share of the documents",
+            )
         result[split] = ds
     return result
 
@@ -129,7 +144,7 @@ def calibration_samples(cfg: DataConfig, n: int, vocab_size: int) -> torch.Tenso
 def microbatches(batch: dict[str, torch.Tensor], size: int) -> list[dict[str, torch.Tensor]]:
     """Split stacked samples into micro-batches of ``size`` (the last may be smaller)."""
     n = next(iter(batch.values())).shape[0]
-    return [{k: v[i:i + size] for k, v in batch.items()} for i in range(0, n, size)]
+    return [{k: v[i : i + size] for k, v in batch.items()} for i in range(0, n, size)]
 
 
 def group_equal(batches: Sequence[dict]) -> list[list[dict]]:

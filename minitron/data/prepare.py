@@ -32,8 +32,13 @@ from minitron.checkpoint import atomic
 from minitron.config.schema import PrepareConfig
 from minitron.data import builtin
 from minitron.data.readers import read_documents
-from minitron.data.tokenizer import (encode_batch, fingerprint, load_tokenizer, token_id,
-                                     tokenizer_dir)
+from minitron.data.tokenizer import (
+    encode_batch,
+    fingerprint,
+    load_tokenizer,
+    token_id,
+    tokenizer_dir,
+)
 from minitron.errors import DataError, MinitronError
 from minitron.parallel.collectives import broadcast_object, first_error
 
@@ -70,8 +75,9 @@ def _check_inputs(cfg: PrepareConfig, specs: list[str]) -> dict[str, Callable[[]
 AUTO_BYTES_PER_WORKER = 8 << 20  # workers=0 starts a pool only for inputs worth its start-up
 
 
-def resolve_workers(workers: int, ranks_per_node: int = 1,
-                    input_bytes: Optional[int] = None) -> int:
+def resolve_workers(
+    workers: int, ranks_per_node: int = 1, input_bytes: Optional[int] = None
+) -> int:
     """``workers``, or for 0 the cores this process may run on shared among the node's ranks,
     and no more than one per 8 MB of input files (a worker's start-up, loading the
     tokenizer, costs about a second: small inputs tokenize faster in this process)."""
@@ -90,8 +96,11 @@ def _encode(tok, docs: list[str], eod: int, bos: Optional[int], dtype):
     kept = [ids for ids in encode_batch(tok, docs) if ids]
     pre = [bos] if bos is not None else []
     lengths = [len(pre) + len(ids) + 1 for ids in kept]
-    flat = np.fromiter(itertools.chain.from_iterable(pre + ids + [eod] for ids in kept),
-                       dtype=dtype, count=sum(lengths))
+    flat = np.fromiter(
+        itertools.chain.from_iterable(pre + ids + [eod] for ids in kept),
+        dtype=dtype,
+        count=sum(lengths),
+    )
     return flat, lengths, len(docs) - len(kept)
 
 
@@ -100,7 +109,9 @@ _WORKER_TOKENIZER = None
 
 def _init_worker(tokenizer: str) -> None:
     global _WORKER_TOKENIZER
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per worker: the pool is the parallelism
+    os.environ["TOKENIZERS_PARALLELISM"] = (
+        "false"  # one core per worker: the pool is the parallelism
+    )
     _WORKER_TOKENIZER = load_tokenizer(tokenizer)
 
 
@@ -148,8 +159,15 @@ def _chunks(docs: Iterator[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def _write_dataset(prefix: Path, docs: Iterator[str], encoder: _Encoder, dtype, eod: int,
-                   bos: int | None, batch: int) -> dict:
+def _write_dataset(
+    prefix: Path,
+    docs: Iterator[str],
+    encoder: _Encoder,
+    dtype,
+    eod: int,
+    bos: int | None,
+    batch: int,
+) -> dict:
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
     tag = f"tmp.{os.getpid()}"
@@ -160,7 +178,7 @@ def _write_dataset(prefix: Path, docs: Iterator[str], encoder: _Encoder, dtype, 
     for flat, lengths, empty in encoder.map(_chunks(docs, batch), eod, bos, dtype):
         start = 0
         for n in lengths:
-            builder.add_document(flat[start:start + n], [n])
+            builder.add_document(flat[start : start + n], [n])
             start += n
         n_docs += len(lengths)
         n_tokens += start
@@ -173,8 +191,13 @@ def _write_dataset(prefix: Path, docs: Iterator[str], encoder: _Encoder, dtype, 
         raise DataError(f"{prefix.name}: every document tokenized to nothing")
     os.replace(tmp_bin, f"{prefix}.bin")
     os.replace(tmp_idx, f"{prefix}.idx")
-    return {"documents": n_docs, "tokens": n_tokens, "empty_documents_skipped": n_empty,
-            "seconds": round(seconds, 3), "tokens_per_second": round(n_tokens / max(seconds, 1e-9))}
+    return {
+        "documents": n_docs,
+        "tokens": n_tokens,
+        "empty_documents_skipped": n_empty,
+        "seconds": round(seconds, 3),
+        "tokens_per_second": round(n_tokens / max(seconds, 1e-9)),
+    }
 
 
 def _agree(world: int, fn, *args):
@@ -194,8 +217,13 @@ def _agree(world: int, fn, *args):
     return result
 
 
-def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print, rank: int = 0,
-            world: int = 1, ranks_per_node: int = 1) -> dict:
+def prepare(
+    cfg: PrepareConfig,
+    log: Callable[[str], None] = print,
+    rank: int = 0,
+    world: int = 1,
+    ranks_per_node: int = 1,
+) -> dict:
     """Run ``minitron data prepare``; returns the contents of datasets.json.
 
     With ``world`` > 1 (an initialised process group), this rank prepares inputs
@@ -214,9 +242,19 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print, rank: int = 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     kept = _kept_datasets(out, fp, set(names))
-    keys = {name: {"source": spec, "content": _content(spec), "tokenizer": fp, "eod": eod,
-                   "bos": bos, "jsonl_key": cfg.jsonl_key, "text_unit": cfg.text_unit}
-            for i, (spec, name) in enumerate(zip(cfg.inputs, names)) if i in mine}
+    keys = {
+        name: {
+            "source": spec,
+            "content": _content(spec),
+            "tokenizer": fp,
+            "eod": eod,
+            "bos": bos,
+            "jsonl_key": cfg.jsonl_key,
+            "text_unit": cfg.text_unit,
+        }
+        for i, (spec, name) in enumerate(zip(cfg.inputs, names))
+        if i in mine
+    }
     todo = [name for name in sources if not _done(out / name, keys[name], cfg.overwrite, log)]
     _agree(world, _write_all, cfg, out, todo, sources, keys, tok, eod, bos, log, ranks_per_node)
     index = None
@@ -225,8 +263,13 @@ def prepare(cfg: PrepareConfig, log: Callable[[str], None] = print, rank: int = 
         for name in names:
             side = json.loads((out / f"{name}.json").read_text())
             entries.append({"name": name, "prefix": name, **side["key"], **side["stats"]})
-        index = {"tokenizer": cfg.tokenizer, "tokenizer_fingerprint": fp, "vocab_size": len(tok),
-                 "eod": eod, "datasets": entries + kept}
+        index = {
+            "tokenizer": cfg.tokenizer,
+            "tokenizer_fingerprint": fp,
+            "vocab_size": len(tok),
+            "eod": eod,
+            "datasets": entries + kept,
+        }
         atomic.write_text(out / INDEX_FILE, json.dumps(index, indent=2))
     return broadcast_object(index) if world > 1 else index
 
@@ -235,36 +278,60 @@ def _done(prefix: Path, key: dict, overwrite: bool, log) -> bool:
     """Whether ``prefix`` was already prepared from this very content and tokenizer."""
     side = Path(f"{prefix}.json")
     done = json.loads(side.read_text()) if side.is_file() else None
-    if (done and not overwrite and done.get("key") == key
-            and Path(f"{prefix}.bin").is_file() and Path(f"{prefix}.idx").is_file()):
-        log(f"[prepare] {prefix.name}: already prepared ({done['stats']['tokens']:,} tokens), "
-            "skipped")
+    if (
+        done
+        and not overwrite
+        and done.get("key") == key
+        and Path(f"{prefix}.bin").is_file()
+        and Path(f"{prefix}.idx").is_file()
+    ):
+        log(
+            f"[prepare] {prefix.name}: already prepared ({done['stats']['tokens']:,} tokens), "
+            "skipped"
+        )
         return True
     return False
 
 
-def _write_all(cfg: PrepareConfig, out: Path, todo: list[str], sources: dict, keys: dict, tok,
-               eod: int, bos: Optional[int], log, ranks_per_node: int) -> None:
+def _write_all(
+    cfg: PrepareConfig,
+    out: Path,
+    todo: list[str],
+    sources: dict,
+    keys: dict,
+    tok,
+    eod: int,
+    bos: Optional[int],
+    log,
+    ranks_per_node: int,
+) -> None:
     """Tokenize the datasets in ``todo``, each with its sidecar, through one encoder."""
     from megatron.core.datasets.indexed_dataset import DType
 
     if not todo:
         return
     dtype = DType.optimal_dtype(len(tok))
-    size = sum(Path(spec).stat().st_size for spec in cfg.inputs
-               if not builtin.is_builtin(spec) and builtin.dataset_name(spec) in todo)
+    size = sum(
+        Path(spec).stat().st_size
+        for spec in cfg.inputs
+        if not builtin.is_builtin(spec) and builtin.dataset_name(spec) in todo
+    )
     workers = resolve_workers(cfg.workers, ranks_per_node, size)
     encoder = _Encoder(tok, str(tokenizer_dir(cfg.tokenizer)), workers)
     ok = False
     try:
         for name in todo:
-            stats = _write_dataset(out / name, sources[name](), encoder, dtype, eod, bos,
-                                   cfg.batch_docs)
-            atomic.write_text(out / f"{name}.json",
-                              json.dumps({"key": keys[name], "stats": stats}, indent=2))
-            log(f"[prepare] {name}: {stats['documents']:,} documents, {stats['tokens']:,} "
+            stats = _write_dataset(
+                out / name, sources[name](), encoder, dtype, eod, bos, cfg.batch_docs
+            )
+            atomic.write_text(
+                out / f"{name}.json", json.dumps({"key": keys[name], "stats": stats}, indent=2)
+            )
+            log(
+                f"[prepare] {name}: {stats['documents']:,} documents, {stats['tokens']:,} "
                 f"tokens, {stats['tokens_per_second']:,} tokens/s ({workers} worker"
-                f"{'s' if workers > 1 else ''})")
+                f"{'s' if workers > 1 else ''})"
+            )
         ok = True
     finally:
         encoder.close(ok)
@@ -289,12 +356,18 @@ def _kept_datasets(out: Path, fp: str, names: set[str]) -> list[dict]:
     try:
         old = json.loads(index.read_text())
     except ValueError:
-        raise DataError(f"{index} is corrupted; remove it (the datasets are then prepared "
-                        "again)") from None
-    kept = [e for e in old.get("datasets", []) if e.get("name") not in names
-            and Path(out / f"{e.get('prefix')}.bin").is_file()]
+        raise DataError(
+            f"{index} is corrupted; remove it (the datasets are then prepared again)"
+        ) from None
+    kept = [
+        e
+        for e in old.get("datasets", [])
+        if e.get("name") not in names and Path(out / f"{e.get('prefix')}.bin").is_file()
+    ]
     if kept and old.get("tokenizer_fingerprint") != fp:
-        raise DataError(f"{out} already holds {', '.join(e['name'] for e in kept)} tokenized "
-                        f"with another tokenizer ({old.get('tokenizer')}); prepare into another "
-                        "--out (a directory holds one tokenizer's datasets)")
+        raise DataError(
+            f"{out} already holds {', '.join(e['name'] for e in kept)} tokenized "
+            f"with another tokenizer ({old.get('tokenizer')}); prepare into another "
+            "--out (a directory holds one tokenizer's datasets)"
+        )
     return kept

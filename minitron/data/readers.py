@@ -26,15 +26,18 @@ def _decode_lines(path: Path) -> list[str]:
     nul = raw.find(b"\x00")
     if nul >= 0:
         line = raw.count(b"\n", 0, nul) + 1
-        raise DataError(f"{path}:{line}: binary data (a NUL byte); inputs must be UTF-8 text "
-                        "or jsonl")
+        raise DataError(
+            f"{path}:{line}: binary data (a NUL byte); inputs must be UTF-8 text or jsonl"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise DataError(f"{path}:{line}: byte {raw[e.start]:#04x} at column {col} is not UTF-8; "
-                        "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+        raise DataError(
+            f"{path}:{line}: byte {raw[e.start]:#04x} at column {col} is not UTF-8; "
+            "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
     return text.splitlines()
 
 
@@ -63,8 +66,10 @@ def read_jsonl_rows(path: str | Path) -> list[tuple[str, dict]]:
 def read_jsonl(path: Path, key: str = "text") -> Iterator[str]:
     for where, obj in json_rows(_decode_lines(path), str(path)):
         if key not in obj:
-            raise DataError(f"{where}: no {key!r} field (fields: {', '.join(obj) or 'none'}); "
-                            "set jsonl_key to the field that holds the text")
+            raise DataError(
+                f"{where}: no {key!r} field (fields: {', '.join(obj) or 'none'}); "
+                "set jsonl_key to the field that holds the text"
+            )
         value = obj[key]
         if not isinstance(value, str):
             raise DataError(f"{where}: field {key!r} is {type(value).__name__}, not a string")
@@ -87,7 +92,9 @@ def read_text(path: Path, unit: str = "file") -> Iterator[str]:
                 para = []
 
 
-def read_documents(path: str | Path, jsonl_key: str = "text", text_unit: str = "file") -> Iterator[str]:
+def read_documents(
+    path: str | Path, jsonl_key: str = "text", text_unit: str = "file"
+) -> Iterator[str]:
     """Documents of one input file; the file's format follows its suffix."""
     p = Path(path)
     if not p.is_file():

@@ -31,7 +31,9 @@ def load_tokenizer(spec: str):
     try:
         return AutoTokenizer.from_pretrained(str(d))
     except Exception as e:
-        raise ConfigError("tokenizer", f"no usable tokenizer in {d} ({type(e).__name__}: {e})") from None
+        raise ConfigError(
+            "tokenizer", f"no usable tokenizer in {d} ({type(e).__name__}: {e})"
+        ) from None
 
 
 def token_id(tok, token: str, field: str = "eod_token") -> int:
@@ -65,5 +67,8 @@ class DatasetTokenizer:
         self.eod = eod
         self.pad = -1  # no real token: GPTDataset then pads with its own sentinel
         # part of the description megatron-core hashes to name its cached sample indices
-        self.unique_identifiers = {"class": "minitron.DatasetTokenizer", "vocab_size": vocab_size,
-                                   "eod": eod}
+        self.unique_identifiers = {
+            "class": "minitron.DatasetTokenizer",
+            "vocab_size": vocab_size,
+            "eod": eod,
+        }

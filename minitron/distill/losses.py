@@ -38,8 +38,12 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def log_softmax(x: torch.Tensor, reduce_max: Reduce = _identity, reduce_sum: Reduce = _identity,
-                out: Optional[torch.Tensor] = None) -> torch.Tensor:
+def log_softmax(
+    x: torch.Tensor,
+    reduce_max: Reduce = _identity,
+    reduce_sum: Reduce = _identity,
+    out: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """``log softmax`` over the (possibly split) last dimension; -inf entries stay -inf.
     Into ``out`` when given, else a new tensor (``x`` is not modified)."""
     if reduce_max is _identity and reduce_sum is _identity:
@@ -50,8 +54,14 @@ def log_softmax(x: torch.Tensor, reduce_max: Reduce = _identity, reduce_sum: Red
     return shifted.sub_(z.log())
 
 
-def _topk_target(t: torch.Tensor, k: int, reduce_max: Reduce, reduce_sum: Reduce,
-                 gather_topk: Optional[Reduce], sum_lower_ranks: Optional[Reduce]) -> torch.Tensor:
+def _topk_target(
+    t: torch.Tensor,
+    k: int,
+    reduce_max: Reduce,
+    reduce_sum: Reduce,
+    gather_topk: Optional[Reduce],
+    sum_lower_ranks: Optional[Reduce],
+) -> torch.Tensor:
     """log q ``[n, v/tp]`` for the teacher's k largest logits renormalised (-inf elsewhere).
 
     Exactly ``k`` per token, whatever the TP split: every logit above the k-th largest
@@ -97,12 +107,20 @@ def _has_neg_inf(x: torch.Tensor) -> bool:
 
 
 @torch.no_grad()
-def divergence_and_grad(s: torch.Tensor, t: torch.Tensor, kind: str, T: float, beta: float,
-                        topk: int, reduce_max: Reduce = _identity, reduce_sum: Reduce = _identity,
-                        gather_topk=None, sum_lower_ranks=None,
-                        out: Optional[torch.Tensor] = None,
-                        workspace: Optional["Workspace"] = None,
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+def divergence_and_grad(
+    s: torch.Tensor,
+    t: torch.Tensor,
+    kind: str,
+    T: float,
+    beta: float,
+    topk: int,
+    reduce_max: Reduce = _identity,
+    reduce_sum: Reduce = _identity,
+    gather_topk=None,
+    sum_lower_ranks=None,
+    out: Optional[torch.Tensor] = None,
+    workspace: Optional[Workspace] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token divergence ``[n]`` and its gradient d/ds ``[n, v]`` (fp32, or fp64 for fp64
     inputs; neither scaled by ``T^2``). Pure; the work is in place on the tensors it makes
     (for forward KL two ``[n, v]`` buffers besides the gradient, which is written into
@@ -110,11 +128,16 @@ def divergence_and_grad(s: torch.Tensor, t: torch.Tensor, kind: str, T: float, b
     work = torch.promote_types(s.dtype, torch.float32)
     log_p = log_softmax(_scaled(s, work, T), reduce_max, reduce_sum, out=out)
     if kind == "topk_kl":
-        log_q = _topk_target(_scaled(t, work, T), topk, reduce_max, reduce_sum, gather_topk,
-                             sum_lower_ranks)
+        log_q = _topk_target(
+            _scaled(t, work, T), topk, reduce_max, reduce_sum, gather_topk, sum_lower_ranks
+        )
     else:
-        log_q = log_softmax(_scaled(t, work, T), reduce_max, reduce_sum,
-                            out=workspace and workspace.get("log_q", t.shape, work, t.device))
+        log_q = log_softmax(
+            _scaled(t, work, T),
+            reduce_max,
+            reduce_sum,
+            out=workspace and workspace.get("log_q", t.shape, work, t.device),
+        )
     q = torch.exp(log_q, out=workspace and workspace.get("q", t.shape, work, t.device))
     if kind in ("forward_kl", "topk_kl"):
         # sum q (log q - log p), with 0 log 0 = 0: where -inf can occur (top-k, padding) it is
@@ -152,7 +175,7 @@ class Workspace:
         self._bufs: dict[str, torch.Tensor] = {}
         self._tag = ""
 
-    def own(self, tag: str) -> "Workspace":
+    def own(self, tag: str) -> Workspace:
         """A view whose ``grad`` buffer is its own (a student's gradient lives until the step's
         backward, beside the other students'); every other buffer is scratch of one loss
         call and stays shared."""
@@ -165,8 +188,13 @@ class Workspace:
             name = f"grad:{self._tag}"
         rows, rest = shape[0], tuple(shape[1:])
         b = self._bufs.get(name)
-        if (b is None or b.shape[0] < rows or tuple(b.shape[1:]) != rest or b.dtype != dtype
-                or b.device != torch.device(device)):
+        if (
+            b is None
+            or b.shape[0] < rows
+            or tuple(b.shape[1:]) != rest
+            or b.dtype != dtype
+            or b.device != torch.device(device)
+        ):
             b = self._bufs[name] = torch.empty(shape, dtype=dtype, device=device)
         return b[:rows]
 
@@ -178,8 +206,23 @@ class _ChunkedDivergence(torch.autograd.Function):
     outlives its chunk. Backward runs once (a second one fails autograd's version check)."""
 
     @staticmethod
-    def forward(ctx, s, t, mask, chunk, kind, T, beta, topk, reduce_max, reduce_sum,
-                gather_topk, sum_lower_ranks, workspace, mean):
+    def forward(
+        ctx,
+        s,
+        t,
+        mask,
+        chunk,
+        kind,
+        T,
+        beta,
+        topk,
+        reduce_max,
+        reduce_sum,
+        gather_topk,
+        sum_lower_ranks,
+        workspace,
+        mean,
+    ):
         work = torch.promote_types(s.dtype, torch.float32)
         mask = mask.to(work)
         denom = mask.sum().clamp(min=1) if mean else 1.0
@@ -188,21 +231,34 @@ class _ChunkedDivergence(torch.autograd.Function):
         n = s.shape[0]
         # the gradient buffer lives until backward; a workspace keeps it between steps, so no
         # step pays the first-touch page faults of a fresh [n, v] buffer again
-        grad = (workspace.get("grad", s.shape, s.dtype, s.device) if workspace is not None
-                else torch.empty_like(s))
+        grad = (
+            workspace.get("grad", s.shape, s.dtype, s.device)
+            if workspace is not None
+            else torch.empty_like(s)
+        )
         direct = s.dtype == work and kind in ("forward_kl", "topk_kl")  # log p, then d/ds, in place
         total = s.new_zeros((), dtype=work)
         for i in range(0, n, chunk):
-            d, g = divergence_and_grad(s[i:i + chunk], t[i:i + chunk], kind, T, beta, topk,
-                                       reduce_max, reduce_sum, gather_topk, sum_lower_ranks,
-                                       out=grad[i:i + chunk] if direct else None,
-                                       workspace=workspace)
-            w = weights[i:i + chunk]
+            d, g = divergence_and_grad(
+                s[i : i + chunk],
+                t[i : i + chunk],
+                kind,
+                T,
+                beta,
+                topk,
+                reduce_max,
+                reduce_sum,
+                gather_topk,
+                sum_lower_ranks,
+                out=grad[i : i + chunk] if direct else None,
+                workspace=workspace,
+            )
+            w = weights[i : i + chunk]
             total += (d * w).sum()
             if not uniform:
                 g.mul_(w.unsqueeze(-1))
             if not direct:
-                grad[i:i + chunk] = g
+                grad[i : i + chunk] = g
         ctx.save_for_backward(grad)
         ctx.scale = float(weights[0]) if uniform else 1.0
         return total
@@ -213,18 +269,36 @@ class _ChunkedDivergence(torch.autograd.Function):
         return grad.mul_(grad_loss.to(grad.dtype) * ctx.scale), *([None] * 13)
 
 
-def token_divergence(s: torch.Tensor, t: torch.Tensor, kind: str = "forward_kl",
-                     temperature: float = 1.0, beta: float = 0.5, topk: int = 0,
-                     reduce_max: Reduce = _identity, reduce_sum: Reduce = _identity,
-                     gather_topk=None, sum_lower_ranks=None) -> torch.Tensor:
+def token_divergence(
+    s: torch.Tensor,
+    t: torch.Tensor,
+    kind: str = "forward_kl",
+    temperature: float = 1.0,
+    beta: float = 0.5,
+    topk: int = 0,
+    reduce_max: Reduce = _identity,
+    reduce_sum: Reduce = _identity,
+    gather_topk=None,
+    sum_lower_ranks=None,
+) -> torch.Tensor:
     """Per-token divergence ``[n]`` (times ``T^2``, no gradient) between student ``s`` and
     teacher ``t`` logits ``[n, v]`` (or this rank's ``[n, v/tp]`` with all-reduce reducers).
     Padding columns (at the end of the vocabulary) must already be -inf in both
     (``parallel.vocab.mask_padded_vocab``)."""
     _check(kind, topk)
-    d, _ = divergence_and_grad(s.detach(), t.detach(), kind, float(temperature), float(beta),
-                               int(topk), reduce_max, reduce_sum, gather_topk, sum_lower_ranks)
-    return d * temperature ** 2
+    d, _ = divergence_and_grad(
+        s.detach(),
+        t.detach(),
+        kind,
+        float(temperature),
+        float(beta),
+        int(topk),
+        reduce_max,
+        reduce_sum,
+        gather_topk,
+        sum_lower_ranks,
+    )
+    return d * temperature**2
 
 
 def _check(kind: str, topk: int) -> None:
@@ -234,11 +308,22 @@ def _check(kind: str, topk: int) -> None:
         raise ValueError("topk_kl needs topk >= 1")
 
 
-def distill_loss(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, kind: str = "forward_kl",
-                 temperature: float = 1.0, beta: float = 0.5, topk: int = 0,
-                 chunk_size: int = 4096, reduce_max: Reduce = _identity,
-                 reduce_sum: Reduce = _identity, gather_topk=None, sum_lower_ranks=None,
-                 workspace: Optional[Workspace] = None, reduction: str = "mean") -> torch.Tensor:
+def distill_loss(
+    s: torch.Tensor,
+    t: torch.Tensor,
+    mask: torch.Tensor,
+    kind: str = "forward_kl",
+    temperature: float = 1.0,
+    beta: float = 0.5,
+    topk: int = 0,
+    chunk_size: int = 4096,
+    reduce_max: Reduce = _identity,
+    reduce_sum: Reduce = _identity,
+    gather_topk=None,
+    sum_lower_ranks=None,
+    workspace: Optional[Workspace] = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """Mean (``reduction="sum"``: sum) divergence (times ``T^2``) over unmasked tokens of
     logits ``[..., v]``, ``chunk_size`` tokens at a time; differentiable in ``s`` (backward
     once). Training uses the sum: the step divides by its global token count."""
@@ -246,7 +331,19 @@ def distill_loss(s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, kind: str
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction {reduction!r}: valid are mean, sum")
     s2, t2 = s.reshape(-1, s.shape[-1]), t.detach().reshape(-1, t.shape[-1])
-    return _ChunkedDivergence.apply(s2, t2, mask.reshape(-1).to(s.device), int(chunk_size), kind,
-                                    float(temperature), float(beta), int(topk), reduce_max,
-                                    reduce_sum, gather_topk, sum_lower_ranks, workspace,
-                                    reduction == "mean")
+    return _ChunkedDivergence.apply(
+        s2,
+        t2,
+        mask.reshape(-1).to(s.device),
+        int(chunk_size),
+        kind,
+        float(temperature),
+        float(beta),
+        int(topk),
+        reduce_max,
+        reduce_sum,
+        gather_topk,
+        sum_lower_ranks,
+        workspace,
+        reduction == "mean",
+    )

@@ -44,14 +44,29 @@ def _bar(enabled: bool, total: int, desc: str):
 
 
 class Evaluator:
-    def __init__(self, model, arch, tokenizer, *, batch_size: int = 32,
-                 micro_batch_size: int = 4, max_length: int = 2048, progress: bool = False):
+    def __init__(
+        self,
+        model,
+        arch,
+        tokenizer,
+        *,
+        batch_size: int = 32,
+        micro_batch_size: int = 4,
+        max_length: int = 2048,
+        progress: bool = False,
+    ):
         from minitron.parallel import runtime
 
         self.model, self.arch, self.tok = model, arch, tokenizer
-        self.batch_size, self.micro_batch_size, self.max_length = batch_size, micro_batch_size, max_length
+        self.batch_size, self.micro_batch_size, self.max_length = (
+            batch_size,
+            micro_batch_size,
+            max_length,
+        )
         self.progress = progress and runtime.layout().is_main
-        sep = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.bos_token_id
+        sep = (
+            tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.bos_token_id
+        )
         self.empty_context_id = int(sep or 0)
         self._loss_samples: dict = {}
 
@@ -67,15 +82,23 @@ class Evaluator:
 
     def multiple_choice(self, task: PreparedTask) -> dict:
         with _bar(self.progress, len(task.requests), task.config.name) as bar:
-            return evaluate_requests(self.model, self.arch.vocab_size, task.items, task.requests,
-                                     task.owners, batch_size=self.batch_size,
-                                     max_length=self.max_length, progress=bar)
+            return evaluate_requests(
+                self.model,
+                self.arch.vocab_size,
+                task.items,
+                task.requests,
+                task.owners,
+                batch_size=self.batch_size,
+                max_length=self.max_length,
+                progress=bar,
+            )
 
     def loss(self, task: LossTaskConfig) -> dict:
         key = (task.name, task.split, task.num_samples)
         if key not in self._loss_samples:
-            self._loss_samples[key] = samples(task.data, task.split, task.num_samples,
-                                              self.arch.vocab_size)
+            self._loss_samples[key] = samples(
+                task.data, task.split, task.num_samples, self.arch.vocab_size
+            )
         batch = self._loss_samples[key]
         with _bar(self.progress, task.num_samples, task.name) as bar:
             return lm_loss(self.model, batch, self.arch.vocab_size, self.micro_batch_size, bar)
@@ -84,27 +107,56 @@ class Evaluator:
 def require_finite(loss: float, what: str) -> None:
     """A NaN or inf loss is an error (the weights or the data are broken), not a result."""
     if not math.isfinite(loss):
-        raise MinitronError(f"the loss of {what} is not finite ({loss}); the model holds NaN/inf "
-                            "weights or overflows in this dtype (try dtype=float32)")
+        raise MinitronError(
+            f"the loss of {what} is not finite ({loss}); the model holds NaN/inf "
+            "weights or overflows in this dtype (try dtype=float32)"
+        )
 
 
-def records(name: str, kind: str, result: dict, common: dict,
-            task: Optional[MCTaskConfig] = None) -> list[dict]:
+def records(
+    name: str, kind: str, result: dict, common: dict, task: Optional[MCTaskConfig] = None
+) -> list[dict]:
     """One JSON record per metric: metric, value, stderr, n and the run's facts."""
     out = []
     if kind == "loss":
         require_finite(result["loss"], f"{common.get('model', 'the model')} on {name}")
-        out.append({"task": name, "metric": "loss", "value": result["loss"],
-                    "stderr": result["stderr"], "n": result["samples"], "tokens": result["tokens"],
-                    **common})
-        out.append({"task": name, "metric": "perplexity", "value": result["perplexity"],
-                    "stderr": None, "n": result["samples"], "tokens": result["tokens"], **common})
+        out.append(
+            {
+                "task": name,
+                "metric": "loss",
+                "value": result["loss"],
+                "stderr": result["stderr"],
+                "n": result["samples"],
+                "tokens": result["tokens"],
+                **common,
+            }
+        )
+        out.append(
+            {
+                "task": name,
+                "metric": "perplexity",
+                "value": result["perplexity"],
+                "stderr": None,
+                "n": result["samples"],
+                "tokens": result["tokens"],
+                **common,
+            }
+        )
         return out
     for metric in ("acc", "acc_norm"):
         if metric in result:
-            out.append({"task": name, "metric": metric, "value": result[metric],
-                        "stderr": result[f"{metric}_stderr"], "n": result["n"],
-                        "num_fewshot": task.num_fewshot, "seed": task.seed, **common})
+            out.append(
+                {
+                    "task": name,
+                    "metric": metric,
+                    "value": result[metric],
+                    "stderr": result[f"{metric}_stderr"],
+                    "n": result["n"],
+                    "num_fewshot": task.num_fewshot,
+                    "seed": task.seed,
+                    **common,
+                }
+            )
     return out
 
 

@@ -33,39 +33,64 @@ except Exception as e:  # noqa: BLE001  (optional dependency; import errors vary
 class MinitronLM(LM):
     """An lm-eval ``LM`` scoring requests with a megatron-core model at any TP/PP."""
 
-    def __init__(self, model, arch, tokenizer, batch_size: int = 32, max_length: int = 2048,
-                 chat: str = "auto", seed: int = 1234, extra_eos=()):
+    def __init__(
+        self,
+        model,
+        arch,
+        tokenizer,
+        batch_size: int = 32,
+        max_length: int = 2048,
+        chat: str = "auto",
+        seed: int = 1234,
+        extra_eos=(),
+    ):
         super().__init__()
         self.model, self.arch, self.tok = model, arch, tokenizer
         self.batch_size, self._max_length = int(batch_size), int(max_length)
-        sep = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.bos_token_id
+        sep = (
+            tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.bos_token_id
+        )
         self.prefix_id = int(sep or 0)
         self.chat, self.seed, self.extra_eos = chat, int(seed), list(extra_eos)
         self._generator = None
 
     @classmethod
-    def load(cls, model: str, tp: int = 1, pp: int = 1, dtype: str = "float32",
-             batch_size: int = 32, max_length: int = 2048) -> "MinitronLM":
+    def load(
+        cls,
+        model: str,
+        tp: int = 1,
+        pp: int = 1,
+        dtype: str = "float32",
+        batch_size: int = 32,
+        max_length: int = 2048,
+    ) -> MinitronLM:
         """From a minitron checkpoint or HF source (initialises the TP/PP runtime)."""
-        from minitron.data.tokenizer import load_tokenizer
+        from minitron.data.tokenizer import load_tokenizer, tokenizer_dir
+        from minitron.generate.engine import generation_eos
         from minitron.models.load import load_model
         from minitron.parallel import runtime
 
-        from minitron.data.tokenizer import tokenizer_dir
-        from minitron.generate.engine import generation_eos
-
         runtime.init(int(tp), int(pp))
         m, arch, _ = load_model(model, dtype)
-        return cls(m, arch, load_tokenizer(model), batch_size, max_length,
-                   extra_eos=generation_eos(tokenizer_dir(model)))
+        return cls(
+            m,
+            arch,
+            load_tokenizer(model),
+            batch_size,
+            max_length,
+            extra_eos=generation_eos(tokenizer_dir(model)),
+        )
 
     @classmethod
-    def create_from_arg_string(cls, arg_string: str, additional_config=None) -> "MinitronLM":
+    def create_from_arg_string(cls, arg_string: str, additional_config=None) -> MinitronLM:
         args = dict(kv.split("=", 1) for kv in arg_string.split(",") if kv)
         if "model" not in args:
             raise ValueError("--model_args needs model=<checkpoint or HF source>")
-        extra = {k: v for k, v in (additional_config or {}).items()
-                 if k in ("batch_size",) and v is not None}
+        extra = {
+            k: v
+            for k, v in (additional_config or {}).items()
+            if k in ("batch_size",) and v is not None
+        }
         return cls.load(**{**args, **extra})
 
     # Every rank runs every request (the ranks split the model, not the data), so lm-eval must
@@ -79,21 +104,30 @@ class MinitronLM(LM):
         return 1
 
     def _score(self, requests: list[Request], greedy: bool) -> list[tuple[float, bool]]:
-        return score_requests(self.model, requests, self.arch.vocab_size,
-                              batch_size=self.batch_size, max_length=self._max_length,
-                              greedy=greedy)
+        return score_requests(
+            self.model,
+            requests,
+            self.arch.vocab_size,
+            batch_size=self.batch_size,
+            max_length=self._max_length,
+            greedy=greedy,
+        )
 
     def loglikelihood(self, requests, disable_tqdm: bool = False):
-        reqs = [encode_pair(self.tok, ctx, cont, self.prefix_id)
-                for ctx, cont in (r.args for r in requests)]
+        reqs = [
+            encode_pair(self.tok, ctx, cont, self.prefix_id)
+            for ctx, cont in (r.args for r in requests)
+        ]
         return self._score(reqs, greedy=True)
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
         windows, owner = [], []
         for i, r in enumerate(requests):
             ids = self.tok(r.args[0], add_special_tokens=False)["input_ids"]
-            for ctx, pred in map(make_disjoint_window, get_rolling_token_windows(
-                    ids, self.prefix_id, self._max_length, 1)):
+            for ctx, pred in map(
+                make_disjoint_window,
+                get_rolling_token_windows(ids, self.prefix_id, self._max_length, 1),
+            ):
                 windows.append(Request(tuple(ctx), tuple(pred)))
                 owner.append(i)
         totals = [0.0] * len(requests)
@@ -116,7 +150,7 @@ class MinitronLM(LM):
             context, kwargs = r.args
             s = validate(sampling_from_gen_kwargs(kwargs, self.seed))
             ids = self.tok(context, add_special_tokens=False)["input_ids"]
-            ids = ids[-max(1, self._max_length - s.max_new_tokens):] or [self.prefix_id]
+            ids = ids[-max(1, self._max_length - s.max_new_tokens) :] or [self.prefix_id]
             groups.setdefault(repr(sorted(vars(s).items())), (s, []))[1].append((i, ids))
         out = [""] * len(requests)
         for s, items in groups.values():
@@ -129,8 +163,9 @@ class MinitronLM(LM):
         from minitron.generate.engine import Generator
 
         if self._generator is None:
-            self._generator = Generator(self.model, self.arch, self.tok, self.batch_size,
-                                        extra_eos=self.extra_eos)
+            self._generator = Generator(
+                self.model, self.arch, self.tok, self.batch_size, extra_eos=self.extra_eos
+            )
         return self._generator
 
     # ------------------------------------------------------------------ chat templates
@@ -167,12 +202,18 @@ def sampling_from_gen_kwargs(kwargs: dict, seed: int):
     do_sample, temperature = kw.pop("do_sample", None), kw.pop("temperature", None)
     temperature = float(temperature if temperature is not None else 1.0 if do_sample else 0.0)
     do_sample = bool(temperature > 0 if do_sample is None else do_sample) and temperature > 0
-    s = SamplingConfig(max_new_tokens=int(kw.pop("max_gen_toks", 256)), do_sample=do_sample,
-                       temperature=temperature if do_sample else 1.0,
-                       top_k=int(kw.pop("top_k", 0) or 0) if do_sample else 0,
-                       top_p=float(kw.pop("top_p", 0.0) or 0.0) if do_sample else 0.0,
-                       seed=seed, stop=[u for u in until if u])
+    s = SamplingConfig(
+        max_new_tokens=int(kw.pop("max_gen_toks", 256)),
+        do_sample=do_sample,
+        temperature=temperature if do_sample else 1.0,
+        top_k=int(kw.pop("top_k", 0) or 0) if do_sample else 0,
+        top_p=float(kw.pop("top_p", 0.0) or 0.0) if do_sample else 0.0,
+        seed=seed,
+        stop=[u for u in until if u],
+    )
     if kw:
-        raise ValueError(f"unsupported generation settings {sorted(kw)}: minitron's lm-eval "
-                         "model reads until, max_gen_toks, do_sample, temperature, top_k, top_p")
+        raise ValueError(
+            f"unsupported generation settings {sorted(kw)}: minitron's lm-eval "
+            "model reads until, max_gen_toks, do_sample, temperature, top_k, top_p"
+        )
     return s

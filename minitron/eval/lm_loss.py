@@ -10,8 +10,9 @@ from minitron.data.datasets import group_equal, microbatches
 from minitron.parallel.schedule import from_last_stage, pipeline_forward
 
 
-def lm_loss(model, batch: dict[str, torch.Tensor], vocab_size: int, micro_batch_size: int,
-            progress=None) -> dict:
+def lm_loss(
+    model, batch: dict[str, torch.Tensor], vocab_size: int, micro_batch_size: int, progress=None
+) -> dict:
     """Mean cross entropy over every unmasked label token of ``batch``.
 
     ``batch``: stacked ``tokens``, ``labels``, ``loss_mask`` ``[n, s]``. Returns, on
@@ -42,5 +43,10 @@ def lm_loss(model, batch: dict[str, torch.Tensor], vocab_size: int, micro_batch_
     means = per_sample[:, 0] / per_sample[:, 1].clamp(min=1)
     n = means.numel()
     stderr = (means.std(unbiased=True) / math.sqrt(n)).item() if n > 1 else float("nan")
-    return {"loss": loss, "perplexity": math.exp(loss), "tokens": int(tokens), "stderr": stderr,
-            "samples": n}
+    return {
+        "loss": loss,
+        "perplexity": math.exp(loss),
+        "tokens": int(tokens),
+        "stderr": stderr,
+        "samples": n,
+    }

@@ -18,8 +18,12 @@ from pathlib import Path
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "tasks"
 BUILTIN = ("ifeval_mini",)
-IFEVAL_METRICS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc",
-                  "inst_level_loose_acc")
+IFEVAL_METRICS = (
+    "prompt_level_strict_acc",
+    "inst_level_strict_acc",
+    "prompt_level_loose_acc",
+    "inst_level_loose_acc",
+)
 
 _IFEVAL_YAML = """\
 # written by minitron (minitron/eval/lm_tasks.py): IFEval's scoring on a local jsonl
@@ -70,9 +74,13 @@ def write_tasks(names, root: Path, max_gen_toks: int = 256) -> list[Path]:
             continue
         d = Path(root) / name
         d.mkdir(parents=True, exist_ok=True)
-        (d / f"{name}.yaml").write_text(_IFEVAL_YAML.format(
-            data=DATA / "ifeval_mini.jsonl", max_gen_toks=int(max_gen_toks),
-            metrics="\n".join(_metric(m) for m in IFEVAL_METRICS)))
+        (d / f"{name}.yaml").write_text(
+            _IFEVAL_YAML.format(
+                data=DATA / "ifeval_mini.jsonl",
+                max_gen_toks=int(max_gen_toks),
+                metrics="\n".join(_metric(m) for m in IFEVAL_METRICS),
+            )
+        )
         (d / "utils.py").write_text(_IFEVAL_UTILS)
         out.append(d)
     return out

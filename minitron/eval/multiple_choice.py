@@ -16,14 +16,16 @@ from minitron.eval.scoring import Request, encode_pair, score_requests
 from minitron.eval.tasks import MCItem
 
 
-def build_requests(items: list[MCItem], prefixes: list[str], tok,
-                   empty_context_id: int) -> tuple[list[Request], list[tuple[int, int]]]:
+def build_requests(
+    items: list[MCItem], prefixes: list[str], tok, empty_context_id: int
+) -> tuple[list[Request], list[tuple[int, int]]]:
     """One request per (item, choice); returns the requests and their (item, choice) owners."""
     requests, owners = [], []
     for i, (item, prefix) in enumerate(zip(items, prefixes)):
         for c in range(len(item.contexts)):
-            requests.append(encode_pair(tok, prefix + item.contexts[c], item.continuations[c],
-                                        empty_context_id))
+            requests.append(
+                encode_pair(tok, prefix + item.contexts[c], item.continuations[c], empty_context_id)
+            )
             owners.append((i, c))
     return requests, owners
 
@@ -39,23 +41,45 @@ def aggregate(items: list[MCItem], lls: list[list[float]]) -> dict:
     preds = [max(range(len(ll)), key=ll.__getitem__) for ll in lls]
     correct = [int(p == it.gold) for p, it in zip(preds, items)]
     acc = sum(correct) / n
-    out = {"acc": acc, "acc_stderr": stderr_of_mean(acc, n), "n": n, "predictions": preds,
-           "loglikelihoods": lls}
+    out = {
+        "acc": acc,
+        "acc_stderr": stderr_of_mean(acc, n),
+        "n": n,
+        "predictions": preds,
+        "loglikelihoods": lls,
+    }
     if any(len(set(it.continuations)) > 1 for it in items):
-        norm = [max(range(len(ll)), key=lambda c: ll[c] / max(len(it.choice_texts[c]), 1))
-                for ll, it in zip(lls, items)]
+        norm = [
+            max(range(len(ll)), key=lambda c: ll[c] / max(len(it.choice_texts[c]), 1))
+            for ll, it in zip(lls, items)
+        ]
         acc_norm = sum(int(p == it.gold) for p, it in zip(norm, items)) / n
         out.update(acc_norm=acc_norm, acc_norm_stderr=stderr_of_mean(acc_norm, n))
     return out
 
 
-def evaluate_requests(model, vocab_size: int, items: list[MCItem], requests: list[Request],
-                      owners: list[tuple[int, int]], *, batch_size: int = 32,
-                      max_length: int = 2048, pad_id: int = 0,
-                      progress: Optional[object] = None) -> dict:
+def evaluate_requests(
+    model,
+    vocab_size: int,
+    items: list[MCItem],
+    requests: list[Request],
+    owners: list[tuple[int, int]],
+    *,
+    batch_size: int = 32,
+    max_length: int = 2048,
+    pad_id: int = 0,
+    progress: Optional[object] = None,
+) -> dict:
     """Score prepared requests (collective over the model's ranks) and aggregate per item."""
-    scores = score_requests(model, requests, vocab_size, batch_size=batch_size,
-                            max_length=max_length, pad_id=pad_id, progress=progress)
+    scores = score_requests(
+        model,
+        requests,
+        vocab_size,
+        batch_size=batch_size,
+        max_length=max_length,
+        pad_id=pad_id,
+        progress=progress,
+    )
     lls: list[list[float]] = [[0.0] * len(it.contexts) for it in items]
     for (i, c), (ll, _) in zip(owners, scores):
         lls[i][c] = ll

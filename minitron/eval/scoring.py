@@ -38,7 +38,7 @@ def encode_pair(tok, context: str, continuation: str, empty_context_id: int = 0)
         context, continuation = context[:-n_space], context[-n_space:] + continuation
     whole = tok(context + continuation, add_special_tokens=False)["input_ids"]
     ctx = tok(context, add_special_tokens=False)["input_ids"] if context else []
-    cont = whole[len(ctx):]
+    cont = whole[len(ctx) :]
     return Request(tuple(ctx) if ctx else (empty_context_id,), tuple(cont))
 
 
@@ -48,14 +48,16 @@ def _batches(requests: Sequence[Request], batch_size: int, max_length: int, pad_
     for i, r in enumerate(requests):
         if not r.continuation:
             raise ValueError(f"request {i} has an empty continuation")
-        full = (r.context + r.continuation)[-(max_length + 1):]
+        full = (r.context + r.continuation)[-(max_length + 1) :]
         if len(r.continuation) > max_length:
-            raise ValueError(f"request {i}: continuation of {len(r.continuation)} tokens exceeds "
-                             f"max_length={max_length}")
+            raise ValueError(
+                f"request {i}: continuation of {len(r.continuation)} tokens exceeds "
+                f"max_length={max_length}"
+            )
         seqs.append((i, full, len(r.continuation)))
     seqs.sort(key=lambda x: -len(x[1]))
     for start in range(0, len(seqs), batch_size):
-        chunk = seqs[start:start + batch_size]
+        chunk = seqs[start : start + batch_size]
         width = len(chunk[0][1]) - 1
         tokens = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         labels = torch.full((len(chunk), width), pad_id, dtype=torch.long)
@@ -64,13 +66,21 @@ def _batches(requests: Sequence[Request], batch_size: int, max_length: int, pad_
             n = len(full) - 1
             tokens[row, :n] = torch.tensor(full[:-1])
             labels[row, :n] = torch.tensor(full[1:])
-            mask[row, n - n_cont:n] = 1.0
+            mask[row, n - n_cont : n] = 1.0
         yield [c[0] for c in chunk], {"tokens": tokens, "labels": labels, "loss_mask": mask}
 
 
-def score_requests(model, requests: Sequence[Request], vocab_size: int, *, batch_size: int = 32,
-                   max_length: int = 2048, pad_id: int = 0, greedy: bool = False,
-                   progress: Optional[object] = None) -> list[tuple[float, bool]]:
+def score_requests(
+    model,
+    requests: Sequence[Request],
+    vocab_size: int,
+    *,
+    batch_size: int = 32,
+    max_length: int = 2048,
+    pad_id: int = 0,
+    greedy: bool = False,
+    progress: Optional[object] = None,
+) -> list[tuple[float, bool]]:
     """``(log-likelihood, is_greedy)`` per request, in order, on every rank.
 
     ``is_greedy`` is only computed with ``greedy=True`` (else False). ``progress``:
@@ -84,8 +94,9 @@ def score_requests(model, requests: Sequence[Request], vocab_size: int, *, batch
     def collect(output, batch):
         mask = batch["loss_mask"].to(output.device)
         if greedy:  # output: vocab-parallel logits [b, s, v/tp]
-            logp, is_max = target_logprobs(output, batch["labels"].to(output.device), vocab_size,
-                                           tp_group)
+            logp, is_max = target_logprobs(
+                output, batch["labels"].to(output.device), vocab_size, tp_group
+            )
             ll = (logp * mask).sum(1)
             all_max = (is_max | (mask == 0)).all(1)
         else:  # output: per-token cross entropy [b, s]

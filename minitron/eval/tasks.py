@@ -33,8 +33,12 @@ from typing import Iterable, Optional
 from minitron.data.readers import json_rows
 from minitron.errors import ConfigError, DataError
 
-BUILTIN_WINOGRANDE = Path(__file__).resolve().parents[1] / "data" / "tasks" / "winogrande_bigbench.jsonl.gz"
-BIGBENCH_TASK = "bigbench/benchmark_tasks/natural_instructions/subtask029_winogrande_full_object/task.json"
+BUILTIN_WINOGRANDE = (
+    Path(__file__).resolve().parents[1] / "data" / "tasks" / "winogrande_bigbench.jsonl.gz"
+)
+BIGBENCH_TASK = (
+    "bigbench/benchmark_tasks/natural_instructions/subtask029_winogrande_full_object/task.json"
+)
 FORMATS = ("auto", "winogrande", "generic")
 
 
@@ -54,39 +58,57 @@ class MCItem:
 
 # ------------------------------------------------------------------ row -> item
 
+
 def winogrande_item(row: dict, where: str) -> MCItem:
     for key in ("sentence", "option1", "option2", "answer"):
         if key not in row:
-            raise DataError(f"{where}: no {key!r} field (a winogrande row needs sentence, "
-                            "option1, option2, answer)")
+            raise DataError(
+                f"{where}: no {key!r} field (a winogrande row needs sentence, "
+                "option1, option2, answer)"
+            )
     s = row["sentence"]
     if not isinstance(s, str) or s.count("_") != 1:
         raise DataError(f"{where}: the sentence must contain exactly one '_' blank")
     answer = str(row["answer"]).strip()
     if answer not in ("1", "2"):
-        raise DataError(f"{where}: answer {row['answer']!r} is out of range; use \"1\" or \"2\"")
+        raise DataError(f'{where}: answer {row["answer"]!r} is out of range; use "1" or "2"')
     blank = s.index("_")
     options = (str(row["option1"]), str(row["option2"]))
-    rest = " " + s[blank + 1:].strip()
-    return MCItem(contexts=tuple(s[:blank] + o for o in options), continuations=(rest, rest),
-                  gold=int(answer) - 1, choice_texts=options)
+    rest = " " + s[blank + 1 :].strip()
+    return MCItem(
+        contexts=tuple(s[:blank] + o for o in options),
+        continuations=(rest, rest),
+        gold=int(answer) - 1,
+        choice_texts=options,
+    )
 
 
 def generic_item(row: dict, where: str) -> MCItem:
     for key in ("context", "choices", "gold"):
         if key not in row:
-            raise DataError(f"{where}: no {key!r} field (a generic row needs context, choices, "
-                            "gold)")
+            raise DataError(
+                f"{where}: no {key!r} field (a generic row needs context, choices, gold)"
+            )
     choices = row["choices"]
-    if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
+    if (
+        not isinstance(choices, list)
+        or len(choices) < 2
+        or not all(isinstance(c, str) for c in choices)
+    ):
         raise DataError(f"{where}: 'choices' must be a list of at least two strings")
     gold = row["gold"]
     if not isinstance(gold, int) or isinstance(gold, bool) or not 0 <= gold < len(choices):
-        raise DataError(f"{where}: gold {gold!r} is out of range for {len(choices)} choices "
-                        f"(0..{len(choices) - 1})")
+        raise DataError(
+            f"{where}: gold {gold!r} is out of range for {len(choices)} choices "
+            f"(0..{len(choices) - 1})"
+        )
     ctx = str(row["context"])
-    return MCItem(contexts=(ctx,) * len(choices), continuations=tuple(" " + c for c in choices),
-                  gold=gold, choice_texts=tuple(choices))
+    return MCItem(
+        contexts=(ctx,) * len(choices),
+        continuations=tuple(" " + c for c in choices),
+        gold=gold,
+        choice_texts=tuple(choices),
+    )
 
 
 def detect_format(row: dict) -> str:
@@ -94,8 +116,10 @@ def detect_format(row: dict) -> str:
         return "winogrande"
     if "choices" in row:
         return "generic"
-    raise DataError("cannot tell the format of the first row (fields: "
-                    f"{', '.join(row)}); set format: winogrande or generic")
+    raise DataError(
+        "cannot tell the format of the first row (fields: "
+        f"{', '.join(row)}); set format: winogrande or generic"
+    )
 
 
 def items_from_rows(rows: Iterable[tuple[str, dict]], fmt: str = "auto") -> list[MCItem]:
@@ -117,6 +141,7 @@ def items_from_rows(rows: Iterable[tuple[str, dict]], fmt: str = "auto") -> list
 
 # ------------------------------------------------------------------ sources
 
+
 def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise ConfigError("path", f"{path} does not exist")
@@ -128,8 +153,11 @@ def _read_lines(path: Path) -> list[str]:
         raise DataError(f"{path}:{line}: not UTF-8") from None
 
 
-_BB_PAIR = re.compile(r"Sentence 1:\s*(.*?)\s*\nAnswer1:\s*(.*?)\s*\n"
-                      r"Sentence 2:\s*(.*?)\s*\nAnswer2:\s*(.*?)\s*$", re.S)
+_BB_PAIR = re.compile(
+    r"Sentence 1:\s*(.*?)\s*\nAnswer1:\s*(.*?)\s*\n"
+    r"Sentence 2:\s*(.*?)\s*\nAnswer2:\s*(.*?)\s*$",
+    re.S,
+)
 
 
 def winogrande_from_bigbench(task: dict) -> list[dict]:
@@ -182,9 +210,12 @@ def _hub_rows(spec: str):
 
         ds = load_dataset(dataset, config, split=split)
     except Exception as e:
-        raise ConfigError("path", f"{spec!r} could not be loaded from the Hugging Face Hub "
-                          f"({type(e).__name__}); without internet use a local jsonl or "
-                          "builtin:winogrande") from None
+        raise ConfigError(
+            "path",
+            f"{spec!r} could not be loaded from the Hugging Face Hub "
+            f"({type(e).__name__}); without internet use a local jsonl or "
+            "builtin:winogrande",
+        ) from None
     return ((f"{spec}[{i}]", dict(row)) for i, row in enumerate(ds))
 
 
@@ -193,8 +224,9 @@ def load_items(path: str, fmt: str = "auto") -> list[MCItem]:
     if fmt not in FORMATS:
         raise ConfigError("format", f"{fmt!r}: valid are {', '.join(FORMATS)}")
     if path == "builtin:winogrande":
-        return items_from_rows(json_rows(_read_lines(BUILTIN_WINOGRANDE), "builtin:winogrande"),
-                               "winogrande")
+        return items_from_rows(
+            json_rows(_read_lines(BUILTIN_WINOGRANDE), "builtin:winogrande"), "winogrande"
+        )
     if path == "bigbench" or path.startswith("bigbench:"):
         rows = winogrande_from_bigbench(_bigbench_task(path))
         return items_from_rows(((f"{path}[{i}]", r) for i, r in enumerate(rows)), "winogrande")
@@ -206,6 +238,7 @@ def load_items(path: str, fmt: str = "auto") -> list[MCItem]:
 
 # ------------------------------------------------------------------ subsets and few-shot
 
+
 def subset(items: list[MCItem], limit: Optional[int], seed: int) -> list[MCItem]:
     """A seeded random subset of ``limit`` items, in their original order (all when None)."""
     if limit is None or limit >= len(items):
@@ -214,8 +247,14 @@ def subset(items: list[MCItem], limit: Optional[int], seed: int) -> list[MCItem]
     return [items[i] for i in keep]
 
 
-def fewshot_prefixes(items: list[MCItem], pool: list[MCItem], k: int, seed: int,
-                     same_pool: bool, delimiter: str = "\n\n") -> list[str]:
+def fewshot_prefixes(
+    items: list[MCItem],
+    pool: list[MCItem],
+    k: int,
+    seed: int,
+    same_pool: bool,
+    delimiter: str = "\n\n",
+) -> list[str]:
     """For each item, ``k`` seeded examples from ``pool`` (never the item itself when the
     pool is the evaluated set), each rendered with its gold choice, joined and
     followed by the delimiter; "" when ``k`` is 0."""
@@ -223,8 +262,9 @@ def fewshot_prefixes(items: list[MCItem], pool: list[MCItem], k: int, seed: int,
         return [""] * len(items)
     need = k + 1 if same_pool else k
     if len(pool) < need:
-        raise ConfigError("num_fewshot", f"{k} examples asked but the few-shot pool has "
-                          f"{len(pool)} items")
+        raise ConfigError(
+            "num_fewshot", f"{k} examples asked but the few-shot pool has {len(pool)} items"
+        )
     rng = random.Random(seed)
     out = []
     for item in items:

@@ -27,8 +27,11 @@ from pathlib import Path
 import torch
 
 from minitron.models.arch import ModelArch
-from minitron.models.megatron_arch import (MEGATRON_VOCAB_MULTIPLE, check_mcore_rope,
-                                           megatron_vocab_rows)
+from minitron.models.megatron_arch import (
+    MEGATRON_VOCAB_MULTIPLE,
+    check_mcore_rope,
+    megatron_vocab_rows,
+)
 
 CHECKPOINT_VERSION = 3.0  # Megatron-LM's current ``checkpoint_version``
 RELEASE = "release"
@@ -83,7 +86,8 @@ def megatron_args(arch: ModelArch, dtype: str, tokenizer_model: str) -> argparse
         bf16=dtype == "bfloat16",
         fp16=dtype == "float16",
         params_dtype={"bfloat16": torch.bfloat16, "float16": torch.float16}.get(
-            dtype, torch.float32),
+            dtype, torch.float32
+        ),
         iteration=0,
         consumed_train_samples=0,
         consumed_valid_samples=0,
@@ -128,13 +132,19 @@ def provider_config(arch: ModelArch, dtype: str, tokenizer_model: str) -> dict:
     }
     return {
         "_target_": "megatron.bridge.training.config.ConfigContainer",
-        "checkpoint": {"_target_": "megatron.bridge.training.config.CheckpointConfig",
-                       "ckpt_format": "torch_dist", "save_optim": False, "save_rng": False,
-                       "fully_parallel_save": True},
+        "checkpoint": {
+            "_target_": "megatron.bridge.training.config.CheckpointConfig",
+            "ckpt_format": "torch_dist",
+            "save_optim": False,
+            "save_rng": False,
+            "fully_parallel_save": True,
+        },
         "model": model,
-        "tokenizer": {"_target_": "megatron.bridge.training.tokenizers.config.TokenizerConfig",
-                      "tokenizer_type": "HuggingFaceTokenizer",
-                      "tokenizer_model": tokenizer_model},
+        "tokenizer": {
+            "_target_": "megatron.bridge.training.tokenizers.config.TokenizerConfig",
+            "tokenizer_type": "HuggingFaceTokenizer",
+            "tokenizer_model": tokenizer_model,
+        },
     }
 
 
@@ -143,8 +153,9 @@ def check(arch: ModelArch) -> None:
     check_mcore_rope(arch)
 
 
-def save(model, arch: ModelArch, dtype: str, tokenizer_src: Path, tmp: Path,
-         final: Path) -> list[str]:
+def save(
+    model, arch: ModelArch, dtype: str, tokenizer_src: Path, tmp: Path, final: Path
+) -> list[str]:
     """Write ``model`` (built at TP=1, PP=1 with Megatron-LM's vocab padding) into ``tmp``
     (renamed to ``final`` by the caller); returns the files written."""
     import yaml
@@ -156,11 +167,13 @@ def save(model, arch: ModelArch, dtype: str, tokenizer_src: Path, tmp: Path,
     release = tmp / RELEASE
     release.mkdir(exist_ok=True)
     tok_final = str((final / RELEASE / "tokenizer").resolve())
-    state = {"model": model.sharded_state_dict(),
-             "args": megatron_args(arch, dtype, tok_final),
-             "checkpoint_version": CHECKPOINT_VERSION,
-             "iteration": 0,
-             "num_floating_point_operations_so_far": 0}
+    state = {
+        "model": model.sharded_state_dict(),
+        "args": megatron_args(arch, dtype, tok_final),
+        "checkpoint_version": CHECKPOINT_VERSION,
+        "iteration": 0,
+        "num_floating_point_operations_so_far": 0,
+    }
     dist_save(state, str(release))
     if not runtime.layout().is_main:
         return []
@@ -168,10 +181,16 @@ def save(model, arch: ModelArch, dtype: str, tokenizer_src: Path, tmp: Path,
     copy_tokenizer(tokenizer_src, release / "tokenizer")
     (release / "run_config.yaml").write_text(
         "# Megatron-Bridge run config written by minitron: the model provider of this "
-        "checkpoint\n" + yaml.safe_dump(provider_config(arch, dtype, tok_final),
-                                        default_flow_style=False))
+        "checkpoint\n"
+        + yaml.safe_dump(provider_config(arch, dtype, tok_final), default_flow_style=False)
+    )
     (tmp / "latest_checkpointed_iteration.txt").write_text(RELEASE)
-    (tmp / "minitron_export.json").write_text(json.dumps(
-        {"format": "megatron", "arch": arch.to_dict(), "dtype": dtype}, indent=2))
-    return ["latest_checkpointed_iteration.txt", f"{RELEASE}/", f"{RELEASE}/run_config.yaml",
-            f"{RELEASE}/tokenizer/"]
+    (tmp / "minitron_export.json").write_text(
+        json.dumps({"format": "megatron", "arch": arch.to_dict(), "dtype": dtype}, indent=2)
+    )
+    return [
+        "latest_checkpointed_iteration.txt",
+        f"{RELEASE}/",
+        f"{RELEASE}/run_config.yaml",
+        f"{RELEASE}/tokenizer/",
+    ]

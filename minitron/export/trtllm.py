@@ -33,16 +33,22 @@ ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM"}
 
 
 def check_tp(arch: ModelArch, tp: int) -> None:
-    for field, value in (("num_attention_heads", arch.num_attention_heads),
-                         ("ffn_hidden_size", arch.ffn_hidden_size)):
+    for field, value in (
+        ("num_attention_heads", arch.num_attention_heads),
+        ("ffn_hidden_size", arch.ffn_hidden_size),
+    ):
         if value % tp:
-            raise ConfigError("tp", f"tp={tp} must divide {field}={value} for a TensorRT-LLM "
-                              "checkpoint")
+            raise ConfigError(
+                "tp", f"tp={tp} must divide {field}={value} for a TensorRT-LLM checkpoint"
+            )
     g = arch.num_query_groups
     if g % tp and tp % g:
-        raise ConfigError("tp", f"tp={tp} and num_query_groups={g}: one must divide the other "
-                          "(each rank holds whole KV heads; with tp > KV heads every head is "
-                          "duplicated tp / KV heads times)")
+        raise ConfigError(
+            "tp",
+            f"tp={tp} and num_query_groups={g}: one must divide the other "
+            "(each rank holds whole KV heads; with tp > KV heads every head is "
+            "duplicated tp / KV heads times)",
+        )
 
 
 def kv_heads(t: torch.Tensor, groups: int, tp: int, rank: int) -> torch.Tensor:
@@ -83,10 +89,13 @@ def trtllm_config(arch: ModelArch, dtype: str, tp: int, hf_config: dict) -> dict
     }
     if arch.rope_scaling:
         s = arch.rope_scaling
-        cfg["rotary_scaling"] = {"type": "llama3", "factor": s["factor"],
-                                 "low_freq_factor": s["low_freq_factor"],
-                                 "high_freq_factor": s["high_freq_factor"],
-                                 "original_max_position_embeddings": s["original_max_position_embeddings"]}
+        cfg["rotary_scaling"] = {
+            "type": "llama3",
+            "factor": s["factor"],
+            "low_freq_factor": s["low_freq_factor"],
+            "high_freq_factor": s["high_freq_factor"],
+            "original_max_position_embeddings": s["original_max_position_embeddings"],
+        }
     return cfg
 
 
@@ -98,11 +107,15 @@ def _cols(t: torch.Tensor, tp: int, rank: int) -> torch.Tensor:
     return t.chunk(tp, dim=1)[rank].contiguous()
 
 
-def rank_weights(hf: dict[str, torch.Tensor], arch: ModelArch, tp: int, rank: int) -> dict[str, torch.Tensor]:
+def rank_weights(
+    hf: dict[str, torch.Tensor], arch: ModelArch, tp: int, rank: int
+) -> dict[str, torch.Tensor]:
     """TensorRT-LLM tensors of rank ``rank`` from HF-named whole tensors."""
     check_tp(arch, tp)
-    out = {"transformer.vocab_embedding.weight": hf["model.embed_tokens.weight"].contiguous(),
-           "transformer.ln_f.weight": hf["model.norm.weight"].contiguous()}
+    out = {
+        "transformer.vocab_embedding.weight": hf["model.embed_tokens.weight"].contiguous(),
+        "transformer.ln_f.weight": hf["model.norm.weight"].contiguous(),
+    }
     head = hf["model.embed_tokens.weight"] if arch.tie_word_embeddings else hf["lm_head.weight"]
     padded = math.ceil(arch.vocab_size / tp) * tp
     if padded != head.shape[0]:
@@ -113,8 +126,10 @@ def rank_weights(hf: dict[str, torch.Tensor], arch: ModelArch, tp: int, rank: in
     for i in range(arch.num_layers):
         p, t = f"model.layers.{i}.", f"transformer.layers.{i}."
         q = _rows(hf[p + "self_attn.q_proj.weight"], tp, rank)
-        k, v = (kv_heads(hf[p + f"self_attn.{x}_proj.weight"], arch.num_query_groups, tp, rank)
-                for x in "kv")
+        k, v = (
+            kv_heads(hf[p + f"self_attn.{x}_proj.weight"], arch.num_query_groups, tp, rank)
+            for x in "kv"
+        )
         out[t + "attention.qkv.weight"] = torch.cat([q, k, v]).contiguous()
         out[t + "attention.dense.weight"] = _cols(hf[p + "self_attn.o_proj.weight"], tp, rank)
         out[t + "input_layernorm.weight"] = hf[p + "input_layernorm.weight"].contiguous()

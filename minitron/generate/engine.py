@@ -73,8 +73,10 @@ def eos_ids(tokenizer, extra: Sequence[int] = ()) -> list[int]:
         if i is not None and int(i) not in ids:
             ids.append(int(i))
     if not ids:
-        raise ValueError("the tokenizer has no end-of-sequence token: generation could not stop "
-                         "before max_new_tokens; set eos_token in its tokenizer_config.json")
+        raise ValueError(
+            "the tokenizer has no end-of-sequence token: generation could not stop "
+            "before max_new_tokens; set eos_token in its tokenizer_config.json"
+        )
     return ids
 
 
@@ -90,8 +92,9 @@ def generation_eos(tok_dir) -> list[int]:
     return [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
 
 
-def cut(tokens: list[int], decode, stop_ids: Sequence[int], stop: Sequence[str],
-        ended_on_eos: bool) -> tuple[list[int], str, str]:
+def cut(
+    tokens: list[int], decode, stop_ids: Sequence[int], stop: Sequence[str], ended_on_eos: bool
+) -> tuple[list[int], str, str]:
     """(tokens, text, finish) of a raw completion: cut at the first end-of-sequence id, then
     before the first stop string; ``tokens`` keeps the tokens needed to produce ``text``
     (the one holding a stop string's first character is dropped with it). Pure."""
@@ -128,8 +131,7 @@ def _quiet_engine() -> None:
 class Generator:
     """Batched generation for a loaded megatron-core ``GPTModel`` (this rank's part of it)."""
 
-    def __init__(self, model, arch, tokenizer, batch_size: int = 8,
-                 extra_eos: Sequence[int] = ()):
+    def __init__(self, model, arch, tokenizer, batch_size: int = 8, extra_eos: Sequence[int] = ()):
         from minitron.parallel import cpu_compat
 
         cpu_compat.enable_inference()
@@ -143,21 +145,30 @@ class Generator:
         from megatron.core.inference.contexts import StaticInferenceContext
         from megatron.core.inference.engines import StaticInferenceEngine
         from megatron.core.inference.model_inference_wrappers.gpt.gpt_inference_wrapper import (
-            GPTInferenceWrapper)
+            GPTInferenceWrapper,
+        )
         from megatron.core.inference.model_inference_wrappers.inference_wrapper_config import (
-            InferenceWrapperConfig)
+            InferenceWrapperConfig,
+        )
         from megatron.core.inference.text_generation_controllers.text_generation_controller import (
-            TextGenerationController)
+            TextGenerationController,
+        )
 
         cfg = InferenceWrapperConfig(
-            hidden_size=self.arch.hidden_size, params_dtype=self.model.config.params_dtype,
+            hidden_size=self.arch.hidden_size,
+            params_dtype=self.model.config.params_dtype,
             inference_batch_times_seqlen_threshold=-1,  # PP: never split a batch into micro-batches
-            padded_vocab_size=self.arch.padded_vocab_size, inference_max_requests=n_rows,
-            inference_max_seq_length=max_seq, fp32_residual_connection=False)
+            padded_vocab_size=self.arch.padded_vocab_size,
+            inference_max_requests=n_rows,
+            inference_max_seq_length=max_seq,
+            fp32_residual_connection=False,
+        )
         wrapped = GPTInferenceWrapper(self.model, cfg, StaticInferenceContext.from_config(cfg))
         controller = TextGenerationController(wrapped, self.engine_tok)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # legacy=True is deprecated in favour of the dynamic engine
+            warnings.simplefilter(
+                "ignore"
+            )  # legacy=True is deprecated in favour of the dynamic engine
             engine = StaticInferenceEngine(controller, max_batch_size=n_rows, legacy=True)
         return engine, controller
 
@@ -165,8 +176,12 @@ class Generator:
         from megatron.core.inference.sampling_params import SamplingParams
 
         if s.do_sample:
-            p = SamplingParams(temperature=float(s.temperature), top_k=int(s.top_k),
-                               top_p=float(s.top_p), num_tokens_to_generate=s.max_new_tokens)
+            p = SamplingParams(
+                temperature=float(s.temperature),
+                top_k=int(s.top_k),
+                top_p=float(s.top_p),
+                num_tokens_to_generate=s.max_new_tokens,
+            )
         else:
             p = SamplingParams(top_k=1, num_tokens_to_generate=s.max_new_tokens)  # argmax
         return p
@@ -178,22 +193,34 @@ class Generator:
         engine, controller = self._engine(len(prompts), max(map(len, prompts)) + s.max_new_tokens)
         controller.sampling_rng.manual_seed(seed)
         params = self._params(s)
-        requests = [InferenceRequest(request_id=engine.get_new_request_id(), prompt="",
-                                     prompt_tokens=list(p), sampling_params=params)
-                    for p in prompts]
+        requests = [
+            InferenceRequest(
+                request_id=engine.get_new_request_id(),
+                prompt="",
+                prompt_tokens=list(p),
+                sampling_params=params,
+            )
+            for p in prompts
+        ]
         done = engine.generate(inference_requests=requests)
         seconds = time.perf_counter() - t0
         out = []
         for p, r in zip(prompts, done):
             raw = r.generated_tokens.tolist()[: int(r.generated_length)]
-            tokens, text, finish = cut(raw, self.tok.decode, self.stop_ids, s.stop,
-                                       ended_on_eos=len(raw) < s.max_new_tokens)
+            tokens, text, finish = cut(
+                raw,
+                self.tok.decode,
+                self.stop_ids,
+                s.stop,
+                ended_on_eos=len(raw) < s.max_new_tokens,
+            )
             out.append(Completion(tokens, text, finish, len(p), seconds))
         return out
 
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[Sequence[int]], sampling: Optional[SamplingConfig] = None
-                 ) -> list[Completion]:
+    def generate(
+        self, prompts: Sequence[Sequence[int]], sampling: Optional[SamplingConfig] = None
+    ) -> list[Completion]:
         """Completions of token-id prompts, in their order. Collective: every rank of the model
         passes the same prompts. Prompts are batched by length (``batch_size`` at a time)."""
         s = sampling or SamplingConfig()
@@ -205,7 +232,7 @@ class Generator:
         rng = torch.get_rng_state()
         try:
             for b in range(0, len(order), self.batch_size):
-                idx = order[b: b + self.batch_size]
+                idx = order[b : b + self.batch_size]
                 batch = self._batch([list(prompts[i]) for i in idx], s, s.seed + b)
                 for i, c in zip(idx, batch):
                     results[i] = c

@@ -63,38 +63,60 @@ class ModelArch:
             if not ok:
                 raise ConfigError(field, msg)
 
-        for f in ("hidden_size", "ffn_hidden_size", "num_layers", "num_attention_heads",
-                  "num_query_groups", "head_dim", "vocab_size"):
-            need(int(getattr(self, f)) > 0, f, f"must be a positive integer, got {getattr(self, f)}")
-        need(self.num_attention_heads % self.num_query_groups == 0, "num_query_groups",
-             f"must divide num_attention_heads={self.num_attention_heads}; "
-             f"got {self.num_query_groups} (valid: {divisors(self.num_attention_heads)})")
-        need(self.padded_vocab_size >= self.vocab_size, "padded_vocab_size",
-             f"must be >= vocab_size={self.vocab_size}")
+        for f in (
+            "hidden_size",
+            "ffn_hidden_size",
+            "num_layers",
+            "num_attention_heads",
+            "num_query_groups",
+            "head_dim",
+            "vocab_size",
+        ):
+            need(
+                int(getattr(self, f)) > 0, f, f"must be a positive integer, got {getattr(self, f)}"
+            )
+        need(
+            self.num_attention_heads % self.num_query_groups == 0,
+            "num_query_groups",
+            f"must divide num_attention_heads={self.num_attention_heads}; "
+            f"got {self.num_query_groups} (valid: {divisors(self.num_attention_heads)})",
+        )
+        need(
+            self.padded_vocab_size >= self.vocab_size,
+            "padded_vocab_size",
+            f"must be >= vocab_size={self.vocab_size}",
+        )
         need(self.head_dim % 2 == 0, "head_dim", f"must be even for RoPE, got {self.head_dim}")
 
     @property
     def heads_per_group(self) -> int:
         return self.num_attention_heads // self.num_query_groups
 
-    def replace(self, **sizes) -> "ModelArch":
+    def replace(self, **sizes) -> ModelArch:
         """A copy with some sizes changed (and validated), e.g. a pruning target."""
         unknown = set(sizes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise ConfigError(sorted(unknown)[0], f"is not an architecture field; valid: "
-                              f"{', '.join(PRUNABLE_FIELDS)}")
+            raise ConfigError(
+                sorted(unknown)[0],
+                f"is not an architecture field; valid: {', '.join(PRUNABLE_FIELDS)}",
+            )
         return dataclasses.replace(self, **sizes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelArch":
+    def from_dict(cls, d: dict) -> ModelArch:
         return cls(**d)
 
 
-PRUNABLE_FIELDS = ("hidden_size", "ffn_hidden_size", "num_layers", "num_attention_heads",
-                   "num_query_groups")
+PRUNABLE_FIELDS = (
+    "hidden_size",
+    "ffn_hidden_size",
+    "num_layers",
+    "num_attention_heads",
+    "num_query_groups",
+)
 
 
 def divisors(n: int) -> list[int]:
@@ -117,36 +139,50 @@ def _rope(cfg: dict) -> tuple[float, Optional[dict]]:
         if kind == "default":
             return theta, None
         if kind != "llama3":
-            raise ConfigError("rope_scaling", f"RoPE type {kind!r} is not supported; supported: "
-                              "none/default and 'llama3' (Llama 3.1/3.2)")
+            raise ConfigError(
+                "rope_scaling",
+                f"RoPE type {kind!r} is not supported; supported: "
+                "none/default and 'llama3' (Llama 3.1/3.2)",
+            )
         scaling = {
             "rope_type": "llama3",
             "factor": float(scaling["factor"]),
             "low_freq_factor": float(scaling.get("low_freq_factor", 1.0)),
             "high_freq_factor": float(scaling.get("high_freq_factor", 4.0)),
             "original_max_position_embeddings": int(
-                scaling.get("original_max_position_embeddings", 8192)),
+                scaling.get("original_max_position_embeddings", 8192)
+            ),
         }
     return theta, scaling
 
 
-def arch_from_hf_config(cfg: dict, vocab_pad_multiple: int = DEFAULT_VOCAB_PAD_MULTIPLE) -> ModelArch:
+def arch_from_hf_config(
+    cfg: dict, vocab_pad_multiple: int = DEFAULT_VOCAB_PAD_MULTIPLE
+) -> ModelArch:
     """Read a HF ``config.json`` dict; refuse what a Llama-family GPTModel cannot express."""
     mt = cfg.get("model_type")
     if mt not in SUPPORTED_MODEL_TYPES:
-        raise ConfigError("model_type", f"{mt!r} is not supported; supported: "
-                          f"{', '.join(SUPPORTED_MODEL_TYPES)} (Llama 2/3/3.1/3.2, SmolLM, Mistral, "
-                          "Mistral NeMo)")
+        raise ConfigError(
+            "model_type",
+            f"{mt!r} is not supported; supported: "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)} (Llama 2/3/3.1/3.2, SmolLM, Mistral, "
+            "Mistral NeMo)",
+        )
     for key in ("attention_bias", "mlp_bias"):
         if cfg.get(key):
             raise ConfigError(key, "biases are not supported (Llama/Mistral have none)")
     act = cfg.get("hidden_act", "silu")
     if act != "silu":
-        raise ConfigError("hidden_act", f"{act!r} is not supported; the MLP must be SwiGLU ('silu')")
+        raise ConfigError(
+            "hidden_act", f"{act!r} is not supported; the MLP must be SwiGLU ('silu')"
+        )
     window = cfg.get("sliding_window")
     if window is not None and window < cfg.get("max_position_embeddings", 0):
-        warnings.warn(f"sliding_window={window}: minitron uses full causal attention, exact only "
-                      f"for sequences up to {window} tokens")
+        warnings.warn(
+            f"sliding_window={window}: minitron uses full causal attention, exact only "
+            f"for sequences up to {window} tokens",
+            stacklevel=2,
+        )
     heads = int(cfg["num_attention_heads"])
     hidden = int(cfg["hidden_size"])
     head_dim = cfg.get("head_dim") or hidden // heads
@@ -194,8 +230,9 @@ def hf_config_for(arch: ModelArch, base: dict) -> dict:
     check = arch_from_hf_config(cfg, arch.padded_vocab_size)
     for f in PRUNABLE_FIELDS + ("head_dim", "vocab_size"):
         if getattr(check, f) != getattr(arch, f):
-            raise ConfigError(f, f"the HF config would load as {getattr(check, f)}, "
-                              f"not {getattr(arch, f)}")
+            raise ConfigError(
+                f, f"the HF config would load as {getattr(check, f)}, not {getattr(arch, f)}"
+            )
     return cfg
 
 
@@ -205,8 +242,11 @@ def read_hf_config(path: str | Path) -> dict:
     if p.is_dir():
         p = p / "config.json"
     if not p.is_file():
-        raise ConfigError("hf_config", f"{p} does not exist; pass a model directory that holds "
-                          "config.json, or the config.json file itself")
+        raise ConfigError(
+            "hf_config",
+            f"{p} does not exist; pass a model directory that holds "
+            "config.json, or the config.json file itself",
+        )
     try:
         return json.loads(p.read_text())
     except json.JSONDecodeError as e:

@@ -48,11 +48,16 @@ def spec_kind(impl: str = "auto") -> str:
         return "local"
     if impl == "transformer_engine":
         if not te_available():
-            raise ConfigError("transformer_impl", "transformer_engine was asked for but TE is not "
-                              "importable with CUDA here; use 'auto' or 'local'")
+            raise ConfigError(
+                "transformer_impl",
+                "transformer_engine was asked for but TE is not "
+                "importable with CUDA here; use 'auto' or 'local'",
+            )
         return "transformer_engine"
     if impl != "auto":
-        raise ConfigError("transformer_impl", f"{impl!r}: valid are auto, local, transformer_engine")
+        raise ConfigError(
+            "transformer_impl", f"{impl!r}: valid are auto, local, transformer_engine"
+        )
     return "transformer_engine" if te_available() else "local"
 
 
@@ -66,7 +71,7 @@ class Execution:
     recompute_num_layers: int = 1
 
     @classmethod
-    def of(cls, cfg) -> "Execution":
+    def of(cls, cfg) -> Execution:
         """From a config holding the TrainingBase fields."""
         return cls(cfg.sequence_parallel, cfg.recompute, cfg.recompute_num_layers)
 
@@ -76,31 +81,51 @@ def check_layout(arch: ModelArch, tp: int, pp: int) -> None:
     if tp < 1 or pp < 1:
         raise ConfigError("tp" if tp < 1 else "pp", "must be >= 1")
     if arch.num_query_groups % tp:
-        raise ConfigError("tp", f"tp={tp} must divide num_query_groups={arch.num_query_groups} "
-                          f"(each rank holds whole KV groups); valid tp: "
-                          f"{[d for d in range(1, arch.num_query_groups + 1) if arch.num_query_groups % d == 0]}")
+        raise ConfigError(
+            "tp",
+            f"tp={tp} must divide num_query_groups={arch.num_query_groups} "
+            f"(each rank holds whole KV groups); valid tp: "
+            f"{[d for d in range(1, arch.num_query_groups + 1) if arch.num_query_groups % d == 0]}",
+        )
     if arch.ffn_hidden_size % tp:
         raise ConfigError("tp", f"tp={tp} must divide ffn_hidden_size={arch.ffn_hidden_size}")
     if arch.padded_vocab_size % tp:
-        raise ConfigError("tp", f"tp={tp} must divide padded_vocab_size={arch.padded_vocab_size}; "
-                          "re-import with a vocab_pad_multiple that tp divides")
+        raise ConfigError(
+            "tp",
+            f"tp={tp} must divide padded_vocab_size={arch.padded_vocab_size}; "
+            "re-import with a vocab_pad_multiple that tp divides",
+        )
     if arch.num_layers % pp:
         raise ConfigError("pp", f"pp={pp} must divide num_layers={arch.num_layers}")
 
 
-def transformer_config(arch: ModelArch, tp: int, pp: int, dtype: torch.dtype,
-                       init_weights: bool = True, seed_std: float = 0.02,
-                       execution: Execution = Execution()):
+def transformer_config(
+    arch: ModelArch,
+    tp: int,
+    pp: int,
+    dtype: torch.dtype,
+    init_weights: bool = True,
+    seed_std: float = 0.02,
+    execution: Execution = Execution(),
+):
     from megatron.core.transformer.transformer_config import TransformerConfig
 
     check_layout(arch, tp, pp)
     on_gpu = torch.cuda.is_available()
     ex = execution
-    recompute = {} if ex.recompute == "none" else (
-        {"recompute_granularity": "selective", "recompute_modules": ["core_attn"]}
-        if ex.recompute == "selective" else
-        {"recompute_granularity": "full", "recompute_method": "uniform",
-         "recompute_num_layers": ex.recompute_num_layers})
+    recompute = (
+        {}
+        if ex.recompute == "none"
+        else (
+            {"recompute_granularity": "selective", "recompute_modules": ["core_attn"]}
+            if ex.recompute == "selective"
+            else {
+                "recompute_granularity": "full",
+                "recompute_method": "uniform",
+                "recompute_num_layers": ex.recompute_num_layers,
+            }
+        )
+    )
     return TransformerConfig(
         num_layers=arch.num_layers,
         hidden_size=arch.hidden_size,
@@ -179,12 +204,18 @@ def block_spec(kind: str, config):
     if kind == "transformer_engine":
         return spec
     from megatron.core.transformer.spec_utils import ModuleSpec
-    from megatron.core.transformer.transformer_block import (TransformerBlock,
-                                                             TransformerBlockSubmodules,
-                                                             get_num_layers_to_build)
+    from megatron.core.transformer.transformer_block import (
+        TransformerBlock,
+        TransformerBlockSubmodules,
+        get_num_layers_to_build,
+    )
 
-    return ModuleSpec(module=TransformerBlock, submodules=TransformerBlockSubmodules(
-        layer_specs=[spec] * get_num_layers_to_build(config), layer_norm=LocalNorm))
+    return ModuleSpec(
+        module=TransformerBlock,
+        submodules=TransformerBlockSubmodules(
+            layer_specs=[spec] * get_num_layers_to_build(config), layer_norm=LocalNorm
+        ),
+    )
 
 
 def mark_tensor_parallel(model) -> None:
@@ -193,8 +224,11 @@ def mark_tensor_parallel(model) -> None:
     optimizer's gradient norm drops split parameters on TP ranks other than 0."""
     from megatron.core.tensor_parallel import layers
 
-    dims = {layers.ColumnParallelLinear: 0, layers.RowParallelLinear: 1,
-            layers.VocabParallelEmbedding: 0}
+    dims = {
+        layers.ColumnParallelLinear: 0,
+        layers.RowParallelLinear: 1,
+        layers.VocabParallelEmbedding: 0,
+    }
     for m in model.modules():
         dim = next((d for cls, d in dims.items() if isinstance(m, cls)), None)
         w = getattr(m, "weight", None) if dim is not None else None
@@ -202,8 +236,13 @@ def mark_tensor_parallel(model) -> None:
             layers.set_tensor_model_parallel_attributes(w, True, dim, 1)
 
 
-def build_model(arch: ModelArch, dtype: torch.dtype = torch.float32, impl: str = "auto",
-                init_weights: bool = True, execution: Execution = Execution()):
+def build_model(
+    arch: ModelArch,
+    dtype: torch.dtype = torch.float32,
+    impl: str = "auto",
+    init_weights: bool = True,
+    execution: Execution = Execution(),
+):
     """This rank's ``GPTModel`` (its PP stage, its TP shards), on GPU when there is one.
 
     ``init_weights=False`` skips random initialisation (weights are about to be loaded);
@@ -228,7 +267,8 @@ def build_model(arch: ModelArch, dtype: torch.dtype = torch.float32, impl: str =
         rotary_base=arch.rope_theta,
     )
     model.rotary_pos_emb.inv_freq = model_inv_freq(
-        arch.head_dim, arch.rope_theta, arch.rope_scaling).to(model.rotary_pos_emb.inv_freq.device)
+        arch.head_dim, arch.rope_theta, arch.rope_scaling
+    ).to(model.rotary_pos_emb.inv_freq.device)
     if model.post_process and arch.padded_vocab_size > arch.vocab_size:
         tp_rank = ps.get_tensor_model_parallel_rank()
 

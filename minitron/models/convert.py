@@ -61,6 +61,7 @@ def canonical_name(local_name: str, layer_offset: int) -> str:
 
 # ---------------------------------------------------------------- QKV and SwiGLU layouts
 
+
 def qkv_from_hf(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, arch: ModelArch) -> torch.Tensor:
     """HF ``q_proj [q d, h]``, ``k_proj``/``v_proj [g d, h]`` -> grouped ``[(q + 2g) d, h]``."""
     g, d, h = arch.num_query_groups, arch.head_dim, q.shape[-1]
@@ -70,7 +71,9 @@ def qkv_from_hf(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, arch: ModelAr
     return torch.cat([q, k, v], dim=1).reshape(-1, h)
 
 
-def qkv_to_hf(qkv: torch.Tensor, arch: ModelArch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def qkv_to_hf(
+    qkv: torch.Tensor, arch: ModelArch
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Inverse of :func:`qkv_from_hf`."""
     g, d, h = arch.num_query_groups, arch.head_dim, qkv.shape[-1]
     per = arch.heads_per_group * d
@@ -86,6 +89,7 @@ def pad_rows(w: torch.Tensor, rows: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- whole-model mapping
+
 
 def hf_tensor_names(arch: ModelArch, name: str) -> list[str]:
     """The HF tensors a canonical megatron tensor is built from."""
@@ -122,11 +126,17 @@ def hf_to_mcore(name: str, read: Reader, arch: ModelArch) -> torch.Tensor:
     return parts[0]
 
 
-def mcore_to_hf(tensors: dict[str, torch.Tensor], arch: ModelArch) -> Iterator[tuple[str, torch.Tensor]]:
+def mcore_to_hf(
+    tensors: dict[str, torch.Tensor], arch: ModelArch
+) -> Iterator[tuple[str, torch.Tensor]]:
     """Canonical megatron tensors (the whole model) -> HF tensors, in HF's order."""
-    yield "model.embed_tokens.weight", tensors["embedding.word_embeddings.weight"][: arch.vocab_size]
+    yield (
+        "model.embed_tokens.weight",
+        tensors["embedding.word_embeddings.weight"][: arch.vocab_size],
+    )
     for i in range(arch.num_layers):
-        def t(p):
+
+        def t(p, i=i):
             return tensors[f"decoder.layers.{i}.{p}"]
 
         hp = f"model.layers.{i}."
@@ -153,13 +163,19 @@ def hf_shapes(arch: ModelArch) -> dict[str, tuple[int, ...]]:
     shapes = {"model.embed_tokens.weight": (v, h), "model.norm.weight": (h,)}
     for i in range(arch.num_layers):
         p = f"model.layers.{i}."
-        shapes.update({
-            p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,),
-            p + "self_attn.q_proj.weight": (q, h), p + "self_attn.k_proj.weight": (g, h),
-            p + "self_attn.v_proj.weight": (g, h), p + "self_attn.o_proj.weight": (h, q),
-            p + "mlp.gate_proj.weight": (f, h), p + "mlp.up_proj.weight": (f, h),
-            p + "mlp.down_proj.weight": (h, f),
-        })
+        shapes.update(
+            {
+                p + "input_layernorm.weight": (h,),
+                p + "post_attention_layernorm.weight": (h,),
+                p + "self_attn.q_proj.weight": (q, h),
+                p + "self_attn.k_proj.weight": (g, h),
+                p + "self_attn.v_proj.weight": (g, h),
+                p + "self_attn.o_proj.weight": (h, q),
+                p + "mlp.gate_proj.weight": (f, h),
+                p + "mlp.up_proj.weight": (f, h),
+                p + "mlp.down_proj.weight": (h, f),
+            }
+        )
     if not arch.tie_word_embeddings:
         shapes["lm_head.weight"] = (v, h)
     return shapes

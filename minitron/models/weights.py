@@ -44,6 +44,9 @@ def full_tensors(model) -> dict[str, torch.Tensor]:
     """Canonical whole-model tensors of a model built at TP=1, PP=1 (on CPU)."""
     from megatron.core import parallel_state as ps
 
-    if ps.get_tensor_model_parallel_world_size() != 1 or ps.get_pipeline_model_parallel_world_size() != 1:
+    if (
+        ps.get_tensor_model_parallel_world_size() != 1
+        or ps.get_pipeline_model_parallel_world_size() != 1
+    ):
         raise RuntimeError("full_tensors needs a TP=1, PP=1 model; gather first")
     return {c: p.detach().cpu() for c, _, p in local_parameters(model)}

@@ -50,16 +50,20 @@ class Coupled(torch.nn.Module):
         cfgs = [unwrap(m).config for m in mains]
         p_cfg = unwrap(partner).config
         if len({c.sequence_parallel for c in cfgs + [p_cfg]}) > 1:
-            raise ValueError("the trained models and their partner must all use sequence "
-                             "parallelism or none")
+            raise ValueError(
+                "the trained models and their partner must all use sequence parallelism or none"
+            )
         self.widths = [c.hidden_size for c in cfgs] + [p_cfg.hidden_size]
         self.h_main, self.h_partner = self.widths[0], self.widths[-1]
         self.bounds = list(itertools.accumulate([0] + self.widths))
         # the schedule reads its options (dtype, sequence parallel, per-token loss, no_sync)
         # from this config: the first trained model's, with every trained model's no_sync
         self.config = copy.copy(cfgs[0])
-        syncs = [c.no_sync_func for c in cfgs + ([p_cfg] if partner_trained else [])
-                 if c.no_sync_func is not None]
+        syncs = [
+            c.no_sync_func
+            for c in cfgs + ([p_cfg] if partner_trained else [])
+            if c.no_sync_func is not None
+        ]
         self.config.no_sync_func = _all_of(syncs) if syncs else None
         self.model_type = ModelType.encoder_or_decoder
         self.last_stage = ps.is_pipeline_last_stage()
@@ -70,8 +74,9 @@ class Coupled(torch.nn.Module):
     def set_input_tensor(self, input_tensor) -> None:
         x = input_tensor[0] if isinstance(input_tensor, (list, tuple)) else input_tensor
         for i, m in enumerate(self._models()):
-            unwrap(m).set_input_tensor(None if x is None else
-                                       x[..., self.bounds[i]:self.bounds[i + 1]])
+            unwrap(m).set_input_tensor(
+                None if x is None else x[..., self.bounds[i] : self.bounds[i + 1]]
+            )
 
     def forward(self, tokens, attention_mask=None, labels=None, partner_labels=None):
         outs = [m(tokens, None, attention_mask, labels=labels) for m in self.mains]
@@ -84,6 +89,7 @@ class Coupled(torch.nn.Module):
 
     def adjust_tensor_shapes(self, recv_shapes: list, send_shapes: list) -> tuple[list, list]:
         """megatron-core's ``adjust_tensor_shapes_fn``: ``[s, b, h]`` -> ``[s, b, sum of h]``."""
+
         def widen(shapes):
             return [(*shape[:-1], self.bounds[-1]) for shape in shapes]
 

@@ -43,7 +43,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 _ENABLED = False
-_MODE: "_CpuDeviceMode | None" = None
+_MODE: _CpuDeviceMode | None = None
 
 
 def _is_cuda(device) -> bool:
@@ -61,9 +61,11 @@ def _is_cuda(device) -> bool:
 _CPU = torch.device("cpu")
 
 
-_CUDA_TYPE_NAMES = {"torch.FloatTensor": "torch.cuda.FloatTensor",
-                    "torch.HalfTensor": "torch.cuda.HalfTensor",
-                    "torch.BFloat16Tensor": "torch.cuda.BFloat16Tensor"}
+_CUDA_TYPE_NAMES = {
+    "torch.FloatTensor": "torch.cuda.FloatTensor",
+    "torch.HalfTensor": "torch.cuda.HalfTensor",
+    "torch.BFloat16Tensor": "torch.cuda.BFloat16Tensor",
+}
 
 
 class _CpuDeviceMode(TorchFunctionMode):
@@ -159,7 +161,7 @@ class _CpuEvent:
     def wait(self, stream=None):
         pass
 
-    def elapsed_time(self, end: "_CpuEvent") -> float:
+    def elapsed_time(self, end: _CpuEvent) -> float:
         return (end.t - self.t) * 1e3
 
 

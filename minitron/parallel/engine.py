@@ -39,17 +39,19 @@ class EngineOptions:
     overlap_grad_reduce: bool = False
 
     @classmethod
-    def of(cls, cfg, dtype: torch.dtype, dp: int, distributed=None) -> "EngineOptions":
+    def of(cls, cfg, dtype: torch.dtype, dp: int, distributed=None) -> EngineOptions:
         """From a config with the TrainingBase fields, at data-parallel size ``dp``;
         ``distributed`` overrides ``cfg.use_distributed_optimizer``; where both are None the
         distributed optimizer is on when dp > 1."""
         if distributed is None:
             distributed = cfg.use_distributed_optimizer
-        return cls(dtype=dtype,
-                   use_distributed_optimizer=dp > 1 if distributed is None else bool(distributed),
-                   grad_reduce_in_fp32=cfg.grad_reduce_in_fp32,
-                   # gloo on CPU: the reduction runs once after the backward instead
-                   overlap_grad_reduce=cfg.overlap_grad_reduce and torch.cuda.is_available())
+        return cls(
+            dtype=dtype,
+            use_distributed_optimizer=dp > 1 if distributed is None else bool(distributed),
+            grad_reduce_in_fp32=cfg.grad_reduce_in_fp32,
+            # gloo on CPU: the reduction runs once after the backward instead
+            overlap_grad_reduce=cfg.overlap_grad_reduce and torch.cuda.is_available(),
+        )
 
 
 class Engine:
@@ -61,8 +63,7 @@ class Engine:
     """
 
     def __init__(self, model, optim, options: EngineOptions):
-        from megatron.core.distributed import (DistributedDataParallel,
-                                               DistributedDataParallelConfig)
+        from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
         from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 
         self.model, self.options = model, options
@@ -70,19 +71,35 @@ class Engine:
         # each loss function returns (sum over its tokens, token count, metrics); the gradient
         # is divided by the step's global token count in finalize_model_grads
         config.calculate_per_token_loss = True
-        self.ddp = DistributedDataParallel(config, DistributedDataParallelConfig(
-            grad_reduce_in_fp32=options.grad_reduce_in_fp32,
-            overlap_grad_reduce=options.overlap_grad_reduce,
-            use_distributed_optimizer=options.use_distributed_optimizer), model)
+        self.ddp = DistributedDataParallel(
+            config,
+            DistributedDataParallelConfig(
+                grad_reduce_in_fp32=options.grad_reduce_in_fp32,
+                overlap_grad_reduce=options.overlap_grad_reduce,
+                use_distributed_optimizer=options.use_distributed_optimizer,
+            ),
+            model,
+        )
         if options.overlap_grad_reduce:
             config.no_sync_func = self.ddp.no_sync
         dtype = options.dtype
-        self.optimizer = get_megatron_optimizer(OptimizerConfig(
-            optimizer="adam", lr=optim.lr, min_lr=optim.min_lr, weight_decay=optim.weight_decay,
-            adam_beta1=optim.beta1, adam_beta2=optim.beta2, adam_eps=optim.eps,
-            clip_grad=optim.clip_grad, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
-            params_dtype=dtype, use_distributed_optimizer=options.use_distributed_optimizer),
-            [self.ddp])
+        self.optimizer = get_megatron_optimizer(
+            OptimizerConfig(
+                optimizer="adam",
+                lr=optim.lr,
+                min_lr=optim.min_lr,
+                weight_decay=optim.weight_decay,
+                adam_beta1=optim.beta1,
+                adam_beta2=optim.beta2,
+                adam_eps=optim.eps,
+                clip_grad=optim.clip_grad,
+                bf16=dtype == torch.bfloat16,
+                fp16=dtype == torch.float16,
+                params_dtype=dtype,
+                use_distributed_optimizer=options.use_distributed_optimizer,
+            ),
+            [self.ddp],
+        )
         if dtype == torch.float16:  # megatron-core's dynamic loss scaler scales every backward
             config.grad_scale_func = self.optimizer.scale_loss
         self.weight_decay = optim.weight_decay
@@ -123,16 +140,18 @@ class Engine:
         for inner in opt.chained_optimizers:
             params = inner.get_parameters()
             if params and inner.config.clip_grad > 0:
-                clip_grad_by_total_norm_fp32(params, max_norm=inner.config.clip_grad,
-                                             total_norm=norm)
+                clip_grad_by_total_norm_fp32(
+                    params, max_norm=inner.config.clip_grad, total_norm=norm
+                )
         return bool(opt.step_with_ready_grads()), norm
 
     # ---- checkpoints: megatron-core dist_checkpointing, reshardable over data parallelism
     def _sharded_state_dict(self, is_loading: bool) -> dict:
         if is_loading:  # allocate Adam's state so that its sharded entries exist
             _init_optimizer_state(self.optimizer)
-        return self.optimizer.sharded_state_dict(self.model.sharded_state_dict(), is_loading,
-                                                 metadata=SHARDING)
+        return self.optimizer.sharded_state_dict(
+            self.model.sharded_state_dict(), is_loading, metadata=SHARDING
+        )
 
     def save_optimizer(self, path: Path) -> None:
         """Collective: the optimizer state (fp32 main weights, Adam moments, steps) of every
@@ -164,9 +183,13 @@ def _torch_adam_loading(optimizer):
     copy skips ``step`` and runs without autograd, and each parameter gets its own step."""
     from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
 
-    patched = [o for o in optimizer.chained_optimizers
-               if isinstance(o, DistributedOptimizer) and _is_torch_optimizer(o.optimizer)]
+    patched = [
+        o
+        for o in optimizer.chained_optimizers
+        if isinstance(o, DistributedOptimizer) and _is_torch_optimizer(o.optimizer)
+    ]
     for o in patched:
+
         def copy_states(model_param, tensors, o=o, copy=o._set_main_param_and_optimizer_states):
             group, order = o.model_param_group_index_map[model_param]
             state = o.optimizer.state[o.optimizer.param_groups[group]["params"][order]]

@@ -46,8 +46,9 @@ class FullTensors:
         if not dist.is_initialized() or dist.get_world_size() == 1:
             return [0] * self.pp
         where = [None] * dist.get_world_size()
-        dist.all_gather_object(where, (self.pp_rank, ps.get_tensor_model_parallel_rank(),
-                                       ps.get_data_parallel_rank()))
+        dist.all_gather_object(
+            where, (self.pp_rank, ps.get_tensor_model_parallel_rank(), ps.get_data_parallel_rank())
+        )
         return [where.index((s, 0, 0)) for s in range(self.pp)]
 
     def _local_full(self, name: str) -> torch.Tensor:
@@ -67,8 +68,9 @@ class FullTensors:
         full = self._local_full(name) if owner == self.pp_rank else None
         if dist.is_initialized() and dist.get_world_size() > 1:
             if full is None:
-                full = torch.empty(canonical_shape(self.arch, name), dtype=self.dtype,
-                                   device=self.device)
+                full = torch.empty(
+                    canonical_shape(self.arch, name), dtype=self.dtype, device=self.device
+                )
             full = full.contiguous()
             dist.broadcast(full, src=self.stage_src[owner])
         return full

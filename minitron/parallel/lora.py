@@ -26,8 +26,12 @@ import math
 
 import torch
 
-TARGETS = ("self_attention.linear_qkv", "self_attention.linear_proj", "mlp.linear_fc1",
-           "mlp.linear_fc2")
+TARGETS = (
+    "self_attention.linear_qkv",
+    "self_attention.linear_proj",
+    "mlp.linear_fc1",
+    "mlp.linear_fc2",
+)
 ROW_PARALLEL = ("linear_proj", "linear_fc2")
 
 
@@ -35,10 +39,13 @@ class Adapters(torch.nn.ModuleDict):
     """The adapters of a model, keyed ``<global layer>_<path>``, with megatron-core sharded
     checkpoint entries: the TP-split factor of each adapter is sharded along its split axis."""
 
-    def sharded_state_dict(self, prefix: str = "", sharded_offsets: tuple = (),
-                           metadata=None) -> dict:
-        from megatron.core.utils import (make_sharded_tensor_for_checkpoint,
-                                         make_tp_sharded_tensor_for_checkpoint)
+    def sharded_state_dict(
+        self, prefix: str = "", sharded_offsets: tuple = (), metadata=None
+    ) -> dict:
+        from megatron.core.utils import (
+            make_sharded_tensor_for_checkpoint,
+            make_tp_sharded_tensor_for_checkpoint,
+        )
 
         out = {}
         for key, ad in self.items():
@@ -52,14 +59,18 @@ class Adapters(torch.nn.ModuleDict):
 
 
 class LoRA:
-    def __init__(self, model, rank: int = 16, alpha: float = 32.0, seed: int = 1234,
-                 targets: tuple = TARGETS):
+    def __init__(
+        self, model, rank: int = 16, alpha: float = 32.0, seed: int = 1234, targets: tuple = TARGETS
+    ):
         from megatron.core import parallel_state as ps
 
         from minitron.models.weights import layer_offset
 
         self.model, self.rank, self.scale = model, rank, alpha / rank
-        self.tp, self.tp_rank = ps.get_tensor_model_parallel_world_size(), ps.get_tensor_model_parallel_rank()
+        self.tp, self.tp_rank = (
+            ps.get_tensor_model_parallel_world_size(),
+            ps.get_tensor_model_parallel_rank(),
+        )
         self.adapters = Adapters()
         self.handles = []
         offset = layer_offset(model)
@@ -68,8 +79,9 @@ class LoRA:
                 module = layer.get_submodule(path)
                 key = f"{offset + i}.{path}".replace(".", "_")
                 row = path.endswith(ROW_PARALLEL)
-                self.adapters[key] = self._make(module.weight, row, seed + 1000 * (offset + i)
-                                                + TARGETS.index(path))
+                self.adapters[key] = self._make(
+                    module.weight, row, seed + 1000 * (offset + i) + TARGETS.index(path)
+                )
                 self.handles.append(module.register_forward_hook(self._hook(key, row)))
         model.lora = self.adapters
 
@@ -79,7 +91,7 @@ class LoRA:
         g = torch.Generator().manual_seed(seed)
         a_full = torch.randn(self.rank, full_in, generator=g) / math.sqrt(full_in)
         if row:
-            a = a_full[:, self.tp_rank * in_local:(self.tp_rank + 1) * in_local]
+            a = a_full[:, self.tp_rank * in_local : (self.tp_rank + 1) * in_local]
             b = torch.zeros(out_local, self.rank)
         else:
             a, b = a_full, torch.zeros(out_local, self.rank)
@@ -91,15 +103,20 @@ class LoRA:
         return m
 
     def _hook(self, key: str, row: bool):
-        from megatron.core.tensor_parallel.mappings import (copy_to_tensor_model_parallel_region,
-                                                            reduce_from_tensor_model_parallel_region)
+        from megatron.core.tensor_parallel.mappings import (
+            copy_to_tensor_model_parallel_region,
+            reduce_from_tensor_model_parallel_region,
+        )
 
         def hook(module, inputs, output):
             x = inputs[0]
             ad = self.adapters[key]
             h = torch.nn.functional.linear(x, ad.A)
-            h = reduce_from_tensor_model_parallel_region(h) if row else \
-                copy_to_tensor_model_parallel_region(h)
+            h = (
+                reduce_from_tensor_model_parallel_region(h)
+                if row
+                else copy_to_tensor_model_parallel_region(h)
+            )
             delta = torch.nn.functional.linear(h, ad.B) * self.scale
             out, bias = output
             return out + delta.to(out.dtype), bias

@@ -53,11 +53,16 @@ def check_world(tp: int, pp: int, world_size: int | None = None) -> None:
     """Fail before any work when the process count cannot hold tp x pp."""
     world = world_size_from_env() if world_size is None else world_size
     if world % (tp * pp):
-        hint = (f"run it as: torchrun --nproc_per_node {tp * pp} -m minitron ..."
-                if world == 1 else f"use a multiple of {tp * pp} processes")
-        raise ConfigError("tp" if tp > 1 else "pp",
-                          f"tp={tp} x pp={pp} needs {tp * pp} processes (or a multiple), "
-                          f"but this run has {world}; {hint}")
+        hint = (
+            f"run it as: torchrun --nproc_per_node {tp * pp} -m minitron ..."
+            if world == 1
+            else f"use a multiple of {tp * pp} processes"
+        )
+        raise ConfigError(
+            "tp" if tp > 1 else "pp",
+            f"tp={tp} x pp={pp} needs {tp * pp} processes (or a multiple), "
+            f"but this run has {world}; {hint}",
+        )
 
 
 def init(tp: int = 1, pp: int = 1, seed: int = 1234, timeout_min: int = 30) -> Layout:
@@ -77,15 +82,21 @@ def init(tp: int = 1, pp: int = 1, seed: int = 1234, timeout_min: int = 30) -> L
         if "MASTER_ADDR" in os.environ:  # torchrun, srun + torchrun, ...
             dist.init_process_group(backend, timeout=timeout)
         else:  # a plain process: a world of one (the environment is left untouched)
-            dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}",
-                                    rank=0, world_size=1, timeout=timeout)
+            dist.init_process_group(
+                backend,
+                init_method=f"tcp://127.0.0.1:{_free_port()}",
+                rank=0,
+                world_size=1,
+                timeout=timeout,
+            )
     if ps.model_parallel_is_initialized():
-        if (ps.get_tensor_model_parallel_world_size(), ps.get_pipeline_model_parallel_world_size()) \
-                != (tp, pp):
+        if (
+            ps.get_tensor_model_parallel_world_size(),
+            ps.get_pipeline_model_parallel_world_size(),
+        ) != (tp, pp):
             ps.destroy_model_parallel()
     if not ps.model_parallel_is_initialized():
-        ps.initialize_model_parallel(tensor_model_parallel_size=tp,
-                                     pipeline_model_parallel_size=pp)
+        ps.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp)
     tensor_parallel.model_parallel_cuda_manual_seed(seed)
     return layout()
 

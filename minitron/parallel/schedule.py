@@ -17,12 +17,20 @@ def _forward(model, batch: dict, device, with_labels: bool):
     ``attention_mask`` ``[b, 1, s, s]`` (True = masked); otherwise attention is causal."""
     mask = batch.get("attention_mask")
     labels = batch["labels"].to(device) if with_labels else None
-    return model(batch["tokens"].to(device), position_ids=None,
-                 attention_mask=None if mask is None else mask.to(device), labels=labels)
+    return model(
+        batch["tokens"].to(device),
+        position_ids=None,
+        attention_mask=None if mask is None else mask.to(device),
+        labels=labels,
+    )
 
 
-def pipeline_forward(model, batches: Sequence[dict], collect: Callable[[torch.Tensor, dict], Any],
-                     with_labels: bool = False) -> list | None:
+def pipeline_forward(
+    model,
+    batches: Sequence[dict],
+    collect: Callable[[torch.Tensor, dict], Any],
+    with_labels: bool = False,
+) -> list | None:
     """Forward-only over every micro-batch in ``batches`` (all of one shape).
 
     ``collect(output, batch)`` runs on the last PP stage with the model output:
@@ -55,9 +63,15 @@ def _run_schedule(model, batches: Sequence[dict], step, **kwargs) -> list | None
     adjust = getattr(model, "adjust_tensor_shapes", None)
     if adjust is not None and ps.get_pipeline_model_parallel_world_size() > 1:
         kwargs["adjust_tensor_shapes_fn"] = adjust
-    results = get_forward_backward_func()(forward_step_func=step, data_iterator=iter(batches),
-                                          model=[model], num_microbatches=len(batches),
-                                          seq_length=s, micro_batch_size=b, **kwargs)
+    results = get_forward_backward_func()(
+        forward_step_func=step,
+        data_iterator=iter(batches),
+        model=[model],
+        num_microbatches=len(batches),
+        seq_length=s,
+        micro_batch_size=b,
+        **kwargs,
+    )
     return list(results) if ps.is_pipeline_last_stage() else None
 
 
@@ -72,8 +86,13 @@ def from_last_stage(value: Any) -> Any:
     return broadcast_object(value, src=src, group=group)
 
 
-def pipeline_train_step(model, batches: Sequence[dict], loss_fn, with_labels: bool = False,
-                        forward: Optional[Callable] = None) -> list | None:
+def pipeline_train_step(
+    model,
+    batches: Sequence[dict],
+    loss_fn,
+    with_labels: bool = False,
+    forward: Optional[Callable] = None,
+) -> list | None:
     """Forward and backward over all of one optimizer step's micro-batches (one shape) in
     one call of megatron-core's schedule: with PP, a full 1F1B pipeline.
 
@@ -115,10 +134,14 @@ def reduce_metrics(per_micro: Optional[list[dict]]) -> dict:
     out = None
     if per_micro is not None:
         keys = sorted(per_micro[0])
-        dev = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() \
+        dev = (
+            torch.device("cuda", torch.cuda.current_device())
+            if torch.cuda.is_available()
             else torch.device("cpu")
-        sums = torch.stack([sum(m[k].detach().double().reshape(()).to(dev) for m in per_micro)
-                            for k in keys])
+        )
+        sums = torch.stack(
+            [sum(m[k].detach().double().reshape(()).to(dev) for m in per_micro) for k in keys]
+        )
         sums = all_reduce_sum(sums, ps.get_data_parallel_group()).cpu()
         count = float(sums[keys.index("count")].clamp(min=1))
         out = {k: float(v) / count for k, v in zip(keys, sums) if k != "count"}

@@ -15,12 +15,20 @@ def split_dim(full_shape: tuple, shard_shape: tuple, tp: int) -> int | None:
     if tuple(full_shape) == tuple(shard_shape):
         return None
     diff = [d for d, (a, b) in enumerate(zip(full_shape, shard_shape)) if a != b]
-    if len(full_shape) != len(shard_shape) or len(diff) != 1 or full_shape[diff[0]] != shard_shape[diff[0]] * tp:
-        raise ValueError(f"shard shape {tuple(shard_shape)} is not a {tp}-way split of {tuple(full_shape)}")
+    if (
+        len(full_shape) != len(shard_shape)
+        or len(diff) != 1
+        or full_shape[diff[0]] != shard_shape[diff[0]] * tp
+    ):
+        raise ValueError(
+            f"shard shape {tuple(shard_shape)} is not a {tp}-way split of {tuple(full_shape)}"
+        )
     return diff[0]
 
 
-def tp_shard(full: torch.Tensor, shard_shape: tuple, rank: int, tp: int, gated: bool = False) -> torch.Tensor:
+def tp_shard(
+    full: torch.Tensor, shard_shape: tuple, rank: int, tp: int, gated: bool = False
+) -> torch.Tensor:
     """Rank ``rank``'s piece of ``full`` for a parameter of ``shard_shape``."""
     dim = split_dim(full.shape, shard_shape, tp)
     if dim is None:

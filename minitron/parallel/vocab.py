@@ -32,8 +32,9 @@ def mask_padded_vocab(logits: torch.Tensor, vocab_size: int, tp_rank: int) -> to
 
 
 @torch.no_grad()
-def target_logprobs(logits: torch.Tensor, targets: torch.Tensor, vocab_size: int,
-                    group) -> tuple[torch.Tensor, torch.Tensor]:
+def target_logprobs(
+    logits: torch.Tensor, targets: torch.Tensor, vocab_size: int, group
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(log p(target), target is the argmax)`` per position, from vocab shards.
 
     ``logits``: ``[b, s, v/tp]`` on each rank of ``group``; ``targets``: ``[b, s]``
@@ -89,12 +90,16 @@ class VocabParallelReducers:
             return torch.zeros_like(x)
         parts = [torch.empty_like(x) for _ in range(self.world)]
         dist.all_gather(parts, x.contiguous(), group=self.group)
-        return sum(parts[:self.rank], torch.zeros_like(x))
+        return sum(parts[: self.rank], torch.zeros_like(x))
 
     def kwargs(self) -> dict:
         """The reducer keyword arguments of the loss functions; none on one rank (the loss
         then uses fused single-rank kernels)."""
         if self.world == 1:
             return {}
-        return {"reduce_max": self.reduce_max, "reduce_sum": self.reduce_sum,
-                "gather_topk": self.gather_topk, "sum_lower_ranks": self.sum_lower_ranks}
+        return {
+            "reduce_max": self.reduce_max,
+            "reduce_sum": self.reduce_sum,
+            "gather_topk": self.gather_topk,
+            "sum_lower_ranks": self.sum_lower_ranks,
+        }

@@ -36,8 +36,9 @@ def _curves(ctx, path: Path) -> bool:
             continue
         rows = list(csv.DictReader(f.open()))
         kd = [(int(r["step"]), float(r[f"kd{tag}"])) for r in rows if r.get(f"kd{tag}")]
-        val = [(int(r["step"]), float(r[f"val_loss{tag}"])) for r in rows
-               if r.get(f"val_loss{tag}")]
+        val = [
+            (int(r["step"]), float(r[f"val_loss{tag}"])) for r in rows if r.get(f"val_loss{tag}")
+        ]
         if kd:
             a.plot(*zip(*kd), label=st.name)
             drawn = True
@@ -60,8 +61,13 @@ def _depth(ctx, prune_metrics: dict, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for name, cands in series.items():
         metric = next(k for k in cands[0] if k != "layers")
-        ax.plot([c["layers"][0] for c in cands], [c[metric] for c in cands], "o-", ms=3,
-                label=f"{name}: {metric} with the block dropped")
+        ax.plot(
+            [c["layers"][0] for c in cands],
+            [c[metric] for c in cands],
+            "o-",
+            ms=3,
+            label=f"{name}: {metric} with the block dropped",
+        )
         ax.set_ylabel(metric)
     ax.set_xlabel("first dropped layer")
     ax.set_title("depth search: every contiguous candidate block")
@@ -99,16 +105,25 @@ def recovery_lines(ctx) -> list[str]:
         if None in (teacher, pruned, distilled):
             continue
         gap = pruned - teacher
-        cell = (f"{100 * recovered_fraction(pruned, distilled, teacher):.0f}%" if gap > 0
-                else "- (pruning did not raise the loss)")
+        cell = (
+            f"{100 * recovered_fraction(pruned, distilled, teacher):.0f}%"
+            if gap > 0
+            else "- (pruning did not raise the loss)"
+        )
         rows.append(f"| {st.name} | {pruned:.3f} | {distilled:.3f} | {teacher:.3f} | {cell} |")
     if not rows:
         return []
-    return ["", "### Recovered by distillation", "",
-            f"Held-out LM loss; the share of the gap that pruning opened which distillation "
-            f"closed, (pruned - distilled) / (pruned - {teacher_name}).", "",
-            f"| student | pruned | distilled | {teacher_name} | gap recovered |",
-            "|---|---|---|---|---|", *rows]
+    return [
+        "",
+        "### Recovered by distillation",
+        "",
+        f"Held-out LM loss; the share of the gap that pruning opened which distillation "
+        f"closed, (pruned - distilled) / (pruned - {teacher_name}).",
+        "",
+        f"| student | pruned | distilled | {teacher_name} | gap recovered |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def instruction_lines(ctx) -> list[str]:
@@ -125,20 +140,27 @@ def instruction_lines(ctx) -> list[str]:
         cells = []
         for m in IFEVAL_METRICS:
             v, se = r.get(f"{m},none"), r.get(f"{m}_stderr,none")
-            cells.append("-" if v is None else f"{v:.3f}" + (f" ± {se:.3f}"
-                                                             if isinstance(se, float) else ""))
+            cells.append(
+                "-" if v is None else f"{v:.3f}" + (f" ± {se:.3f}" if isinstance(se, float) else "")
+            )
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     if not rows:
         return []
     n = ctx.cfg.eval.instructions_limit or "all 135"
-    return ["", "### Instruction following", "",
-            f"`ifeval_mini` ({n} prompts, each in the model's chat template, greedy, at most "
-            f"{ctx.cfg.eval.instructions_max_tokens} new tokens), scored by lm-eval's own IFEval "
-            "checkers: the share of prompts whose every instruction is followed (prompt) and of "
-            "instructions followed (instruction); loose also accepts the answer without its "
-            "first or last line or markdown emphasis.", "",
-            "| model | prompt, strict | instruction, strict | prompt, loose | instruction, loose |",
-            "|---|---|---|---|---|", *rows]
+    return [
+        "",
+        "### Instruction following",
+        "",
+        f"`ifeval_mini` ({n} prompts, each in the model's chat template, greedy, at most "
+        f"{ctx.cfg.eval.instructions_max_tokens} new tokens), scored by lm-eval's own IFEval "
+        "checkers: the share of prompts whose every instruction is followed (prompt) and of "
+        "instructions followed (instruction); loose also accepts the answer without its "
+        "first or last line or markdown emphasis.",
+        "",
+        "| model | prompt, strict | instruction, strict | prompt, loose | instruction, loose |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def write_report(ctx) -> Path:
@@ -149,32 +171,48 @@ def write_report(ctx) -> Path:
     stages = manifest["stages"]
     figs = work / "figures"
     figs.mkdir(parents=True, exist_ok=True)
-    lines = [f"# minitron run: {cfg.model}", "",
-             f"Experiment directory `{work}`; created {manifest.get('created')}; minitron "
-             f"{manifest['versions'].get('minitron')}, git {str(manifest['versions'].get('git_commit'))[:10]}, "
-             f"torch {manifest['versions'].get('torch')}, megatron-core "
-             f"{manifest['versions'].get('megatron-core')}. Layout tp={cfg.tp} pp={cfg.pp}, "
-             f"{cfg.dtype}.", "", "## Architectures", "",
-             "| model | architecture | total parameters | non-embedding | share of the teacher's non-embedding |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"# minitron run: {cfg.model}",
+        "",
+        f"Experiment directory `{work}`; created {manifest.get('created')}; minitron "
+        f"{manifest['versions'].get('minitron')}, git {str(manifest['versions'].get('git_commit'))[:10]}, "
+        f"torch {manifest['versions'].get('torch')}, megatron-core "
+        f"{manifest['versions'].get('megatron-core')}. Layout tp={cfg.tp} pp={cfg.pp}, "
+        f"{cfg.dtype}.",
+        "",
+        "## Architectures",
+        "",
+        "| model | architecture | total parameters | non-embedding | share of the teacher's non-embedding |",
+        "|---|---|---|---|---|",
+    ]
     teacher = ModelArch.from_dict(read_manifest(ctx.imported)["arch"])
     base = count_params(teacher)["non_embedding"]
-    archs = [("teacher", teacher)] + [(s.name, ModelArch.from_dict(read_manifest(ctx.pruned(s.name))["arch"]))
-                                      for s in cfg.students]
+    archs = [("teacher", teacher)] + [
+        (s.name, ModelArch.from_dict(read_manifest(ctx.pruned(s.name))["arch"]))
+        for s in cfg.students
+    ]
     for name, a in archs:
         n = count_params(a)
-        lines.append(f"| {name} | {describe_arch(a)} | {n['total']:,} ({human(n['total'])}) | "
-                     f"{n['non_embedding']:,} | {100 * n['non_embedding'] / base:.1f}% |")
+        lines.append(
+            f"| {name} | {describe_arch(a)} | {n['total']:,} ({human(n['total'])}) | "
+            f"{n['non_embedding']:,} | {100 * n['non_embedding'] / base:.1f}% |"
+        )
     prune_metrics = stages.get("prune", {}).get("metrics", {})
     for name, m in prune_metrics.items():
         if m.get("dropped_layers"):
             lines.append(f"\n`{name}` drops layers {m['dropped_layers']}.")
-    lines += ["", "## Quality", "", f"Held-out LM loss on the {ctx.eval_split} share of the "
-              "data" + (" (text no stage trained on or chose anything with)"
-                        if ctx.eval_split == "test" else "") + ".", "",
-              "| model | held-out LM loss | " +
-              " | ".join(t.name for t in cfg.eval.tasks) + " |",
-              "|---|---|" + "---|" * len(cfg.eval.tasks)]
+    lines += [
+        "",
+        "## Quality",
+        "",
+        f"Held-out LM loss on the {ctx.eval_split} share of the "
+        "data"
+        + (" (text no stage trained on or chose anything with)" if ctx.eval_split == "test" else "")
+        + ".",
+        "",
+        "| model | held-out LM loss | " + " | ".join(t.name for t in cfg.eval.tasks) + " |",
+        "|---|---|" + "---|" * len(cfg.eval.tasks),
+    ]
     for name in models_to_evaluate(ctx):
         f = eval_file(ctx, name)
         if not f.is_file():
@@ -193,19 +231,27 @@ def write_report(ctx) -> Path:
         b = json.loads(bench.read_text())
         from minitron.bench.summary import mark
 
-        lines += ["", "## Speed", "", f"{b['device']}, {b['dtype']}, {b['threads']} threads, prompt "
-                  f"{b['prompt_length']} tokens, {b['decode_tokens']} decoded tokens; speed-up over "
-                  f"the {b['baseline']}. Medians of {b.get('rounds', 1)} round(s), the models' "
-                  "order rotating between rounds; \"unstable\": the rounds disagreed by more "
-                  "than 20% (a busy machine), so that figure says little.", "",
-                  "| model | backend | batch | prefill tokens/s | decode tokens/s | prefill x | decode x |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Speed",
+            "",
+            f"{b['device']}, {b['dtype']}, {b['threads']} threads, prompt "
+            f"{b['prompt_length']} tokens, {b['decode_tokens']} decoded tokens; speed-up over "
+            f"the {b['baseline']}. Medians of {b.get('rounds', 1)} round(s), the models' "
+            'order rotating between rounds; "unstable": the rounds disagreed by more '
+            "than 20% (a busy machine), so that figure says little.",
+            "",
+            "| model | backend | batch | prefill tokens/s | decode tokens/s | prefill x | decode x |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for s in b["speedups"]:
             v = b["results"][s["model"]][s["backend"]]["results"][str(s["batch"])]
-            lines.append(f"| {s['model']} | {s['backend']} | {s['batch']} | "
-                         f"{v['prefill_tokens_per_s']:.0f} | {v['decode_tokens_per_s']:.1f} | "
-                         f"{mark(s['prefill'], s.get('prefill_unstable', False))} | "
-                         f"{mark(s['decode'], s.get('decode_unstable', False))} |")
+            lines.append(
+                f"| {s['model']} | {s['backend']} | {s['batch']} | "
+                f"{v['prefill_tokens_per_s']:.0f} | {v['decode_tokens_per_s']:.1f} | "
+                f"{mark(s['prefill'], s.get('prefill_unstable', False))} | "
+                f"{mark(s['decode'], s.get('decode_unstable', False))} |"
+            )
         lines += ["", "![speed-ups](bench/bench.png)"]
     lines += ["", "## Plots", ""]
     if _curves(ctx, figs / "distill_curves.png"):
@@ -218,9 +264,14 @@ def write_report(ctx) -> Path:
             continue
         lines.append(f"| {name} | {s.get('status')} | {s.get('seconds', 0):.0f} |")
     total = sum(s.get("seconds", 0) for s in stages.values())
-    lines += ["", f"Total: {total / 60:.1f} minutes (stages of this run and earlier, resumed, runs).",
-              "", "Reproduce: `minitron run --config <this config>` (the config is in "
-              "`manifest.json`); rerunning skips finished stages.", ""]
+    lines += [
+        "",
+        f"Total: {total / 60:.1f} minutes (stages of this run and earlier, resumed, runs).",
+        "",
+        "Reproduce: `minitron run --config <this config>` (the config is in "
+        "`manifest.json`); rerunning skips finished stages.",
+        "",
+    ]
     out = work / "report.md"
     out.write_text("\n".join(lines))
     return out

@@ -56,7 +56,8 @@ class Ctx:
         """(metrics.csv of the run that distilled ``s``, the suffix of its columns)."""
         if self.cfg.distill.together:
             return self.work / "distill" / "metrics.csv", (
-                f"_{s}" if len(self.cfg.students) > 1 else "")
+                f"_{s}" if len(self.cfg.students) > 1 else ""
+            )
         return self.work / "distill" / s / "metrics.csv", ""
 
     def aligned(self, s: str) -> Path:
@@ -69,8 +70,9 @@ class Ctx:
 
     def data(self, seed: int = 1234) -> DataConfig:
         d = self.cfg.data
-        return DataConfig(paths=[str(self.data_dir)], seq_length=d.seq_length, split=d.split,
-                          seed=seed)
+        return DataConfig(
+            paths=[str(self.data_dir)], seq_length=d.seq_length, split=d.split, seed=seed
+        )
 
     def heldout(self, n: int, seed: int = 99, split: str = "valid") -> LossTaskConfig:
         return LossTaskConfig(name="heldout", data=self.data(seed), split=split, num_samples=n)
@@ -90,13 +92,25 @@ def _run(recipe, cfg, ctx: Ctx):
 
 # ------------------------------------------------------------------ stages
 
+
 def stage_import(ctx: Ctx) -> dict:
     from minitron.config.schema import ImportConfig
     from minitron.recipes import import_hf
 
     c = ctx.cfg
-    _run(import_hf, ImportConfig(hf=c.model, tokenizer=c.tokenizer, out=str(ctx.imported),
-                                 tp=c.tp, pp=c.pp, dtype=c.dtype, overwrite=True), ctx)
+    _run(
+        import_hf,
+        ImportConfig(
+            hf=c.model,
+            tokenizer=c.tokenizer,
+            out=str(ctx.imported),
+            tp=c.tp,
+            pp=c.pp,
+            dtype=c.dtype,
+            overwrite=True,
+        ),
+        ctx,
+    )
     return {"outputs": [str(ctx.imported)]}
 
 
@@ -106,20 +120,34 @@ def stage_prepare(ctx: Ctx) -> dict:
     from minitron.recipes import prepare
 
     d = ctx.cfg.data
-    cfg = validate(PrepareConfig(inputs=list(d.inputs), tokenizer=str(ctx.imported),
-                                 out=str(ctx.data_dir), eod_token=d.eod_token))
+    cfg = validate(
+        PrepareConfig(
+            inputs=list(d.inputs),
+            tokenizer=str(ctx.imported),
+            out=str(ctx.data_dir),
+            eod_token=d.eod_token,
+        )
+    )
     index = runtime.on_main(prepare.main, cfg, ctx.log)
-    return {"outputs": [str(ctx.data_dir)],
-            "metrics": {"tokens": sum(x["tokens"] for x in index["datasets"])}}
+    return {
+        "outputs": [str(ctx.data_dir)],
+        "metrics": {"tokens": sum(x["tokens"] for x in index["datasets"])},
+    }
 
 
 def correct_config(ctx: Ctx):
     from minitron.config.train import CorrectConfig
 
     c = ctx.cfg
-    return CorrectConfig(model=str(ctx.imported), out=str(ctx.work / "correct"), data=ctx.data(),
-                         mode=c.correct.mode, optim=c.correct.optim, schedule=c.correct.schedule,
-                         **c.training_values(dry_run=False, progress=False))
+    return CorrectConfig(
+        model=str(ctx.imported),
+        out=str(ctx.work / "correct"),
+        data=ctx.data(),
+        mode=c.correct.mode,
+        optim=c.correct.optim,
+        schedule=c.correct.schedule,
+        **c.training_values(dry_run=False, progress=False),
+    )
 
 
 def stage_correct(ctx: Ctx) -> dict:
@@ -136,11 +164,25 @@ def stage_score(ctx: Ctx) -> dict:
     from minitron.recipes import score
 
     c, s = ctx.cfg, ctx.cfg.score
-    _run(score, ScoreConfig(model=str(ctx.teacher()), out=str(ctx.work / "scores"),
-                            data=ctx.data(), num_samples=s.num_samples,
-                            micro_batch_size=s.micro_batch_size, seq_aggregation=s.seq_aggregation,
-                            batch_aggregation=s.batch_aggregation, block_scores=c.pp == 1,
-                            tp=c.tp, pp=c.pp, dtype=c.dtype, overwrite=True, progress=False), ctx)
+    _run(
+        score,
+        ScoreConfig(
+            model=str(ctx.teacher()),
+            out=str(ctx.work / "scores"),
+            data=ctx.data(),
+            num_samples=s.num_samples,
+            micro_batch_size=s.micro_batch_size,
+            seq_aggregation=s.seq_aggregation,
+            batch_aggregation=s.batch_aggregation,
+            block_scores=c.pp == 1,
+            tp=c.tp,
+            pp=c.pp,
+            dtype=c.dtype,
+            overwrite=True,
+            progress=False,
+        ),
+        ctx,
+    )
     return {"outputs": [str(ctx.work / "scores")]}
 
 
@@ -154,12 +196,26 @@ def stage_prune(ctx: Ctx) -> dict:
         depth = dataclasses.replace(st.depth)
         if depth.criterion == "lm_loss" and depth.loss is None:
             depth.loss = ctx.heldout(8, seed=1234)
-        record = _run(prune, PruneConfig(model=str(ctx.teacher()), out=str(ctx.pruned(st.name)),
-                                         target=st.target, scores=str(ctx.work / "scores"),
-                                         width_method=st.width_method, depth=depth, tp=c.tp,
-                                         pp=c.pp, overwrite=True, progress=False), ctx)
-        out[st.name] = {"dropped_layers": record["depth"]["drop"],
-                        "candidates": record["depth"].get("candidates", [])}
+        record = _run(
+            prune,
+            PruneConfig(
+                model=str(ctx.teacher()),
+                out=str(ctx.pruned(st.name)),
+                target=st.target,
+                scores=str(ctx.work / "scores"),
+                width_method=st.width_method,
+                depth=depth,
+                tp=c.tp,
+                pp=c.pp,
+                overwrite=True,
+                progress=False,
+            ),
+            ctx,
+        )
+        out[st.name] = {
+            "dropped_layers": record["depth"]["drop"],
+            "candidates": record["depth"].get("candidates", []),
+        }
     return {"outputs": [str(ctx.pruned(s.name)) for s in c.students], "metrics": out}
 
 
@@ -169,14 +225,23 @@ def distill_config(ctx: Ctx, st=None):
 
     c = ctx.cfg
     if st is None:
-        who = dict(students=[str(ctx.pruned(s.name)) for s in c.students],
-                   names=[s.name for s in c.students], out=str(ctx.work / "distill"))
+        who = dict(
+            students=[str(ctx.pruned(s.name)) for s in c.students],
+            names=[s.name for s in c.students],
+            out=str(ctx.work / "distill"),
+        )
     else:
         who = dict(student=str(ctx.pruned(st.name)), out=str(ctx.work / "distill" / st.name))
-    return DistillConfig(**who, teacher=str(ctx.teacher()), data=ctx.data(),
-                         loss=c.distill.loss, optim=c.distill.optim, schedule=c.distill.schedule,
-                         validation=ValidationConfig(loss=ctx.heldout(8, seed=1234)),
-                         **c.training_values(dry_run=False, progress=False))
+    return DistillConfig(
+        **who,
+        teacher=str(ctx.teacher()),
+        data=ctx.data(),
+        loss=c.distill.loss,
+        optim=c.distill.optim,
+        schedule=c.distill.schedule,
+        validation=ValidationConfig(loss=ctx.heldout(8, seed=1234)),
+        **c.training_values(dry_run=False, progress=False),
+    )
 
 
 def stage_distill(ctx: Ctx) -> dict:
@@ -198,14 +263,24 @@ def align_configs(ctx: Ctx, st) -> tuple:
     c, a = ctx.cfg, ctx.cfg.align
     base = ctx.work / "align" / st.name
     common = c.training_values(dry_run=False, progress=False)
-    sft = AlignConfig(model=str(ctx.distilled(st.name)), out=str(base / "sft"), algorithm="sft",
-                      data=a.sft_data, optim=OptimConfig(lr=1e-4, min_lr=1e-5, warmup_steps=5),
-                      schedule=ScheduleConfig(steps=a.sft_steps, global_batch_size=8,
-                                              micro_batch_size=4), **common)
-    pref = AlignConfig(model=str(base / "sft" / "final" / "policy"), out=str(base / "pref"),
-                       algorithm=a.algorithm, data=a.preference_data, rounds=a.rounds,
-                       schedule=ScheduleConfig(steps=a.preference_steps, global_batch_size=8,
-                                               micro_batch_size=4), **common)
+    sft = AlignConfig(
+        model=str(ctx.distilled(st.name)),
+        out=str(base / "sft"),
+        algorithm="sft",
+        data=a.sft_data,
+        optim=OptimConfig(lr=1e-4, min_lr=1e-5, warmup_steps=5),
+        schedule=ScheduleConfig(steps=a.sft_steps, global_batch_size=8, micro_batch_size=4),
+        **common,
+    )
+    pref = AlignConfig(
+        model=str(base / "sft" / "final" / "policy"),
+        out=str(base / "pref"),
+        algorithm=a.algorithm,
+        data=a.preference_data,
+        rounds=a.rounds,
+        schedule=ScheduleConfig(steps=a.preference_steps, global_batch_size=8, micro_batch_size=4),
+        **common,
+    )
     return sft, pref
 
 
@@ -258,28 +333,52 @@ def stage_eval(ctx: Ctx) -> dict:
 
     c = ctx.cfg
     for name, path in models_to_evaluate(ctx).items():
-        _run(evaluate, EvalConfig(model=str(path), tasks=list(c.eval.tasks),
-                                  loss=[ctx.heldout(c.eval.loss_samples, split=ctx.eval_split)],
-                                  tp=c.tp, pp=c.pp,
-                                  dtype=c.dtype, out=str(eval_file(ctx, name)), progress=False), ctx)
+        _run(
+            evaluate,
+            EvalConfig(
+                model=str(path),
+                tasks=list(c.eval.tasks),
+                loss=[ctx.heldout(c.eval.loss_samples, split=ctx.eval_split)],
+                tp=c.tp,
+                pp=c.pp,
+                dtype=c.dtype,
+                out=str(eval_file(ctx, name)),
+                progress=False,
+            ),
+            ctx,
+        )
     if c.evaluates_instructions():
         from minitron.config.schema import LmEvalConfig
         from minitron.recipes import lm_eval
 
         for name, path in instruction_models(ctx).items():
-            _run(lm_eval, LmEvalConfig(
-                model=str(path), tasks=["ifeval_mini"], limit=c.eval.instructions_limit,
-                apply_chat_template=True, batch_size=8, tp=c.tp, pp=c.pp, dtype=c.dtype,
-                gen_kwargs=f"max_gen_toks={c.eval.instructions_max_tokens}",
-                out=str(instructions_file(ctx, name))), ctx)
+            _run(
+                lm_eval,
+                LmEvalConfig(
+                    model=str(path),
+                    tasks=["ifeval_mini"],
+                    limit=c.eval.instructions_limit,
+                    apply_chat_template=True,
+                    batch_size=8,
+                    tp=c.tp,
+                    pp=c.pp,
+                    dtype=c.dtype,
+                    gen_kwargs=f"max_gen_toks={c.eval.instructions_max_tokens}",
+                    out=str(instructions_file(ctx, name)),
+                ),
+                ctx,
+            )
     return {"outputs": [str(ctx.work / "eval")]}
 
 
 def instruction_models(ctx: Ctx) -> dict[str, Path]:
     """The models the instruction-following set is run on: the teacher, and each student
     after distillation and after alignment."""
-    return {n: p for n, p in models_to_evaluate(ctx).items()
-            if n == "teacher" or n.endswith("(distilled)") or n.endswith("(aligned)")}
+    return {
+        n: p
+        for n, p in models_to_evaluate(ctx).items()
+        if n == "teacher" or n.endswith("(distilled)") or n.endswith("(aligned)")
+    }
 
 
 def instructions_file(ctx: Ctx, name: str) -> Path:
@@ -294,9 +393,17 @@ def stage_export(ctx: Ctx) -> dict:
     for st in c.students:
         for fmt in c.export.formats:
             out = ctx.work / "export" / st.name / fmt
-            _run(export, ExportConfig(ckpt=str(ctx.final(st.name)), out=str(out), format=fmt,
-                                      tp=c.export.trtllm_tp if fmt == "trtllm" else 1,
-                                      overwrite=True), ctx)
+            _run(
+                export,
+                ExportConfig(
+                    ckpt=str(ctx.final(st.name)),
+                    out=str(out),
+                    format=fmt,
+                    tp=c.export.trtllm_tp if fmt == "trtllm" else 1,
+                    overwrite=True,
+                ),
+                ctx,
+            )
             outs.append(str(out))
     return {"outputs": outs}
 
@@ -311,9 +418,17 @@ def stage_bench(ctx: Ctx) -> dict:
         return {"skipped": True}
     models = [BenchModelConfig(name="teacher", path=str(ctx.imported))]
     models += [BenchModelConfig(name=st.name, path=str(ctx.final(st.name))) for st in c.students]
-    cfg = validate(BenchConfig(models=models, out=str(ctx.work / "bench"), backends=list(b.backends),
-                               batch_sizes=list(b.batch_sizes), prompt_length=b.prompt_length,
-                               decode_tokens=b.decode_tokens, repeats=b.repeats))
+    cfg = validate(
+        BenchConfig(
+            models=models,
+            out=str(ctx.work / "bench"),
+            backends=list(b.backends),
+            batch_sizes=list(b.batch_sizes),
+            prompt_length=b.prompt_length,
+            decode_tokens=b.decode_tokens,
+            repeats=b.repeats,
+        )
+    )
     runtime.on_main(bench.main, cfg, ctx.log)  # subprocesses per model: once, not per rank
     return {"outputs": [str(ctx.work / "bench")]}
 
@@ -326,10 +441,19 @@ def stage_report(ctx: Ctx) -> dict:
     return {"outputs": [str(path)]}
 
 
-STAGE_FUNCS = {"import": stage_import, "prepare": stage_prepare, "correct": stage_correct,
-               "score": stage_score, "prune": stage_prune, "distill": stage_distill,
-               "align": stage_align, "eval": stage_eval, "export": stage_export,
-               "bench": stage_bench, "report": stage_report}
+STAGE_FUNCS = {
+    "import": stage_import,
+    "prepare": stage_prepare,
+    "correct": stage_correct,
+    "score": stage_score,
+    "prune": stage_prune,
+    "distill": stage_distill,
+    "align": stage_align,
+    "eval": stage_eval,
+    "export": stage_export,
+    "bench": stage_bench,
+    "report": stage_report,
+}
 
 
 def section(cfg: RunConfig, stage: str):
@@ -337,20 +461,37 @@ def section(cfg: RunConfig, stage: str):
     d = dataclasses.asdict(cfg)
     common = {"tp": d["tp"], "pp": d["pp"], "dtype": d["dtype"]}
     tok = {"tokenizer": d["tokenizer"]} if d["tokenizer"] else {}  # older runs: unchanged hash
-    return {"import": {"model": d["model"], **tok, **common}, "prepare": d["data"],
-            "correct": d["correct"], "score": d["score"], "prune": d["students"],
-            "distill": d["distill"], "align": d["align"], "eval": d["eval"],
-            "export": d["export"], "bench": d["bench"], "report": {}}[stage]
+    return {
+        "import": {"model": d["model"], **tok, **common},
+        "prepare": d["data"],
+        "correct": d["correct"],
+        "score": d["score"],
+        "prune": d["students"],
+        "distill": d["distill"],
+        "align": d["align"],
+        "eval": d["eval"],
+        "export": d["export"],
+        "bench": d["bench"],
+        "report": {},
+    }[stage]
 
 
 def outputs(ctx: Ctx, stage: str) -> list[Path]:
     """What a stage writes (removed before it runs again with changed settings)."""
     w, names = ctx.work, [s.name for s in ctx.cfg.students]
-    return {"import": [ctx.imported], "prepare": [ctx.data_dir], "correct": [w / "correct"],
-            "score": [w / "scores"], "prune": [ctx.pruned(n) for n in names],
-            "distill": [w / "distill"], "align": [w / "align"], "eval": [w / "eval"],
-            "export": [w / "export"], "bench": [w / "bench"],
-            "report": [w / "report.md", w / "figures"]}[stage]
+    return {
+        "import": [ctx.imported],
+        "prepare": [ctx.data_dir],
+        "correct": [w / "correct"],
+        "score": [w / "scores"],
+        "prune": [ctx.pruned(n) for n in names],
+        "distill": [w / "distill"],
+        "align": [w / "align"],
+        "eval": [w / "eval"],
+        "export": [w / "export"],
+        "bench": [w / "bench"],
+        "report": [w / "report.md", w / "figures"],
+    }[stage]
 
 
 def clean(ctx: Ctx, stage: str) -> None:

@@ -23,7 +23,9 @@ def random_scores(arch: ModelArch, seed: int) -> dict[str, torch.Tensor]:
     return out
 
 
-def magnitude_scores(arch: ModelArch, read: Callable[[str], torch.Tensor]) -> dict[str, torch.Tensor]:
+def magnitude_scores(
+    arch: ModelArch, read: Callable[[str], torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Per unit, sqrt of the sum of squares of every weight that belongs to it:
 
     - channel c: embedding and output column c, norm entries c, input columns c of
@@ -42,7 +44,10 @@ def magnitude_scores(arch: ModelArch, read: Callable[[str], torch.Tensor]) -> di
     out = {}
     for i in range(arch.num_layers):
         p = f"decoder.layers.{i}."
-        qkv, proj = read(p + "self_attention.linear_qkv.weight"), read(p + "self_attention.linear_proj.weight")
+        qkv, proj = (
+            read(p + "self_attention.linear_qkv.weight"),
+            read(p + "self_attention.linear_proj.weight"),
+        )
         fc1, fc2 = read(p + "mlp.linear_fc1.weight"), read(p + "mlp.linear_fc2.weight")
         for norm in ("input_layernorm.weight", "pre_mlp_layernorm.weight"):
             ch += sq(read(p + norm))

@@ -46,8 +46,11 @@ class Collector:
         for i, layer in enumerate(model.decoder.layers):
             self._hook_layer(self.offset + i, layer)
         if model.post_process and getattr(model.decoder, "final_layernorm", None) is not None:
-            self.handles.append(model.decoder.final_layernorm.register_forward_hook(
-                lambda m, a, out: self._add("channels.final", out)))
+            self.handles.append(
+                model.decoder.final_layernorm.register_forward_hook(
+                    lambda m, a, out: self._add("channels.final", out)
+                )
+            )
 
     # -------------------------------------------------------------- hooks
     def _add(self, key: str, per_token: torch.Tensor, heads: bool = False) -> None:
@@ -58,25 +61,46 @@ class Collector:
 
     def _hook_layer(self, g: int, layer) -> None:
         attn, mlp = layer.self_attention, layer.mlp
-        self.handles.append(attn.linear_proj.register_forward_pre_hook(
-            lambda m, a: self._add(f"layers.{g}.heads", a[0].detach(), heads=True)))
-        self.handles.append(mlp.linear_fc2.register_forward_pre_hook(
-            lambda m, a: self._add(f"layers.{g}.neurons", a[0])))
-        for which, norm, fused in (("attn", "input_layernorm", attn.linear_qkv),
-                                   ("mlp", "pre_mlp_layernorm", mlp.linear_fc1)):
+        self.handles.append(
+            attn.linear_proj.register_forward_pre_hook(
+                lambda m, a: self._add(f"layers.{g}.heads", a[0].detach(), heads=True)
+            )
+        )
+        self.handles.append(
+            mlp.linear_fc2.register_forward_pre_hook(
+                lambda m, a: self._add(f"layers.{g}.neurons", a[0])
+            )
+        )
+        for which, norm, fused in (
+            ("attn", "input_layernorm", attn.linear_qkv),
+            ("mlp", "pre_mlp_layernorm", mlp.linear_fc1),
+        ):
             module = getattr(layer, norm)
             if isinstance(module, torch.nn.Identity):  # TE spec: norm fused into the linear
-                self.handles.append(fused.register_forward_pre_hook(
-                    lambda m, a, key=f"channels.{g}.{which}": self._add(
-                        key, _rms_norm(a[0].detach(), m.layer_norm_weight, self.arch.norm_eps))))
+                self.handles.append(
+                    fused.register_forward_pre_hook(
+                        lambda m, a, key=f"channels.{g}.{which}": self._add(
+                            key, _rms_norm(a[0].detach(), m.layer_norm_weight, self.arch.norm_eps)
+                        )
+                    )
+                )
             else:
-                self.handles.append(module.register_forward_hook(
-                    lambda m, a, out, key=f"channels.{g}.{which}": self._add(key, out)))
-        self.handles.append(layer.register_forward_pre_hook(
-            lambda m, a, kw: self._layer_in(g, kw.get("hidden_states", a[0] if a else None)),
-            with_kwargs=True))
-        self.handles.append(layer.register_forward_hook(
-            lambda m, a, out: self._layer_out(g, out[0] if isinstance(out, tuple) else out)))
+                self.handles.append(
+                    module.register_forward_hook(
+                        lambda m, a, out, key=f"channels.{g}.{which}": self._add(key, out)
+                    )
+                )
+        self.handles.append(
+            layer.register_forward_pre_hook(
+                lambda m, a, kw: self._layer_in(g, kw.get("hidden_states", a[0] if a else None)),
+                with_kwargs=True,
+            )
+        )
+        self.handles.append(
+            layer.register_forward_hook(
+                lambda m, a, out: self._layer_out(g, out[0] if isinstance(out, tuple) else out)
+            )
+        )
 
     def _layer_in(self, g: int, hidden: torch.Tensor) -> None:
         self.inputs[g] = torch.nn.functional.normalize(hidden.detach().float(), dim=-1)
@@ -129,8 +153,9 @@ class Collector:
         blocks = torch.full((L, L), float("nan"))
         for (s, e), total in self.block_sum.items():
             t = reduce_over_dp(torch.as_tensor(total, dtype=torch.float64), "sum", dp_group)
-            n = reduce_over_dp(torch.tensor(float(self.block_count[(s, e)]), dtype=torch.float64),
-                               "sum", dp_group)
+            n = reduce_over_dp(
+                torch.tensor(float(self.block_count[(s, e)]), dtype=torch.float64), "sum", dp_group
+            )
             blocks[s, e] = (t / n).float()
         out[f"partial.blocks.{ps.get_pipeline_model_parallel_rank()}"] = blocks
         merged = merge_over_pp(out, ps.get_pipeline_model_parallel_group())
@@ -142,4 +167,3 @@ class Collector:
         result["blocks.block_influence"] = torch.where(seen, bi, torch.full_like(bi, float("nan")))
         result["layers.block_influence"] = result["blocks.block_influence"].diagonal().clone()
         return result
-

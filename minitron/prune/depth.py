@@ -31,9 +31,14 @@ def contiguous_blocks(num_layers: int, k: int) -> list[list[int]]:
     return [list(range(s, s + k)) for s in range(num_layers - k + 1)]
 
 
-def search(num_layers: int, k: int, criterion: str, contiguous: bool,
-           evaluate: Optional[Callable[[list[int]], float]] = None,
-           influence: Optional[dict[str, torch.Tensor]] = None) -> dict:
+def search(
+    num_layers: int,
+    k: int,
+    criterion: str,
+    contiguous: bool,
+    evaluate: Optional[Callable[[list[int]], float]] = None,
+    influence: Optional[dict[str, torch.Tensor]] = None,
+) -> dict:
     """The layers to drop and every candidate's score.
 
     ``evaluate(layers)`` returns the metric with ``layers`` skipped (``task`` or
@@ -43,25 +48,39 @@ def search(num_layers: int, k: int, criterion: str, contiguous: bool,
     if criterion not in CRITERIA:
         raise ValueError(f"criterion {criterion!r}: valid are {CRITERIA}")
     higher_better = criterion == "task"
-    candidates = contiguous_blocks(num_layers, k) if contiguous else [[i] for i in range(num_layers)]
+    candidates = (
+        contiguous_blocks(num_layers, k) if contiguous else [[i] for i in range(num_layers)]
+    )
     rows = []
     for layers in candidates:
         if criterion == "block_influence":
             table = influence["blocks.block_influence"] if contiguous else None
-            value = (float(table[layers[0], layers[-1]]) if contiguous
-                     else float(influence["layers.block_influence"][layers[0]]))
+            value = (
+                float(table[layers[0], layers[-1]])
+                if contiguous
+                else float(influence["layers.block_influence"][layers[0]])
+            )
             if math.isnan(value):
-                raise ValueError(f"no Block Influence for layers {layers[0]}-{layers[-1]} in the "
-                                 "scores: rerun `minitron score` with block_scores=true at pp=1")
+                raise ValueError(
+                    f"no Block Influence for layers {layers[0]}-{layers[-1]} in the "
+                    "scores: rerun `minitron score` with block_scores=true at pp=1"
+                )
         else:
             value = float(evaluate(layers))
         rows.append({"layers": layers, criterion: value})
     # the least important candidate: highest accuracy / lowest loss / lowest influence
-    order = sorted(range(len(rows)), key=lambda i: (-rows[i][criterion] if higher_better
-                                                    else rows[i][criterion], i))
+    order = sorted(
+        range(len(rows)),
+        key=lambda i: (-rows[i][criterion] if higher_better else rows[i][criterion], i),
+    )
     if contiguous:
         drop = rows[order[0]]["layers"]
     else:
         drop = sorted(rows[i]["layers"][0] for i in order[:k])
-    return {"criterion": criterion, "contiguous": contiguous, "drop": drop,
-            "keep": [i for i in range(num_layers) if i not in drop], "candidates": rows}
+    return {
+        "criterion": criterion,
+        "contiguous": contiguous,
+        "drop": drop,
+        "keep": [i for i in range(num_layers) if i not in drop],
+        "candidates": rows,
+    }

@@ -53,8 +53,9 @@ class BatchReducer:
 
     def add(self, per_sample: torch.Tensor) -> None:
         x = per_sample.detach().float()
-        part = {"l2": lambda: x.pow(2).sum(0), "mean": lambda: x.sum(0),
-                "max": lambda: x.amax(0)}[self.how]()
+        part = {"l2": lambda: x.pow(2).sum(0), "mean": lambda: x.sum(0), "max": lambda: x.amax(0)}[
+            self.how
+        ]()
         if self.acc is None:
             self.acc = part
         elif self.how == "max":

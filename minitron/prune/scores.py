@@ -33,8 +33,13 @@ def expected_shapes(arch: ModelArch) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def save_scores(out: str | Path, scores: dict[str, torch.Tensor], arch: ModelArch, meta: dict,
-                overwrite: bool = False) -> Path:
+def save_scores(
+    out: str | Path,
+    scores: dict[str, torch.Tensor],
+    arch: ModelArch,
+    meta: dict,
+    overwrite: bool = False,
+) -> Path:
     from safetensors.torch import save_file
 
     out = Path(out)
@@ -44,35 +49,51 @@ def save_scores(out: str | Path, scores: dict[str, torch.Tensor], arch: ModelArc
             got = tuple(scores[name].shape) if name in scores else None
             raise ValueError(f"score {name}: shape {got}, expected {shape}")
     tmp = atomic.begin(out, "scores")
-    save_file({k: v.float().contiguous() for k, v in scores.items()},
-              str(tmp / "scores.safetensors"))
-    info = {"format": FORMAT, "version": 1, "arch": arch.to_dict(),
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            **meta}
+    save_file(
+        {k: v.float().contiguous() for k, v in scores.items()}, str(tmp / "scores.safetensors")
+    )
+    info = {
+        "format": FORMAT,
+        "version": 1,
+        "arch": arch.to_dict(),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **meta,
+    }
     (tmp / "scores.json").write_text(json.dumps(info, indent=2))
     atomic.commit(tmp, out, overwrite, "scores")
     return out
 
 
-def load_scores(path: str | Path, arch: ModelArch | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+def load_scores(
+    path: str | Path, arch: ModelArch | None = None
+) -> tuple[dict[str, torch.Tensor], dict]:
     """(tensors, metadata); checks they fit ``arch`` when given."""
     from safetensors.torch import load_file
 
     p = Path(path)
     if not (p / "scores.json").is_file() or not (p / "scores.safetensors").is_file():
-        raise CheckpointError(f"{p}: not a minitron score directory (scores.json and "
-                              "scores.safetensors); make one with `minitron score`")
+        raise CheckpointError(
+            f"{p}: not a minitron score directory (scores.json and "
+            "scores.safetensors); make one with `minitron score`"
+        )
     meta = json.loads((p / "scores.json").read_text())
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{p}/scores.json: format {meta.get('format')!r} is not {FORMAT!r}")
     tensors = load_file(str(p / "scores.safetensors"))
     if arch is not None:
         scored = ModelArch.from_dict(meta["arch"])
-        for f in ("hidden_size", "ffn_hidden_size", "num_layers", "num_attention_heads",
-                  "num_query_groups"):
+        for f in (
+            "hidden_size",
+            "ffn_hidden_size",
+            "num_layers",
+            "num_attention_heads",
+            "num_query_groups",
+        ):
             if getattr(scored, f) != getattr(arch, f):
-                raise CheckpointError(f"{p}: scores are for {f}={getattr(scored, f)}, the model "
-                                      f"has {getattr(arch, f)}; score this model first")
+                raise CheckpointError(
+                    f"{p}: scores are for {f}={getattr(scored, f)}, the model "
+                    f"has {getattr(arch, f)}; score this model first"
+                )
         for name, shape in expected_shapes(arch).items():
             if name not in tensors or tuple(tensors[name].shape) != shape:
                 raise CheckpointError(f"{p}: {name} is missing or has the wrong shape")

@@ -25,18 +25,20 @@ _LAYER = re.compile(r"^decoder\.layers\.(\d+)\.(.+)$")
 class Plan:
     """What survives. Index tensors are sorted ascending (the original order is kept)."""
 
-    channels: torch.Tensor                 # [h'] hidden channels
-    groups: list[torch.Tensor]             # per kept layer: [g'] KV groups
-    heads: list[torch.Tensor]              # per kept layer: [g', q'/g'] head slots within each kept group
-    neurons: list[torch.Tensor]            # per kept layer: [f'] MLP neurons
-    layers: list[int]                      # kept layers (original indices)
+    channels: torch.Tensor  # [h'] hidden channels
+    groups: list[torch.Tensor]  # per kept layer: [g'] KV groups
+    heads: list[torch.Tensor]  # per kept layer: [g', q'/g'] head slots within each kept group
+    neurons: list[torch.Tensor]  # per kept layer: [f'] MLP neurons
+    layers: list[int]  # kept layers (original indices)
 
     def target(self, arch: ModelArch) -> ModelArch:
-        return arch.replace(hidden_size=len(self.channels),
-                            num_query_groups=int(self.groups[0].numel()),
-                            num_attention_heads=int(self.heads[0].numel()),
-                            ffn_hidden_size=int(self.neurons[0].numel()),
-                            num_layers=len(self.layers))
+        return arch.replace(
+            hidden_size=len(self.channels),
+            num_query_groups=int(self.groups[0].numel()),
+            num_attention_heads=int(self.heads[0].numel()),
+            ffn_hidden_size=int(self.neurons[0].numel()),
+            num_layers=len(self.layers),
+        )
 
 
 def select_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -47,8 +49,9 @@ def select_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
     return order[:k].sort().values
 
 
-def select_heads(head_scores: torch.Tensor, groups: int, keep_groups: int,
-                 keep_per_group: int) -> tuple[torch.Tensor, torch.Tensor]:
+def select_heads(
+    head_scores: torch.Tensor, groups: int, keep_groups: int, keep_per_group: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Keep the best ``keep_groups`` KV groups (by the sum of their heads' scores), and in
     each the best ``keep_per_group`` query heads, so GQA stays valid.
     Returns ``(groups [g'], head slots within group [g', q'/g'])``."""
@@ -75,7 +78,9 @@ def _proj(t: torch.Tensor, arch: ModelArch, groups: torch.Tensor, slots: torch.T
     return grouped[:, torch.arange(len(groups))[:, None], slots].reshape(h, -1)
 
 
-def prune_tensor(name: str, t: torch.Tensor, plan: Plan, arch: ModelArch) -> tuple[str, torch.Tensor]:
+def prune_tensor(
+    name: str, t: torch.Tensor, plan: Plan, arch: ModelArch
+) -> tuple[str, torch.Tensor]:
     """Cut canonical tensor ``name`` of the original model; returns its name in the pruned
     model (layers renumbered) and the trimmed tensor."""
     ch = plan.channels
@@ -108,8 +113,10 @@ def prune_tensor(name: str, t: torch.Tensor, plan: Plan, arch: ModelArch) -> tup
 def identity_plan(arch: ModelArch) -> Plan:
     """A plan that keeps everything (pruning to the current shape changes nothing)."""
     g, hpg = arch.num_query_groups, arch.heads_per_group
-    return Plan(channels=torch.arange(arch.hidden_size),
-                groups=[torch.arange(g)] * arch.num_layers,
-                heads=[torch.arange(hpg).repeat(g, 1)] * arch.num_layers,
-                neurons=[torch.arange(arch.ffn_hidden_size)] * arch.num_layers,
-                layers=list(range(arch.num_layers)))
+    return Plan(
+        channels=torch.arange(arch.hidden_size),
+        groups=[torch.arange(g)] * arch.num_layers,
+        heads=[torch.arange(hpg).repeat(g, 1)] * arch.num_layers,
+        neurons=[torch.arange(arch.ffn_hidden_size)] * arch.num_layers,
+        layers=list(range(arch.num_layers)),
+    )

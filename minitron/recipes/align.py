@@ -18,8 +18,15 @@ from pathlib import Path
 import torch
 
 from minitron.align import builtin
-from minitron.align.data import (ChatRenderer, check_rows, load_pairs, load_sft, pack, pair_rows,
-                                 read_rows)
+from minitron.align.data import (
+    ChatRenderer,
+    check_rows,
+    load_pairs,
+    load_sft,
+    pack,
+    pair_rows,
+    read_rows,
+)
 from minitron.align.steps import PreferenceStep, sft_step
 from minitron.config.align import AlignConfig
 from minitron.data.tokenizer import load_tokenizer
@@ -66,8 +73,8 @@ def provider(items: list, cfg: AlignConfig, collate):
         picked = [items[order(len(items), cfg.schedule.seed, start + j)] for j in range(per_rank)]
         if collate is pair_rows:
             width = max(len(e.ids) for p in picked for e in (p.chosen, p.rejected)) - 1
-            return [pair_rows(picked[i:i + m], width=width) for i in range(0, per_rank, m)]
-        return [collate(picked[i:i + m]) for i in range(0, per_rank, m)]
+            return [pair_rows(picked[i : i + m], width=width) for i in range(0, per_rank, m)]
+        return [collate(picked[i : i + m]) for i in range(0, per_rank, m)]
 
     return batches
 
@@ -78,6 +85,7 @@ def _stack(rows: list[dict]) -> dict:
 
 def sft_loss_on(model, rows: list[dict], micro: int) -> float:
     """Mean NLL of the response tokens of held-out rows (collective)."""
+
     def collect(ce, b):
         mask = b["loss_mask"].to(ce.device).float()
         return torch.stack([(ce.float() * mask).sum().double(), mask.sum().double()]).cpu()
@@ -123,21 +131,39 @@ def run_round(cfg: AlignConfig, run_dir: Path, start: str, reference: str | None
             if not valid_items:
                 return {}
             policy.eval()
-            mbs = [pair_rows(valid_items[i:i + micro]) for i in range(0, len(valid_items), micro)]
+            mbs = [pair_rows(valid_items[i : i + micro]) for i in range(0, len(valid_items), micro)]
             res = from_last_stage(step.evaluate(mbs))
-            keys = ("reward_accuracy", "reward_margin", "logp_accuracy", "kl_to_reference",
-                    "preference_loss")
+            keys = (
+                "reward_accuracy",
+                "reward_margin",
+                "logp_accuracy",
+                "kl_to_reference",
+                "preference_loss",
+            )
             return {f"val_{k}": res[k] for k in keys}
-    return run(run_dir, [trained], batches, cfg.schedule, make_step, validate, run_settings.of(cfg),
-               cfg, log)
+
+    return run(
+        run_dir,
+        [trained],
+        batches,
+        cfg.schedule,
+        make_step,
+        validate,
+        run_settings.of(cfg),
+        cfg,
+        log,
+    )
 
 
 def main(cfg: AlignConfig, log=print) -> dict:
     arch, _, _ = describe_source(cfg.model)
     pref = cfg.algorithm != "sft"
-    planned = {"trained": [("policy", arch, "full")],
-               "frozen": [("reference", arch)] if pref else [], "seq_length": cfg.seq_length,
-               "rows_per_sample": 2 if pref else 1}
+    planned = {
+        "trained": [("policy", arch, "full")],
+        "frozen": [("reference", arch)] if pref else [],
+        "seq_length": cfg.seq_length,
+        "rows_per_sample": 2 if pref else 1,
+    }
     kind = "preferences" if pref else "sft"
     for field in ("data", "valid_data"):  # every row's structure, before any model loads
         if getattr(cfg, field):
@@ -150,15 +176,23 @@ def main(cfg: AlignConfig, log=print) -> dict:
     renderer = ChatRenderer(tok, cfg.chat_template)
     valid_spec = _valid_spec(cfg)
     if cfg.algorithm == "sft":
+
         def load(spec):
             exs = load_sft(_rows(spec), renderer, cfg.seq_length)
             if cfg.pack:
                 return pack(exs, cfg.seq_length)
             return [r for ex in exs for r in pack([ex], cfg.seq_length)]
     else:
+
         def load(spec):
-            return load_pairs(_rows(spec), renderer, cfg.seq_length, cfg.default_chosen_reward,
-                              cfg.default_rejected_reward)
+            return load_pairs(
+                _rows(spec),
+                renderer,
+                cfg.seq_length,
+                cfg.default_chosen_reward,
+                cfg.default_rejected_reward,
+            )
+
     train_items = load(cfg.data)
     valid_items = load(valid_spec)[: cfg.validation_samples] if valid_spec else []
     out = Path(cfg.out)
@@ -166,7 +200,8 @@ def main(cfg: AlignConfig, log=print) -> dict:
     for k in range(1, cfg.rounds + 1):
         run_dir = out if cfg.rounds == 1 else out / f"round_{k}"
         reference = (cfg.reference or cfg.model) if k == 1 else start
-        result[f"round_{k}"] = run_round(cfg, run_dir, start, reference,
-                                         (train_items, valid_items), log)
+        result[f"round_{k}"] = run_round(
+            cfg, run_dir, start, reference, (train_items, valid_items), log
+        )
         start = str(run_dir / "final" / "policy")
     return result

@@ -26,10 +26,16 @@ from minitron.train.steps import lm_step
 
 def validator(model, arch, tokenizer_spec: str, cfg) -> callable:
     """val_loss (and a task's accuracy) of ``model`` on held-out data (collective)."""
-    ev = Evaluator(model, arch, load_tokenizer(tokenizer_spec), batch_size=32,
-                   micro_batch_size=cfg.schedule.micro_batch_size)
-    loss = cfg.validation.loss or LossTaskConfig(name="valid", data=cfg.data, split="valid",
-                                                 num_samples=16)
+    ev = Evaluator(
+        model,
+        arch,
+        load_tokenizer(tokenizer_spec),
+        batch_size=32,
+        micro_batch_size=cfg.schedule.micro_batch_size,
+    )
+    loss = cfg.validation.loss or LossTaskConfig(
+        name="valid", data=cfg.data, split="valid", num_samples=16
+    )
     task = ev.prepare(cfg.validation.task) if cfg.validation.task else None
 
     def validate() -> dict:
@@ -57,8 +63,11 @@ def main(cfg: CorrectConfig, log=print) -> dict:
     arch, hf_config, tok_dir = describe_source(cfg.model)
     check_data(cfg)
     if cfg.mode == "lora" and cfg.lora_rank > min(arch.hidden_size, arch.ffn_hidden_size):
-        raise ConfigError("lora_rank", f"{cfg.lora_rank} is more than the model's hidden size "
-                          f"({arch.hidden_size}); a LoRA rank is far smaller (e.g. 16)")
+        raise ConfigError(
+            "lora_rank",
+            f"{cfg.lora_rank} is more than the model's hidden size "
+            f"({arch.hidden_size}); a LoRA rank is far smaller (e.g. 16)",
+        )
     planned = {"trained": [("teacher", arch, cfg.mode)]}
     if cfg.dry_run:
         return dry_run_plan(cfg, log=log, **planned)
@@ -67,10 +76,23 @@ def main(cfg: CorrectConfig, log=print) -> dict:
     model, arch, _ = load_model(cfg.model, cfg.dtype, execution=Execution.of(cfg))
     _, lora = trainable.select(model, cfg.mode, cfg.lora_rank, cfg.lora_alpha, cfg.schedule.seed)
     dtype = DTYPE_NAMES[next(model.parameters()).dtype]
-    teacher = Trained("teacher", model, cfg.optim, (arch, hf_config, tok_dir, dtype),
-                      before_save=lora.merge if lora is not None else None)
+    teacher = Trained(
+        "teacher",
+        model,
+        cfg.optim,
+        (arch, hf_config, tok_dir, dtype),
+        before_save=lora.merge if lora is not None else None,
+    )
     validate = validator(model, arch, cfg.model, cfg)
     batches = gpt_batches(cfg.data, cfg.schedule, arch.vocab_size)
-    return run(cfg.out, [teacher], batches, cfg.schedule,
-               lambda: lambda mbs: lm_step(teacher.ddp, mbs), validate, run_settings.of(cfg),
-               cfg, log)
+    return run(
+        cfg.out,
+        [teacher],
+        batches,
+        cfg.schedule,
+        lambda: lambda mbs: lm_step(teacher.ddp, mbs),
+        validate,
+        run_settings.of(cfg),
+        cfg,
+        log,
+    )

@@ -18,8 +18,8 @@ from minitron.checkpoint.mcore import read_manifest, verify_files
 from minitron.config.schema import DataConfig, DemoConfig, ImportConfig, PrepareConfig
 from minitron.data.builtin import dataset_name
 from minitron.errors import CheckpointError
-from minitron.parallel import runtime
 from minitron.models.load import load_model
+from minitron.parallel import runtime
 from minitron.recipes import import_hf, prepare
 from minitron.recipes.loss import held_out_loss
 
@@ -41,15 +41,21 @@ def main(cfg: DemoConfig, log=print) -> dict:
 
     t = time.perf_counter()
     if not runtime.on_main(_checkpoint_ok, ckpt):
-        import_hf.main(ImportConfig(hf=cfg.model, out=str(ckpt), tp=cfg.tp, pp=cfg.pp,
-                                    overwrite=True), log)
+        import_hf.main(
+            ImportConfig(hf=cfg.model, out=str(ckpt), tp=cfg.tp, pp=cfg.pp, overwrite=True), log
+        )
     elif main_rank:
         log(f"[demo] reusing {ckpt}")
     timings["import"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    runtime.on_main(prepare.main, PrepareConfig(inputs=list(cfg.corpora), tokenizer=str(ckpt),
-                                                out=str(data), eod_token=cfg.eod_token), log)
+    runtime.on_main(
+        prepare.main,
+        PrepareConfig(
+            inputs=list(cfg.corpora), tokenizer=str(ckpt), out=str(data), eod_token=cfg.eod_token
+        ),
+        log,
+    )
     timings["prepare"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -58,18 +64,26 @@ def main(cfg: DemoConfig, log=print) -> dict:
     for corpus in cfg.corpora:
         name = dataset_name(corpus)
         dc = DataConfig(paths=[str(data / name)], seq_length=cfg.seq_length)
-        results[name] = held_out_loss(model, arch, dc, "valid", cfg.num_samples,
-                                      cfg.micro_batch_size)
+        results[name] = held_out_loss(
+            model, arch, dc, "valid", cfg.num_samples, cfg.micro_batch_size
+        )
     timings["loss"] = time.perf_counter() - t
 
-    summary = {"model": cfg.model, "checkpoint": str(ckpt), "timings_s": timings,
-               "held_out": {k: {m: v[m] for m in ("loss", "perplexity", "tokens")}
-                            for k, v in results.items()}}
+    summary = {
+        "model": cfg.model,
+        "checkpoint": str(ckpt),
+        "timings_s": timings,
+        "held_out": {
+            k: {m: v[m] for m in ("loss", "perplexity", "tokens")} for k, v in results.items()
+        },
+    }
     if main_rank:
         (work / "results.json").write_text(json.dumps(summary, indent=2))
         log("\ncorpus        held-out loss   perplexity   tokens")
         for k, v in summary["held_out"].items():
             log(f"{k:<14}{v['loss']:>13.4f}{v['perplexity']:>13.2f}{v['tokens']:>9,}")
-        log(f"\n[demo] results in {work / 'results.json'}; took "
-            + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+        log(
+            f"\n[demo] results in {work / 'results.json'}; took "
+            + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
+        )
     return summary

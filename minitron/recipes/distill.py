@@ -41,19 +41,30 @@ def main(cfg: DistillConfig, log=print) -> dict:
     check_data(cfg)
     for (s_arch, _, _), field in zip(described, fields):
         if cfg.loss.kind == "topk_kl" and cfg.loss.topk > s_arch.vocab_size:
-            raise ConfigError("loss.topk", f"{cfg.loss.topk} is more than the vocabulary "
-                              f"({s_arch.vocab_size} tokens)")
+            raise ConfigError(
+                "loss.topk",
+                f"{cfg.loss.topk} is more than the vocabulary ({s_arch.vocab_size} tokens)",
+            )
         if s_arch.vocab_size != t_arch.vocab_size:
-            raise ConfigError("teacher", f"vocabulary {t_arch.vocab_size} differs from {field}'s "
-                              f"{s_arch.vocab_size}; logit distillation needs the same tokenizer")
+            raise ConfigError(
+                "teacher",
+                f"vocabulary {t_arch.vocab_size} differs from {field}'s "
+                f"{s_arch.vocab_size}; logit distillation needs the same tokenizer",
+            )
     if cfg.parallel_correction and cfg.dtype == "float16":
-        raise ConfigError("dtype", "float16 with parallel_correction would scale both models' "
-                          "losses with one loss scaler: use bfloat16 (or float32)")
+        raise ConfigError(
+            "dtype",
+            "float16 with parallel_correction would scale both models' "
+            "losses with one loss scaler: use bfloat16 (or float32)",
+        )
     pc = cfg.parallel_correction
-    planned = {"trained": [(n, d[0], "full") for n, d in zip(names, described)]
-               + ([("teacher", t_arch, "full")] if pc else []),
-               "frozen": [] if pc else [("teacher", t_arch)], "loss_kind": "kd",
-               "loss_chunk_tokens": cfg.loss.chunk_size}
+    planned = {
+        "trained": [(n, d[0], "full") for n, d in zip(names, described)]
+        + ([("teacher", t_arch, "full")] if pc else []),
+        "frozen": [] if pc else [("teacher", t_arch)],
+        "loss_kind": "kd",
+        "loss_chunk_tokens": cfg.loss.chunk_size,
+    }
     if cfg.dry_run:
         return dry_run_plan(cfg, log=log, **planned)
     check_memory(cfg, **planned)
@@ -84,9 +95,9 @@ def main(cfg: DistillConfig, log=print) -> dict:
 
     def make_step():
         t = trained[-1].ddp if pc else teacher
-        return Distiller([s.ddp for s in students], t, cfg.loss, t_arch.vocab_size, pc,
-                         names).step
+        return Distiller([s.ddp for s in students], t, cfg.loss, t_arch.vocab_size, pc, names).step
 
     batches = gpt_batches(cfg.data, cfg.schedule, t_arch.vocab_size)
-    return run(cfg.out, trained, batches, cfg.schedule, make_step, validate, run_settings.of(cfg),
-               cfg, log)
+    return run(
+        cfg.out, trained, batches, cfg.schedule, make_step, validate, run_settings.of(cfg), cfg, log
+    )

@@ -1,8 +1,8 @@
 """``minitron eval``: LM loss and multiple-choice accuracy, at any TP/PP.
 
-    minitron eval --config examples/smollm2/eval.yaml
-    minitron eval --model ckpt/smollm2 --task winogrande limit=500
-    torchrun --nproc_per_node 2 -m minitron eval --config examples/smollm2/eval.yaml tp=2
+minitron eval --config examples/smollm2/eval.yaml
+minitron eval --model ckpt/smollm2 --task winogrande limit=500
+torchrun --nproc_per_node 2 -m minitron eval --config examples/smollm2/eval.yaml tp=2
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ def run(ev: Evaluator, cfg: EvalConfig, common: dict) -> list[dict]:
     with skip_layers(ev.model, cfg.skip_layers):
         for task in cfg.tasks:
             task = dataclasses.replace(
-                task, limit=cfg.limit if cfg.limit is not None else task.limit,
-                num_fewshot=cfg.num_fewshot if cfg.num_fewshot is not None else task.num_fewshot)
+                task,
+                limit=cfg.limit if cfg.limit is not None else task.limit,
+                num_fewshot=cfg.num_fewshot if cfg.num_fewshot is not None else task.num_fewshot,
+            )
             rows += records(task.name, "mc", ev.multiple_choice(ev.prepare(task)), common, task)
         for lt in cfg.loss:
             rows += records(lt.name, "loss", ev.loss(lt), {**common, "seed": lt.data.seed})
@@ -46,15 +48,26 @@ def main(cfg: EvalConfig, log=print) -> list[dict]:
     if cfg.skip_layers:  # so do layers the model does not have
         n = describe_source(cfg.model)[0].num_layers
         if max(cfg.skip_layers) >= n:
-            raise ConfigError("skip_layers", f"{sorted(cfg.skip_layers)}: the model has {n} layers "
-                              f"(0..{n - 1})")
+            raise ConfigError(
+                "skip_layers", f"{sorted(cfg.skip_layers)}: the model has {n} layers (0..{n - 1})"
+            )
     lay = runtime.init(cfg.tp, cfg.pp)
     model, arch, _ = load_model(cfg.model, cfg.dtype)
-    ev = Evaluator(model, arch, load_tokenizer(cfg.model), batch_size=cfg.batch_size,
-                   micro_batch_size=cfg.micro_batch_size, max_length=cfg.max_length,
-                   progress=cfg.progress)
-    common = {"model": cfg.model, "layout": {"tp": lay.tp, "pp": lay.pp}, "dtype": cfg.dtype,
-              "skip_layers": list(cfg.skip_layers)}
+    ev = Evaluator(
+        model,
+        arch,
+        load_tokenizer(cfg.model),
+        batch_size=cfg.batch_size,
+        micro_batch_size=cfg.micro_batch_size,
+        max_length=cfg.max_length,
+        progress=cfg.progress,
+    )
+    common = {
+        "model": cfg.model,
+        "layout": {"tp": lay.tp, "pp": lay.pp},
+        "dtype": cfg.dtype,
+        "skip_layers": list(cfg.skip_layers),
+    }
     rows = run(ev, cfg, common)
     if lay.is_main:
         log(table(rows))

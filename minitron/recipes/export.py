@@ -39,8 +39,10 @@ def hf_tensors(tensors: dict, arch, dtype) -> dict:
     out = {}
     for name, t in mcore_to_hf(tensors, arch):
         if tuple(t.shape) != want[name]:
-            raise CheckpointError(f"{name} has shape {tuple(t.shape)}, the architecture needs "
-                                  f"{want[name]}; refusing to write a model HF would mis-load")
+            raise CheckpointError(
+                f"{name} has shape {tuple(t.shape)}, the architecture needs "
+                f"{want[name]}; refusing to write a model HF would mis-load"
+            )
         out[name] = t.to(dtype).contiguous()
     missing = set(want) - set(out)
     if missing:
@@ -53,7 +55,9 @@ def write_trtllm(tensors: dict, arch, dtype_name: str, tp: int, hf_config: dict,
 
     files = []
     for rank in range(tp):
-        save_file(trtllm.rank_weights(tensors, arch, tp, rank), str(out / f"rank{rank}.safetensors"))
+        save_file(
+            trtllm.rank_weights(tensors, arch, tp, rank), str(out / f"rank{rank}.safetensors")
+        )
         files.append(f"rank{rank}.safetensors")
     cfg = trtllm.trtllm_config(arch, dtype_name, tp, hf_config)
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
@@ -73,8 +77,10 @@ def main(cfg: ExportConfig, log=print) -> Path:
     tensors = hf_tensors(full_tensors(model), arch, parse_dtype(dtype_name))
     bad = non_finite(tensors.items())
     if bad is not None:
-        raise CheckpointError(f"{cfg.ckpt}: refusing to export {bad}; the checkpoint holds a "
-                              "diverged model (export an earlier checkpoint)")
+        raise CheckpointError(
+            f"{cfg.ckpt}: refusing to export {bad}; the checkpoint holds a "
+            "diverged model (export an earlier checkpoint)"
+        )
     base = json.loads((Path(cfg.ckpt) / "hf_config.json").read_text())
     hf_config = hf_config_for(arch, base)
     hf_config["torch_dtype"] = dtype_name  # transformers 4.x name

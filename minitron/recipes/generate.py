@@ -32,11 +32,13 @@ def read_prompts(path: str) -> list[dict]:
     """Rows ``{"id", "prompt" | "messages"}`` of a prompts jsonl (errors name file and line)."""
     rows = []
     for i, (where, row) in enumerate(read_jsonl_rows(Path(path))):
-        if not isinstance(row, dict) or not (isinstance(row.get("prompt"), str)
-                                             or isinstance(row.get("messages"), list)):
+        if not isinstance(row, dict) or not (
+            isinstance(row.get("prompt"), str) or isinstance(row.get("messages"), list)
+        ):
             raise DataError(f"{where}: each row needs prompt (text) or messages (a chat)")
-        rows.append({"id": row.get("id", i), **{k: row[k] for k in ("prompt", "messages")
-                                                if k in row}})
+        rows.append(
+            {"id": row.get("id", i), **{k: row[k] for k in ("prompt", "messages") if k in row}}
+        )
     if not rows:
         raise DataError(f"{path}: no prompts")
     return rows
@@ -52,8 +54,11 @@ def render(rows: list[dict], tok, chat: str) -> list[str]:
     for r in rows:
         if renderer is None:
             if "prompt" not in r:
-                raise ConfigError("chat", f"row {r['id']} is a chat (messages): set chat=auto "
-                                  "(the model's chat template) or chat=plain")
+                raise ConfigError(
+                    "chat",
+                    f"row {r['id']} is a chat (messages): set chat=auto "
+                    "(the model's chat template) or chat=plain",
+                )
             out.append(r["prompt"])
         else:
             msgs = r.get("messages") or [{"role": "user", "content": r["prompt"]}]
@@ -90,8 +95,9 @@ def load(cfg: GenerateConfig):
     tok = load_tokenizer(tok_spec)  # a missing tokenizer fails before the model loads
     runtime.init(cfg.tp, cfg.pp)
     model, arch, _ = load_model(cfg.model, cfg.dtype)
-    gen = Generator(model, arch, tok, cfg.batch_size,
-                    extra_eos=generation_eos(tokenizer_dir(tok_spec)))
+    gen = Generator(
+        model, arch, tok, cfg.batch_size, extra_eos=generation_eos(tokenizer_dir(tok_spec))
+    )
     return gen, tok
 
 
@@ -100,25 +106,37 @@ def main(cfg: GenerateConfig, log=print) -> Optional[list[dict]]:
     out = Path(cfg.out) if cfg.out else None
     written = done_rows(out) if out and cfg.input else []
     if len(written) > len(rows):
-        raise ConfigError("out", f"{out} has {len(written)} rows but {cfg.input} only "
-                          f"{len(rows)} prompts: is it the output of another input?")
+        raise ConfigError(
+            "out",
+            f"{out} has {len(written)} rows but {cfg.input} only "
+            f"{len(rows)} prompts: is it the output of another input?",
+        )
     gen, tok = load(cfg)
     texts = render(rows, tok, cfg.chat)
     lay = runtime.layout()
     main_rank = lay.is_main
     if main_rank:
-        log(f"[generate] {cfg.model}: layout tp={lay.tp} pp={lay.pp} dp={lay.dp}, {len(rows)} prompt(s)")
+        log(
+            f"[generate] {cfg.model}: layout tp={lay.tp} pp={lay.pp} dp={lay.dp}, {len(rows)} prompt(s)"
+        )
     chunk = cfg.batch_size * CHUNK_BATCHES
     if written and main_rank:
         log(f"[generate] {len(written)} of {len(rows)} prompts already in {out}; continuing")
     for start in range(len(written), len(rows), chunk):
-        ids = [encode(tok, t, cfg.chat) for t in texts[start: start + chunk]]
+        ids = [encode(tok, t, cfg.chat) for t in texts[start : start + chunk]]
         sampling = dataclasses.replace(cfg.sampling, seed=cfg.sampling.seed + start)
         for k, c in enumerate(gen.generate(ids, sampling)):
-            written.append({"id": rows[start + k]["id"], "prompt": texts[start + k],
-                            "completion": c.text, "prompt_tokens": c.prompt_tokens,
-                            "completion_tokens": len(c.tokens), "finish": c.finish,
-                            "seconds": round(c.seconds, 3)})
+            written.append(
+                {
+                    "id": rows[start + k]["id"],
+                    "prompt": texts[start + k],
+                    "completion": c.text,
+                    "prompt_tokens": c.prompt_tokens,
+                    "completion_tokens": len(c.tokens),
+                    "finish": c.finish,
+                    "seconds": round(c.seconds, 3),
+                }
+            )
         if out and main_rank:
             _write(out, written)
         if main_rank and cfg.input:

@@ -44,9 +44,16 @@ def main(cfg: ImportConfig, log=print) -> Path:
         log(f"[import] {src}: {arch.family}, {human(n)} parameters, tp={lay.tp} pp={lay.pp}")
     model = build_model(arch, parse_dtype(cfg.dtype), cfg.transformer_impl, init_weights=False)
     load_hf_weights(model, HFReader(src), arch)
-    out = save_checkpoint(model, cfg.out, arch=arch, hf_config=hf_config, tokenizer_src=src,
-                          dtype=cfg.dtype, overwrite=cfg.overwrite,
-                          extra={"source": str(cfg.hf), "stage": "import"})
+    out = save_checkpoint(
+        model,
+        cfg.out,
+        arch=arch,
+        hf_config=hf_config,
+        tokenizer_src=src,
+        dtype=cfg.dtype,
+        overwrite=cfg.overwrite,
+        extra={"source": str(cfg.hf), "stage": "import"},
+    )
     if lay.is_main:
         log(f"[import] wrote {out} in {time.perf_counter() - t0:.1f}s")
     return out
@@ -59,20 +66,29 @@ def import_megatron(cfg: ImportConfig, log=print) -> Path:
     runtime.check_world(cfg.tp, cfg.pp)
     source = megatron.open_source(cfg.megatron or cfg.hf)
     field = "megatron" if cfg.megatron else "hf"
-    arch, hf_config, tok_dir = megatron.describe(source, cfg.tokenizer or None, cfg.dtype,
-                                                 cfg.vocab_pad_multiple)
+    arch, hf_config, tok_dir = megatron.describe(
+        source, cfg.tokenizer or None, cfg.dtype, cfg.vocab_pad_multiple
+    )
     check_layout(arch, cfg.tp, cfg.pp)
     lay = runtime.init(cfg.tp, cfg.pp)
     if lay.is_main:
         n = count_params(arch)["total"]
-        log(f"[import] {source.weights} ({source.kind}): {human(n)} parameters, tp={lay.tp} "
-            f"pp={lay.pp}")
+        log(
+            f"[import] {source.weights} ({source.kind}): {human(n)} parameters, tp={lay.tp} "
+            f"pp={lay.pp}"
+        )
     model = build_model(arch, parse_dtype(cfg.dtype), cfg.transformer_impl, init_weights=False)
     megatron.load_weights(model, source)
-    out = save_checkpoint(model, cfg.out, arch=arch, hf_config=hf_config, tokenizer_src=tok_dir,
-                          dtype=cfg.dtype, overwrite=cfg.overwrite,
-                          extra={"source": str(getattr(cfg, field)), "source_kind": source.kind,
-                                 "stage": "import"})
+    out = save_checkpoint(
+        model,
+        cfg.out,
+        arch=arch,
+        hf_config=hf_config,
+        tokenizer_src=tok_dir,
+        dtype=cfg.dtype,
+        overwrite=cfg.overwrite,
+        extra={"source": str(getattr(cfg, field)), "source_kind": source.kind, "stage": "import"},
+    )
     if lay.is_main:
         log(f"[import] wrote {out} in {time.perf_counter() - t0:.1f}s")
     return out

@@ -1,8 +1,8 @@
 """``minitron lm-eval``: run lm-evaluation-harness tasks against a minitron model.
 
-    minitron lm-eval --model ckpt/student --tasks my_mc --include-path tasks/
-    torchrun --nproc_per_node 2 -m minitron lm-eval --model ckpt/student --tasks my_mc tp=2
-    minitron lm-eval --model ckpt/sft --tasks ifeval_mini --apply_chat_template   # built in
+minitron lm-eval --model ckpt/student --tasks my_mc --include-path tasks/
+torchrun --nproc_per_node 2 -m minitron lm-eval --model ckpt/student --tasks my_mc tp=2
+minitron lm-eval --model ckpt/sft --tasks ifeval_mini --apply_chat_template   # built in
 """
 
 from __future__ import annotations
@@ -36,23 +36,37 @@ def _evaluate(cfg: LmEvalConfig, log, tmp: Path) -> dict:
     manager = TaskManager(include_path=include) if include else TaskManager()
     unknown = [t for t in cfg.tasks if t not in manager.all_tasks]
     if unknown:  # before the model loads
-        raise ConfigError("tasks", f"unknown lm-eval task(s): {', '.join(unknown)}; check the "
-                          "names (`lm-eval ls tasks`) or give include_path")
+        raise ConfigError(
+            "tasks",
+            f"unknown lm-eval task(s): {', '.join(unknown)}; check the "
+            "names (`lm-eval ls tasks`) or give include_path",
+        )
     lm = MinitronLM.load(cfg.model, cfg.tp, cfg.pp, cfg.dtype, cfg.batch_size, cfg.max_length)
     lm.seed = cfg.seed
     lay = runtime.layout()
     if lay.is_main:
         log(f"[lm-eval] {cfg.model}: layout tp={lay.tp} pp={lay.pp} dp={lay.dp}")
     results = lm_eval.simple_evaluate(
-        model=lm, tasks=list(cfg.tasks), num_fewshot=cfg.num_fewshot, limit=cfg.limit,
-        task_manager=manager, log_samples=bool(cfg.samples),
+        model=lm,
+        tasks=list(cfg.tasks),
+        num_fewshot=cfg.num_fewshot,
+        limit=cfg.limit,
+        task_manager=manager,
+        log_samples=bool(cfg.samples),
         apply_chat_template=cfg.apply_chat_template,
-        fewshot_as_multiturn=(cfg.apply_chat_template if cfg.fewshot_as_multiturn is None
-                              else cfg.fewshot_as_multiturn),
-        system_instruction=cfg.system_instruction, gen_kwargs=cfg.gen_kwargs,
+        fewshot_as_multiturn=(
+            cfg.apply_chat_template
+            if cfg.fewshot_as_multiturn is None
+            else cfg.fewshot_as_multiturn
+        ),
+        system_instruction=cfg.system_instruction,
+        gen_kwargs=cfg.gen_kwargs,
         confirm_run_unsafe_code=cfg.confirm_run_unsafe_code,
-        random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
-        fewshot_random_seed=cfg.seed)
+        random_seed=cfg.seed,
+        numpy_random_seed=cfg.seed,
+        torch_random_seed=cfg.seed,
+        fewshot_random_seed=cfg.seed,
+    )
     if lay.is_main and results is not None:
         from lm_eval.utils import make_table
 

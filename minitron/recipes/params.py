@@ -1,6 +1,6 @@
 """``minitron params``: exact total and non-embedding parameter counts.
 
-    minitron params --hf-config examples/llama-3.1-8b/config.json hidden_size=3072 ffn_hidden_size=9216
+minitron params --hf-config examples/llama-3.1-8b/config.json hidden_size=3072 ffn_hidden_size=9216
 """
 
 from __future__ import annotations

@@ -26,5 +26,10 @@ def main(cfg: PrepareConfig, log=print) -> dict:
     if runtime.world_size_from_env() == 1 or dist.is_initialized():
         return prepare(cfg, log)
     lay = runtime.init(1, 1)
-    return prepare(cfg, log, rank=lay.rank, world=lay.world_size,
-                   ranks_per_node=int(os.environ.get("LOCAL_WORLD_SIZE", lay.world_size)))
+    return prepare(
+        cfg,
+        log,
+        rank=lay.rank,
+        world=lay.world_size,
+        ranks_per_node=int(os.environ.get("LOCAL_WORLD_SIZE", lay.world_size)),
+    )

@@ -47,18 +47,25 @@ def check_target(arch: ModelArch, cfg: PruneConfig) -> ModelArch:
     for key, value in sizes.items():
         now = getattr(arch, key)
         if not 0 < value <= now:
-            raise ConfigError(f"target.{key}", f"{value} must be between 1 and the current {now} "
-                              "(pruning only removes)")
+            raise ConfigError(
+                f"target.{key}",
+                f"{value} must be between 1 and the current {now} (pruning only removes)",
+            )
     groups = sizes.get("num_query_groups", arch.num_query_groups)
     heads = sizes.get("num_attention_heads", arch.num_attention_heads)
     if heads % groups:
         valid = [m * groups for m in range(1, arch.heads_per_group + 1)]
-        raise ConfigError("target.num_attention_heads", f"{heads} is not a multiple of "
-                          f"num_query_groups={groups} (GQA keeps the same heads per group); "
-                          f"valid: {valid}")
+        raise ConfigError(
+            "target.num_attention_heads",
+            f"{heads} is not a multiple of "
+            f"num_query_groups={groups} (GQA keeps the same heads per group); "
+            f"valid: {valid}",
+        )
     if heads // groups > arch.heads_per_group:
-        raise ConfigError("target.num_attention_heads", f"{heads // groups} heads per group, but "
-                          f"each group has only {arch.heads_per_group}")
+        raise ConfigError(
+            "target.num_attention_heads",
+            f"{heads // groups} heads per group, but each group has only {arch.heads_per_group}",
+        )
     target = arch.replace(**sizes)
     check_layout(target, cfg.tp, cfg.pp)
     return target
@@ -72,25 +79,35 @@ def check_inputs(arch: ModelArch, target: ModelArch, cfg: PruneConfig) -> None:
         if cfg.depth.criterion == "block_influence" and not cfg.scores:
             raise ConfigError("scores", "depth.criterion=block_influence needs a score file")
         if cfg.depth.criterion == "lm_loss" and cfg.depth.loss is None:
-            raise ConfigError("depth.loss", "criterion=lm_loss needs held-out data: depth.loss="
-                              "{name, data: {paths: [...]}, num_samples}")
+            raise ConfigError(
+                "depth.loss",
+                "criterion=lm_loss needs held-out data: depth.loss="
+                "{name, data: {paths: [...]}, num_samples}",
+            )
     if cfg.width_method == "activation" and _width_changes(arch, target) and not cfg.scores:
-        raise ConfigError("scores", "width_method=activation needs scores from `minitron score` "
-                          "(or width_method=magnitude|random)")
+        raise ConfigError(
+            "scores",
+            "width_method=activation needs scores from `minitron score` "
+            "(or width_method=magnitude|random)",
+        )
 
 
 def _width_changes(a: ModelArch, b: ModelArch) -> bool:
-    return any(getattr(a, f) != getattr(b, f) for f in
-               ("hidden_size", "ffn_hidden_size", "num_attention_heads", "num_query_groups"))
+    return any(
+        getattr(a, f) != getattr(b, f)
+        for f in ("hidden_size", "ffn_hidden_size", "num_attention_heads", "num_query_groups")
+    )
 
 
 def summary(arch: ModelArch, target: ModelArch) -> str:
     a, b = count_params(arch), count_params(target)
-    return (f"from  {describe_arch(arch)}\n      {a['total']:,} total ({human(a['total'])}), "
-            f"{a['non_embedding']:,} non-embedding ({human(a['non_embedding'])})\n"
-            f"to    {describe_arch(target)}\n      {b['total']:,} total ({human(b['total'])}), "
-            f"{b['non_embedding']:,} non-embedding ({human(b['non_embedding'])}), "
-            f"{100 * b['non_embedding'] / a['non_embedding']:.1f}% of the non-embedding parameters")
+    return (
+        f"from  {describe_arch(arch)}\n      {a['total']:,} total ({human(a['total'])}), "
+        f"{a['non_embedding']:,} non-embedding ({human(a['non_embedding'])})\n"
+        f"to    {describe_arch(target)}\n      {b['total']:,} total ({human(b['total'])}), "
+        f"{b['non_embedding']:,} non-embedding ({human(b['non_embedding'])}), "
+        f"{100 * b['non_embedding'] / a['non_embedding']:.1f}% of the non-embedding parameters"
+    )
 
 
 def choose_layers(cfg: PruneConfig, model, arch, target, scores) -> dict:
@@ -100,8 +117,14 @@ def choose_layers(cfg: PruneConfig, model, arch, target, scores) -> dict:
     d = cfg.depth
     evaluate = None
     if d.criterion in ("task", "lm_loss"):
-        ev = Evaluator(model, arch, load_tokenizer(cfg.model), batch_size=cfg.batch_size,
-                       micro_batch_size=cfg.micro_batch_size, progress=False)
+        ev = Evaluator(
+            model,
+            arch,
+            load_tokenizer(cfg.model),
+            batch_size=cfg.batch_size,
+            micro_batch_size=cfg.micro_batch_size,
+            progress=False,
+        )
         prepared = ev.prepare(d.task) if d.criterion == "task" else None
 
         def evaluate(layers):
@@ -109,21 +132,29 @@ def choose_layers(cfg: PruneConfig, model, arch, target, scores) -> dict:
                 if prepared is not None:
                     return ev.multiple_choice(prepared)["acc"]
                 return ev.loss(d.loss)["loss"]
+
     return depth_search.search(arch.num_layers, drop, d.criterion, d.contiguous, evaluate, scores)
 
 
-def make_plan(arch: ModelArch, target: ModelArch, keep_layers: list[int],
-              scores: dict[str, torch.Tensor]) -> Plan:
+def make_plan(
+    arch: ModelArch, target: ModelArch, keep_layers: list[int], scores: dict[str, torch.Tensor]
+) -> Plan:
     hpg = target.num_attention_heads // target.num_query_groups
     groups, heads, neurons = [], [], []
     for i in keep_layers:
-        g, s = select_heads(scores[f"layers.{i}.heads"], arch.num_query_groups,
-                            target.num_query_groups, hpg)
+        g, s = select_heads(
+            scores[f"layers.{i}.heads"], arch.num_query_groups, target.num_query_groups, hpg
+        )
         groups.append(g)
         heads.append(s)
         neurons.append(select_topk(scores[f"layers.{i}.neurons"], target.ffn_hidden_size))
-    return Plan(channels=select_topk(scores["channels"], target.hidden_size), groups=groups,
-                heads=heads, neurons=neurons, layers=list(keep_layers))
+    return Plan(
+        channels=select_topk(scores["channels"], target.hidden_size),
+        groups=groups,
+        heads=heads,
+        neurons=neurons,
+        layers=list(keep_layers),
+    )
 
 
 @torch.no_grad()
@@ -141,7 +172,7 @@ def fill_pruned(new_model, old_model, plan: Plan, arch: ModelArch, target: Model
     for new_name in names:
         old_name = new_name
         if new_name.startswith("decoder.layers."):
-            idx, rest = new_name[len("decoder.layers."):].split(".", 1)
+            idx, rest = new_name[len("decoder.layers.") :].split(".", 1)
             old_name = f"decoder.layers.{plan.layers[int(idx)]}.{rest}"
         full = read(old_name)
         _, cut = prune_tensor(old_name, full, plan, arch)
@@ -176,13 +207,27 @@ def main(cfg: PruneConfig, log=print) -> dict:
     if not cfg.reinit:
         fill_pruned(new, model, plan, arch, target)
     dtype_name = DTYPE_NAMES[dtype]
-    record = {"stage": "prune", "source": cfg.model, "width_method": cfg.width_method,
-              "reinit": cfg.reinit,
-              "scores": cfg.scores, "target": dataclasses.asdict(cfg.target),
-              "depth": depth, "kept_channels": plan.channels.tolist(),
-              "kept_layers": plan.layers}
-    save_checkpoint(new, cfg.out, arch=target, hf_config=hf_config, tokenizer_src=tok_dir,
-                    dtype=dtype_name, overwrite=cfg.overwrite, extra=record)
+    record = {
+        "stage": "prune",
+        "source": cfg.model,
+        "width_method": cfg.width_method,
+        "reinit": cfg.reinit,
+        "scores": cfg.scores,
+        "target": dataclasses.asdict(cfg.target),
+        "depth": depth,
+        "kept_channels": plan.channels.tolist(),
+        "kept_layers": plan.layers,
+    }
+    save_checkpoint(
+        new,
+        cfg.out,
+        arch=target,
+        hf_config=hf_config,
+        tokenizer_src=tok_dir,
+        dtype=dtype_name,
+        overwrite=cfg.overwrite,
+        extra=record,
+    )
     if lay.is_main:
         log(summary(arch, target))
         if depth["drop"]:

@@ -25,8 +25,11 @@ from minitron.parallel import runtime
 from minitron.pipeline import stages as S
 from minitron.pipeline.manifest import Manifest, now, stage_hash
 
-DISABLED = {"correct": lambda c: not c.correct.enabled, "align": lambda c: not c.align.enabled,
-            "bench": lambda c: not c.bench.enabled}
+DISABLED = {
+    "correct": lambda c: not c.correct.enabled,
+    "align": lambda c: not c.align.enabled,
+    "bench": lambda c: not c.bench.enabled,
+}
 
 
 def plan(cfg: RunConfig, manifest: Manifest) -> list[tuple[str, str, str]]:
@@ -67,12 +70,16 @@ def budget(cfg: RunConfig, teacher, students: dict) -> list[str]:
         ns = count_params(a)["total"]
         tok = d.steps * d.global_batch_size * cfg.data.seq_length
         flops += tok * (6 * ns + 2 * nt)
-        lines.append(f"distillation of {name}: {tok:,} tokens ({human(tok)}) = {d.steps} steps x "
-                     f"{d.global_batch_size} x {cfg.data.seq_length}")
+        lines.append(
+            f"distillation of {name}: {tok:,} tokens ({human(tok)}) = {d.steps} steps x "
+            f"{d.global_batch_size} x {cfg.data.seq_length}"
+        )
     hours = flops / cfg.flops_per_second / 3600
-    lines.append(f"about {flops:.2e} FLOPs for correction, scoring and distillation: ~{hours:.2f} "
-                 f"h at {cfg.flops_per_second:.1e} FLOP/s (a rough floor: evaluation, depth search "
-                 "and I/O come on top)")
+    lines.append(
+        f"about {flops:.2e} FLOPs for correction, scoring and distillation: ~{hours:.2f} "
+        f"h at {cfg.flops_per_second:.1e} FLOP/s (a rough floor: evaluation, depth search "
+        "and I/O come on top)"
+    )
     return lines
 
 
@@ -117,28 +124,36 @@ def preflight(cfg: RunConfig, steps: list) -> tuple:
         token_id(load_tokenizer(str(tok_dir)), cfg.data.eod_token, "data.eod_token")
     loss = cfg.distill.loss
     if loss.kind == "topk_kl" and loss.topk > teacher.vocab_size:
-        raise ConfigError("distill.loss.topk", f"{loss.topk} is more than the vocabulary "
-                          f"({teacher.vocab_size} tokens); give topk <= {teacher.vocab_size}")
+        raise ConfigError(
+            "distill.loss.topk",
+            f"{loss.topk} is more than the vocabulary "
+            f"({teacher.vocab_size} tokens); give topk <= {teacher.vocab_size}",
+        )
     students = {}
     for i, s in enumerate(cfg.students):
-        pc = PruneConfig(model=cfg.model, out="-", target=s.target, tp=cfg.tp, pp=cfg.pp,
-                         dry_run=True)
+        pc = PruneConfig(
+            model=cfg.model, out="-", target=s.target, tp=cfg.tp, pp=cfg.pp, dry_run=True
+        )
         try:
             students[s.name] = check_target(teacher, pc)
         except ConfigError as e:
             raise ConfigError(f"students[{i}].{e.field}", e.message) from None
         a = students[s.name]
-        if ("hf" in cfg.export.formats or cfg.bench.enabled) and a.hidden_size % a.num_attention_heads:
+        if (
+            "hf" in cfg.export.formats or cfg.bench.enabled
+        ) and a.hidden_size % a.num_attention_heads:
             # transformers 5 validates LlamaConfig: hidden_size must divide by the heads even
             # when head_dim is given, so the HF export (and the benchmark, which runs it)
             # could not be loaded
             heads = a.num_attention_heads
-            raise ConfigError(f"students[{i}].target.hidden_size",
-                              f"{a.hidden_size} is not a multiple of the {heads} attention heads: "
-                              "transformers refuses such a Llama config, so the HF export and "
-                              f"the benchmark would fail; use a multiple of {heads} (e.g. "
-                              f"{a.hidden_size // heads * heads} or "
-                              f"{(a.hidden_size // heads + 1) * heads}), or prune heads too")
+            raise ConfigError(
+                f"students[{i}].target.hidden_size",
+                f"{a.hidden_size} is not a multiple of the {heads} attention heads: "
+                "transformers refuses such a Llama config, so the HF export and "
+                f"the benchmark would fail; use a multiple of {heads} (e.g. "
+                f"{a.hidden_size // heads * heads} or "
+                f"{(a.hidden_size // heads + 1) * heads}), or prune heads too",
+            )
     return teacher, students
 
 
@@ -166,19 +181,26 @@ def dry_run(cfg: RunConfig, steps: list, log) -> dict:
         log(f"  {st:<9} {action:<13} {h}")
     log("\narchitectures:")
     n = count_params(teacher)
-    log(f"  teacher   {describe_arch(teacher)}\n            {n['total']:,} total ({human(n['total'])}), "
-        f"{n['non_embedding']:,} non-embedding ({human(n['non_embedding'])})")
+    log(
+        f"  teacher   {describe_arch(teacher)}\n            {n['total']:,} total ({human(n['total'])}), "
+        f"{n['non_embedding']:,} non-embedding ({human(n['non_embedding'])})"
+    )
     for name, a in students.items():
         m = count_params(a)
-        log(f"  {name:<9} {describe_arch(a)}\n            {m['total']:,} total ({human(m['total'])}), "
+        log(
+            f"  {name:<9} {describe_arch(a)}\n            {m['total']:,} total ({human(m['total'])}), "
             f"{m['non_embedding']:,} non-embedding ({human(m['non_embedding'])}), "
-            f"{100 * m['non_embedding'] / n['non_embedding']:.1f}% of the teacher's")
+            f"{100 * m['non_embedding'] / n['non_embedding']:.1f}% of the teacher's"
+        )
     log("\nbudget:")
     for line in budget(cfg, teacher, students):
         log(f"  {line}")
     plans = memory_plans(cfg, teacher, students, log)
-    return {"plan": steps, "students": {k: v.to_dict() for k, v in students.items()},
-            "memory": plans}
+    return {
+        "plan": steps,
+        "students": {k: v.to_dict() for k, v in students.items()},
+        "memory": plans,
+    }
 
 
 def memory_plans(cfg: RunConfig, teacher, students: dict, log) -> dict:
@@ -193,15 +215,24 @@ def memory_plans(cfg: RunConfig, teacher, students: dict, log) -> dict:
         if kind == "correct":
             p = stage_plan(sc, [("teacher", teacher, sc.mode)])
         elif kind == "distill":
-            who = ([name.split(".", 1)[1]] if "." in name else sc.student_names())
-            p = stage_plan(sc, [(n, students[n], "full") for n in who],
-                           [("teacher", teacher)], loss_kind="kd",
-                           loss_chunk_tokens=sc.loss.chunk_size)
+            who = [name.split(".", 1)[1]] if "." in name else sc.student_names()
+            p = stage_plan(
+                sc,
+                [(n, students[n], "full") for n in who],
+                [("teacher", teacher)],
+                loss_kind="kd",
+                loss_chunk_tokens=sc.loss.chunk_size,
+            )
         else:
             arch = students[name.split(".")[1]]
             pref = sc.algorithm != "sft"
-            p = stage_plan(sc, [("policy", arch, "full")], [("reference", arch)] if pref else [],
-                           seq_length=sc.seq_length, rows_per_sample=2 if pref else 1)
+            p = stage_plan(
+                sc,
+                [("policy", arch, "full")],
+                [("reference", arch)] if pref else [],
+                seq_length=sc.seq_length,
+                rows_per_sample=2 if pref else 1,
+            )
         log(f"\nmemory plan per GPU, {name}:\n{p.format(cfg.gpu_memory_gb)}")
         out[name] = p.to_dict()
         try:
@@ -234,7 +265,9 @@ def main(cfg: RunConfig, log=print) -> dict:
                 manifest.update(st, status="skipped", hash=h, seconds=0.0)
             continue
         if action == "rerun" and lay.is_main:
-            log(f"[run] {st}: settings changed since the last run; running it (and what follows) again")
+            log(
+                f"[run] {st}: settings changed since the last run; running it (and what follows) again"
+            )
             S.clean(ctx, st)
         runtime.barrier()
         if lay.is_main:
@@ -245,13 +278,22 @@ def main(cfg: RunConfig, log=print) -> dict:
             result = S.STAGE_FUNCS[st](ctx)
         except BaseException as e:
             if lay.is_main:
-                manifest.update(st, status="failed", error=f"{type(e).__name__}: {e}"[:500],
-                                seconds=time.perf_counter() - t0)
+                manifest.update(
+                    st,
+                    status="failed",
+                    error=f"{type(e).__name__}: {e}"[:500],
+                    seconds=time.perf_counter() - t0,
+                )
             raise
         if lay.is_main:
-            manifest.update(st, status="skipped" if result.get("skipped") else "done",
-                            finished=now(), seconds=round(time.perf_counter() - t0, 1),
-                            outputs=result.get("outputs", []), metrics=result.get("metrics", {}))
+            manifest.update(
+                st,
+                status="skipped" if result.get("skipped") else "done",
+                finished=now(),
+                seconds=round(time.perf_counter() - t0, 1),
+                outputs=result.get("outputs", []),
+                metrics=result.get("metrics", {}),
+            )
         ran.append(st)
         runtime.barrier()
     if lay.is_main:
@@ -260,4 +302,3 @@ def main(cfg: RunConfig, log=print) -> dict:
         else:
             log(f"[run] {work} is up to date: nothing to do")
     return {"ran": ran}
-

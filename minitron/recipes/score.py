@@ -27,8 +27,15 @@ from minitron.prune.collect import Collector
 from minitron.prune.scores import save_scores
 
 
-def activation_scores(model, batch: dict, micro_batch_size: int, seq_agg: str, batch_agg: str,
-                      blocks: bool, progress=None) -> dict[str, torch.Tensor]:
+def activation_scores(
+    model,
+    batch: dict,
+    micro_batch_size: int,
+    seq_agg: str,
+    batch_agg: str,
+    blocks: bool,
+    progress=None,
+) -> dict[str, torch.Tensor]:
     """Run the calibration forwards with the importance hooks (collective)."""
     collector = Collector(model, seq_agg, batch_agg, blocks)
     model.eval()
@@ -48,23 +55,39 @@ def main(cfg: ScoreConfig, log=print) -> dict:
         resolve_prefixes(cfg.data)  # a missing dataset fails before the model loads
     lay = runtime.init(cfg.tp, cfg.pp)
     model, arch, _ = load_model(cfg.model, cfg.dtype)
-    meta = {"method": cfg.method, "model": cfg.model,
-            "scored_layout": {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp}}
+    meta = {
+        "method": cfg.method,
+        "model": cfg.model,
+        "scored_layout": {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp},
+    }
     if cfg.method == "activation":
         batch = samples(cfg.data, "train", cfg.num_samples, arch.vocab_size)
-        mine = {k: v[lay.dp_rank::lay.dp] for k, v in batch.items()}  # DP ranks split the set
+        mine = {k: v[lay.dp_rank :: lay.dp] for k, v in batch.items()}  # DP ranks split the set
         bar = contextlib.nullcontext(None)
         if cfg.progress and lay.is_main:
             from tqdm import tqdm
 
             bar = tqdm(total=len(mine["tokens"]), desc="calibration", unit="sample", leave=False)
         with bar as b:
-            scores = activation_scores(model, mine, cfg.micro_batch_size, cfg.seq_aggregation,
-                                       cfg.batch_aggregation, cfg.block_scores, b)
-        meta.update(aggregation={"sequence": cfg.seq_aggregation, "batch": cfg.batch_aggregation},
-                    calibration={"samples": cfg.num_samples, "seq_length": cfg.data.seq_length,
-                                 "seed": cfg.data.seed, "data": list(cfg.data.paths),
-                                 "split": cfg.data.split})
+            scores = activation_scores(
+                model,
+                mine,
+                cfg.micro_batch_size,
+                cfg.seq_aggregation,
+                cfg.batch_aggregation,
+                cfg.block_scores,
+                b,
+            )
+        meta.update(
+            aggregation={"sequence": cfg.seq_aggregation, "batch": cfg.batch_aggregation},
+            calibration={
+                "samples": cfg.num_samples,
+                "seq_length": cfg.data.seq_length,
+                "seed": cfg.data.seed,
+                "data": list(cfg.data.paths),
+                "split": cfg.data.split,
+            },
+        )
     elif cfg.method == "magnitude":
         scores = magnitude_scores(arch, FullTensors(model))
     else:

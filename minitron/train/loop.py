@@ -13,7 +13,6 @@ periodic validation, atomic checkpoints and resumption.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -29,9 +28,9 @@ from minitron.parallel.engine import Engine, EngineOptions
 from minitron.parallel.schedule import reduce_metrics
 from minitron.train import settings as run_settings
 from minitron.train import state
-from minitron.train.state import NonFiniteLoss  # noqa: F401 (raised here and by state.save)
 from minitron.train.metrics import MetricsLogger
 from minitron.train.schedule import lr_at
+from minitron.train.state import NonFiniteLoss  # noqa: F401 (raised here and by state.save)
 
 
 @dataclasses.dataclass
@@ -63,9 +62,12 @@ def finished(final: Path, names: list[str], settings: dict) -> bool:
         saved = read_manifest(final / n).get("extra", {}).get("settings")
         diff = run_settings.differences(saved, settings)
         if diff:
-            raise ConfigError("config", f"{final.parent} already finished with other settings "
-                              f"({'; '.join(diff)}); pass overwrite=true to start over, or use "
-                              "another out")
+            raise ConfigError(
+                "config",
+                f"{final.parent} already finished with other settings "
+                f"({'; '.join(diff)}); pass overwrite=true to start over, or use "
+                "another out",
+            )
     return True
 
 
@@ -98,7 +100,9 @@ def gpt_batches(data_cfg, sched: ScheduleConfig, vocab_size: int) -> Callable[[i
     def batches(step: int) -> list[dict]:
         start = step * sched.global_batch_size + lay.dp_rank * per_rank
         items = [dataset[i] for i in range(start, start + per_rank)]
-        stacked = {k: torch.stack([it[k] for it in items]) for k in ("tokens", "labels", "loss_mask")}
+        stacked = {
+            k: torch.stack([it[k] for it in items]) for k in ("tokens", "labels", "loss_mask")
+        }
         return split_micro(stacked, sched.micro_batch_size)
 
     return batches
@@ -106,7 +110,7 @@ def gpt_batches(data_cfg, sched: ScheduleConfig, vocab_size: int) -> Callable[[i
 
 def split_micro(stacked: dict, size: int) -> list[dict]:
     n = next(iter(stacked.values())).shape[0]
-    return [{k: v[i:i + size] for k, v in stacked.items()} for i in range(0, n, size)]
+    return [{k: v[i : i + size] for k, v in stacked.items()} for i in range(0, n, size)]
 
 
 def _engines(trained: list[Trained], opts: TrainingBase, saved: Optional[dict]) -> None:
@@ -120,17 +124,28 @@ def _engines(trained: list[Trained], opts: TrainingBase, saved: Optional[dict]) 
         if distributed is None:
             distributed = was
         elif distributed != was:
-            raise ConfigError("use_distributed_optimizer", f"the checkpoint was saved with "
-                              f"use_distributed_optimizer={str(was).lower()}; resume with that "
-                              "value (or leave it unset), or start a new run")
+            raise ConfigError(
+                "use_distributed_optimizer",
+                f"the checkpoint was saved with "
+                f"use_distributed_optimizer={str(was).lower()}; resume with that "
+                "value (or leave it unset), or start a new run",
+            )
     for t in trained:
         dtype = next(t.model.parameters()).dtype
         t.engine = Engine(t.model, t.optim, EngineOptions.of(opts, dtype, lay.dp, distributed))
 
 
-def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], list[dict]],
-        sched: ScheduleConfig, make_step: Callable[[], Callable[[list[dict]], Optional[list]]],
-        validate: Callable[[], dict], settings: dict, opts: TrainingBase, log=print) -> dict:
+def run(
+    run_dir: str | Path,
+    trained: list[Trained],
+    batches: Callable[[int], list[dict]],
+    sched: ScheduleConfig,
+    make_step: Callable[[], Callable[[list[dict]], Optional[list]]],
+    validate: Callable[[], dict],
+    settings: dict,
+    opts: TrainingBase,
+    log=print,
+) -> dict:
     """Train ``trained`` for ``sched.steps`` optimizer steps; ``batches(step)`` gives this
     rank's micro-batches of global batch ``step`` (so the data position is the step).
     ``make_step()`` is called once the models are wrapped (``Trained.ddp``) and returns the
@@ -143,13 +158,14 @@ def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], li
     runtime.barrier()
     if runtime.on_main(finished, final, [t.name for t in trained], settings):
         if lay.is_main:
-            log(f"[train] {run_dir} is complete (final/ exists) with these settings: nothing "
-                "to do")
+            log(f"[train] {run_dir} is complete (final/ exists) with these settings: nothing to do")
         return {"resumed_from": None, "complete": True}
     if sched.global_batch_size % (sched.micro_batch_size * lay.dp):
-        raise ConfigError("schedule.global_batch_size",
-                          f"{sched.global_batch_size} must be a multiple of micro_batch_size x "
-                          f"data-parallel size ({sched.micro_batch_size} x {lay.dp})")
+        raise ConfigError(
+            "schedule.global_batch_size",
+            f"{sched.global_batch_size} must be a multiple of micro_batch_size x "
+            f"data-parallel size ({sched.micro_batch_size} x {lay.dp})",
+        )
     point = runtime.on_main(state.resume_point, run_dir, settings)
     _engines(trained, opts, point[1] if point else None)
     start, resumed = 0, None
@@ -162,8 +178,9 @@ def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], li
         torch.manual_seed(sched.seed)
         skipped_total = 0
     step_fn = make_step()
-    logger = MetricsLogger(run_dir, sched.steps, start, lay.is_main, opts.tensorboard,
-                           opts.progress)
+    logger = MetricsLogger(
+        run_dir, sched.steps, start, lay.is_main, opts.tensorboard, opts.progress
+    )
     if resumed:
         logger.message(f"[train] resumed from {resumed} (step {start})")
     last_metrics: dict = {}
@@ -173,8 +190,9 @@ def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], li
         for t in trained:
             t.model.train()
             t.engine.zero_grad()
-            t.engine.set_lr(lr_at(step, t.optim.lr, t.optim.min_lr, t.optim.warmup_steps,
-                                  sched.steps))
+            t.engine.set_lr(
+                lr_at(step, t.optim.lr, t.optim.min_lr, t.optim.warmup_steps, sched.steps)
+            )
         step_batches = batches(step)
         per_micro = step_fn(step_batches)
         # the loss count is known on the last stage; finalize sends it to the other stages
@@ -195,32 +213,54 @@ def run(run_dir: str | Path, trained: list[Trained], batches: Callable[[int], li
         metrics["tokens_per_s"] = tokens / (time.perf_counter() - t0)
         done = step + 1
         if skipped:
-            logger.message(f"[train] step {done}: non-finite gradient norm "
-                           f"({metrics.get('grad_norm')}) or loss ({metrics.get('loss')}); the "
-                           f"update was skipped ({streak} in a row, {skipped_total} in all)")
+            logger.message(
+                f"[train] step {done}: non-finite gradient norm "
+                f"({metrics.get('grad_norm')}) or loss ({metrics.get('loss')}); the "
+                f"update was skipped ({streak} in a row, {skipped_total} in all)"
+            )
         if done == sched.steps or (sched.eval_every and done % sched.eval_every == 0):
             metrics.update(validate())
         if done % sched.log_every == 0 or done == sched.steps or skipped:
             logger.log(done, metrics)
         if streak >= opts.max_skipped_steps:
             last = state.latest(run_dir)
-            raise NonFiniteLoss(f"{streak} steps in a row up to step {done} had a non-finite "
-                                f"gradient norm or loss (max_skipped_steps={opts.max_skipped_steps});"
-                                f" the last good checkpoint is "
-                                f"{last or 'none (no checkpoint written yet)'}: lower optim.lr or "
-                                "check the data, then rerun")
+            raise NonFiniteLoss(
+                f"{streak} steps in a row up to step {done} had a non-finite "
+                f"gradient norm or loss (max_skipped_steps={opts.max_skipped_steps});"
+                f" the last good checkpoint is "
+                f"{last or 'none (no checkpoint written yet)'}: lower optim.lr or "
+                "check the data, then rerun"
+            )
         if done % sched.save_every == 0 or done == sched.steps:
-            state.save(run_dir, done, done * sched.global_batch_size, trained, settings,
-                       sched.keep_last, skipped_total)
+            state.save(
+                run_dir,
+                done,
+                done * sched.global_batch_size,
+                trained,
+                settings,
+                sched.keep_last,
+                skipped_total,
+            )
         last_metrics = metrics
     final_metrics = {k: v for k, v in last_metrics.items() if k.startswith("val_")}
     for t in trained:
         if t.before_save is not None:
             t.before_save()
         arch, hf_config, tok, dtype = t.source
-        save_checkpoint(t.model, final / t.name, arch=arch, hf_config=hf_config,
-                        tokenizer_src=tok, dtype=dtype, overwrite=True,
-                        extra={"stage": "train", "run": str(run_dir), "steps": sched.steps,
-                               "settings": settings})
+        save_checkpoint(
+            t.model,
+            final / t.name,
+            arch=arch,
+            hf_config=hf_config,
+            tokenizer_src=tok,
+            dtype=dtype,
+            overwrite=True,
+            extra={
+                "stage": "train",
+                "run": str(run_dir),
+                "steps": sched.steps,
+                "settings": settings,
+            },
+        )
     logger.close(f"[train] done: {final}" if lay.is_main else None)
     return {"resumed_from": resumed, "complete": True, "final": final_metrics}

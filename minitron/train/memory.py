@@ -146,22 +146,31 @@ class MemoryPlan:
 
     def to_dict(self) -> dict:
         """JSON-ready: parts and totals in bytes and GB (10^9)."""
-        return {"layout": self.layout, "stage": self.stage, "parts": self.parts,
-                "parts_gb": {k: round(v / GB, 3) for k, v in self.parts.items()},
-                "total_bytes": self.total_bytes, "total_gb": round(self.total_bytes / GB, 3),
-                "params_per_gpu": self.params_per_gpu, "flops_per_step": self.flops_per_step,
-                "step_time_s": self.step_time_s, "other_stage_bytes": self.other_stage_bytes}
+        return {
+            "layout": self.layout,
+            "stage": self.stage,
+            "parts": self.parts,
+            "parts_gb": {k: round(v / GB, 3) for k, v in self.parts.items()},
+            "total_bytes": self.total_bytes,
+            "total_gb": round(self.total_bytes / GB, 3),
+            "params_per_gpu": self.params_per_gpu,
+            "flops_per_step": self.flops_per_step,
+            "step_time_s": self.step_time_s,
+            "other_stage_bytes": self.other_stage_bytes,
+        }
 
     def format(self, gpu_memory_gb: Optional[float] = None) -> str:
         """A table in GB (10^9 bytes) with the layout and options on top."""
         lay = self.layout
-        head = (f"tp={lay['tp']} pp={lay['pp']} dp={lay['dp']} ({lay['gpus']} GPUs), "
-                f"{lay['dtype']}, grads {'fp32' if lay['grad_fp32'] else lay['dtype']}, "
-                f"{'distributed' if lay['distributed_optimizer'] else 'replicated'} optimizer; "
-                f"micro-batch {lay['micro_batch_size']} x {lay['seq_length']} tokens, "
-                f"{lay['num_microbatches']} micro-batches/step; sequence_parallel="
-                f"{lay['sequence_parallel']}, recompute={lay['recompute']}, loss={lay['loss_kind']}"
-                f"; stage: {self.stage}")
+        head = (
+            f"tp={lay['tp']} pp={lay['pp']} dp={lay['dp']} ({lay['gpus']} GPUs), "
+            f"{lay['dtype']}, grads {'fp32' if lay['grad_fp32'] else lay['dtype']}, "
+            f"{'distributed' if lay['distributed_optimizer'] else 'replicated'} optimizer; "
+            f"micro-batch {lay['micro_batch_size']} x {lay['seq_length']} tokens, "
+            f"{lay['num_microbatches']} micro-batches/step; sequence_parallel="
+            f"{lay['sequence_parallel']}, recompute={lay['recompute']}, loss={lay['loss_kind']}"
+            f"; stage: {self.stage}"
+        )
         width = max(len(k) for k in self.parts) + 2
         lines = [head] + [f"  {k:<{width}}{v / GB:>8.2f} GB" for k, v in self.parts.items()]
         total = f"  {'total':<{width}}{self.total_bytes / GB:>8.2f} GB"
@@ -200,30 +209,67 @@ def stage_params(arch: ModelArch, tp: int, pp: int, stage: str) -> int:
     return n
 
 
-def layer_activation_bytes(hidden: int, ffn: int, heads: int, groups: int, head_dim: int,
-                           seq: int, batch: int, tp: int = 1, sequence_parallel: bool = False,
-                           flash: bool = True, selective: bool = False, gated: bool = True,
-                           dropout: bool = False, act_bytes: int = 2) -> float:
+def layer_activation_bytes(
+    hidden: int,
+    ffn: int,
+    heads: int,
+    groups: int,
+    head_dim: int,
+    seq: int,
+    batch: int,
+    tp: int = 1,
+    sequence_parallel: bool = False,
+    flash: bool = True,
+    selective: bool = False,
+    gated: bool = True,
+    dropout: bool = False,
+    act_bytes: int = 2,
+) -> float:
     """Bytes one transformer layer keeps for backward for one micro-batch ``[s, b]`` on one
     GPU (the derivation table in the module docstring). ``gated=False, dropout=True,
     flash=False`` is the GPT layer of Korthikanti et al. 2022, Table 2."""
     n, k = seq * batch, act_bytes / 2  # k scales the 16-bit float terms; masks stay 1 byte
     replicated = k * 8 * n * hidden + (2 * n * hidden if dropout else 0)
-    split = k * (2 * n * head_dim * (heads + 2 * groups) + 2 * n * heads * head_dim
-                 + (6 if gated else 4) * n * ffn)
+    split = k * (
+        2 * n * head_dim * (heads + 2 * groups)
+        + 2 * n * heads * head_dim
+        + (6 if gated else 4) * n * ffn
+    )
     if not flash and not selective:
         split += (k * 2 + ((k * 2 + 1) if dropout else 0)) * heads * seq * n
     return (replicated / tp if sequence_parallel else replicated) + split / tp
 
 
-def _trained_activations(a: ModelArch, stage: str, layers: int, in_flight: int, seq: int,
-                         batch: int, tp: int, sp: bool, recompute: str, rc_layers: int,
-                         flash: bool, act_bytes: int) -> float:
+def _trained_activations(
+    a: ModelArch,
+    stage: str,
+    layers: int,
+    in_flight: int,
+    seq: int,
+    batch: int,
+    tp: int,
+    sp: bool,
+    recompute: str,
+    rc_layers: int,
+    flash: bool,
+    act_bytes: int,
+) -> float:
     """Stored activations of a trained model on one GPU of ``stage``."""
     residual = act_bytes * seq * batch * a.hidden_size / (tp if sp else 1)  # one [n, h]
-    one = layer_activation_bytes(a.hidden_size, a.ffn_hidden_size, a.num_attention_heads,
-                                 a.num_query_groups, a.head_dim, seq, batch, tp, sp, flash,
-                                 recompute == "selective", act_bytes=act_bytes)
+    one = layer_activation_bytes(
+        a.hidden_size,
+        a.ffn_hidden_size,
+        a.num_attention_heads,
+        a.num_query_groups,
+        a.head_dim,
+        seq,
+        batch,
+        tp,
+        sp,
+        flash,
+        recompute == "selective",
+        act_bytes=act_bytes,
+    )
     if recompute == "full":  # group inputs of every micro-batch + one group rebuilt
         body = in_flight * math.ceil(layers / rc_layers) * residual + min(rc_layers, layers) * one
     else:
@@ -237,12 +283,16 @@ def _frozen_working_set(a: ModelArch, n: int, tp: int, sp: bool, act_bytes: int)
     """Peak live tensors of one layer's forward under no_grad: residual in and out plus the
     larger of attention (q, k, v, output) and the MLP (fc1 output + SwiGLU output)."""
     attn = a.head_dim * 2 * (a.num_attention_heads + a.num_query_groups)
-    return act_bytes * n * (2 * a.hidden_size / (tp if sp else 1)
-                            + max(attn, 3 * a.ffn_hidden_size) / tp)
+    return (
+        act_bytes
+        * n
+        * (2 * a.hidden_size / (tp if sp else 1) + max(attn, 3 * a.ffn_hidden_size) / tp)
+    )
 
 
-def _model_flops_per_token(a: ModelArch, seq: int, trained: bool, fraction: float,
-                           recompute: str) -> float:
+def _model_flops_per_token(
+    a: ModelArch, seq: int, trained: bool, fraction: float, recompute: str
+) -> float:
     c = count_params(a)
     n_mm = c["non_embedding"] + a.padded_vocab_size * a.hidden_size
     attn = 4 * a.num_layers * a.num_attention_heads * a.head_dim * seq  # forward
@@ -252,13 +302,24 @@ def _model_flops_per_token(a: ModelArch, seq: int, trained: bool, fraction: floa
     return (4 + 2 * fraction) * n_mm + 3 * attn + extra
 
 
-def plan(models: list[tuple[str, ModelRole]], *, tp: int = 1, pp: int = 1, dp: int = 1,
-         precision: Optional[Precision] = None, micro_batch_size: int = 1,
-         seq_length: int = 2048, global_batch_size: Optional[int] = None,
-         sequence_parallel: bool = False, recompute: str = "none",
-         recompute_num_layers: int = 1, loss_kind: str = "lm",
-         loss_chunk_tokens: Optional[int] = None, flash_attention: bool = True,
-         flops_per_second: Optional[float] = None) -> MemoryPlan:
+def plan(
+    models: list[tuple[str, ModelRole]],
+    *,
+    tp: int = 1,
+    pp: int = 1,
+    dp: int = 1,
+    precision: Optional[Precision] = None,
+    micro_batch_size: int = 1,
+    seq_length: int = 2048,
+    global_batch_size: Optional[int] = None,
+    sequence_parallel: bool = False,
+    recompute: str = "none",
+    recompute_num_layers: int = 1,
+    loss_kind: str = "lm",
+    loss_chunk_tokens: Optional[int] = None,
+    flash_attention: bool = True,
+    flops_per_second: Optional[float] = None,
+) -> MemoryPlan:
     """Memory of one GPU of the most loaded pipeline stage, and the step's FLOPs and time.
 
     ``models``: (name, role) pairs; at least one trained. ``global_batch_size`` (default
@@ -273,16 +334,22 @@ def plan(models: list[tuple[str, ModelRole]], *, tp: int = 1, pp: int = 1, dp: i
         raise ConfigError("recompute", f"{recompute!r}: valid are {', '.join(RECOMPUTE)}")
     if loss_kind not in LOSS_KINDS:
         raise ConfigError("loss_kind", f"{loss_kind!r}: valid are {', '.join(LOSS_KINDS)}")
-    for name, v in dict(dp=dp, micro_batch_size=micro_batch_size, seq_length=seq_length,
-                        recompute_num_layers=recompute_num_layers).items():
+    for name, v in dict(
+        dp=dp,
+        micro_batch_size=micro_batch_size,
+        seq_length=seq_length,
+        recompute_num_layers=recompute_num_layers,
+    ).items():
         if v < 1:
             raise ConfigError(name, f"must be >= 1, got {v}")
     for _, r in models:
         check_layout(r.arch, tp, pp)
     gbs = global_batch_size or micro_batch_size * dp
     if gbs % (micro_batch_size * dp):
-        raise ConfigError("global_batch_size", f"{gbs} is not a multiple of micro_batch_size x "
-                          f"dp = {micro_batch_size * dp}")
+        raise ConfigError(
+            "global_batch_size",
+            f"{gbs} is not a multiple of micro_batch_size x dp = {micro_batch_size * dp}",
+        )
     m = gbs // (micro_batch_size * dp)
     sp = sequence_parallel and tp > 1
     wb = ab = DTYPE_BYTES[prec.dtype]  # weights and activations share the dtype
@@ -307,8 +374,19 @@ def plan(models: list[tuple[str, ModelRole]], *, tp: int = 1, pp: int = 1, dp: i
                         at_step[f"{name} fp32 main grads"] = tn * 4 / shard
                 parts[f"{name} optimizer (Adam moments)"] = tn * 8 / shard
                 parts[f"{name} activations"] = _trained_activations(
-                    a, stage, a.num_layers // pp, in_flight, seq_length, micro_batch_size, tp,
-                    sp, recompute, recompute_num_layers, flash_attention, ab)
+                    a,
+                    stage,
+                    a.num_layers // pp,
+                    in_flight,
+                    seq_length,
+                    micro_batch_size,
+                    tp,
+                    sp,
+                    recompute,
+                    recompute_num_layers,
+                    flash_attention,
+                    ab,
+                )
             else:
                 parts[f"{name} activations"] = _frozen_working_set(a, n, tp, sp, ab)
             if stage in ("only", "last") and (r.trained or loss_kind == "kd"):
@@ -333,20 +411,41 @@ def plan(models: list[tuple[str, ModelRole]], *, tp: int = 1, pp: int = 1, dp: i
     worst = max(stages, key=lambda st: sum(planned[st][0].values()))
     parts, counts = planned[worst]
     tokens = gbs * seq_length
-    flops = tokens * sum(_model_flops_per_token(r.arch, seq_length, r.trained,
-                                                r.trainable_fraction, recompute)
-                         for _, r in models)
+    flops = tokens * sum(
+        _model_flops_per_token(r.arch, seq_length, r.trained, r.trainable_fraction, recompute)
+        for _, r in models
+    )
     step = None if not flops_per_second else flops / flops_per_second * (1 + (pp - 1) / m)
-    layout = {"tp": tp, "pp": pp, "dp": dp, "gpus": tp * pp * dp, "dtype": prec.dtype,
-              "grad_fp32": gb == 4, "distributed_optimizer": prec.use_distributed_optimizer,
-              "micro_batch_size": micro_batch_size, "seq_length": seq_length,
-              "global_batch_size": gbs, "num_microbatches": m, "sequence_parallel": sp,
-              "recompute": recompute, "recompute_num_layers": recompute_num_layers,
-              "loss_kind": loss_kind, "loss_chunk_tokens": loss_chunk_tokens,
-              "flash_attention": flash_attention, "flops_per_second": flops_per_second}
+    layout = {
+        "tp": tp,
+        "pp": pp,
+        "dp": dp,
+        "gpus": tp * pp * dp,
+        "dtype": prec.dtype,
+        "grad_fp32": gb == 4,
+        "distributed_optimizer": prec.use_distributed_optimizer,
+        "micro_batch_size": micro_batch_size,
+        "seq_length": seq_length,
+        "global_batch_size": gbs,
+        "num_microbatches": m,
+        "sequence_parallel": sp,
+        "recompute": recompute,
+        "recompute_num_layers": recompute_num_layers,
+        "loss_kind": loss_kind,
+        "loss_chunk_tokens": loss_chunk_tokens,
+        "flash_attention": flash_attention,
+        "flops_per_second": flops_per_second,
+    }
     others = {st: sum(planned[st][0].values()) for st in stages if st != worst}
-    return MemoryPlan(parts=parts, stage=worst, layout=layout, params_per_gpu=counts,
-                      flops_per_step=float(flops), step_time_s=step, other_stage_bytes=others)
+    return MemoryPlan(
+        parts=parts,
+        stage=worst,
+        layout=layout,
+        params_per_gpu=counts,
+        flops_per_step=float(flops),
+        step_time_s=step,
+        other_stage_bytes=others,
+    )
 
 
 ADVICE = (  # (part name ending, settings that shrink it)
@@ -354,12 +453,19 @@ ADVICE = (  # (part name ending, settings that shrink it)
     ("gradients", "more tp or pp; grad_reduce_in_fp32=false halves it (bf16 gradients)"),
     ("fp32 main params", "use_distributed_optimizer=true (divides it by dp), or more dp, tp, pp"),
     ("fp32 main grads", "use_distributed_optimizer=true (divides it by dp), or more dp, tp, pp"),
-    ("optimizer (Adam moments)", "use_distributed_optimizer=true (divides it by dp), or more "
-     "dp, tp, pp"),
-    ("activations", "sequence_parallel=true (tp > 1), recompute=full (selective saves nothing "
-     "with flash attention), a smaller micro_batch_size, or more tp or pp"),
-    ("loss buffers", "a smaller loss.chunk_size, a smaller micro_batch_size, or more tp (splits "
-     "the vocabulary)"),
+    (
+        "optimizer (Adam moments)",
+        "use_distributed_optimizer=true (divides it by dp), or more dp, tp, pp",
+    ),
+    (
+        "activations",
+        "sequence_parallel=true (tp > 1), recompute=full (selective saves nothing "
+        "with flash attention), a smaller micro_batch_size, or more tp or pp",
+    ),
+    (
+        "loss buffers",
+        "a smaller loss.chunk_size, a smaller micro_batch_size, or more tp (splits the vocabulary)",
+    ),
 )
 
 
@@ -370,7 +476,10 @@ def check(plan: MemoryPlan, gpu_memory_gb: float) -> None:
         return
     name, size = plan.largest()
     lay, advice = plan.layout, next(a for end, a in ADVICE if name.endswith(end))
-    raise ConfigError("gpu_memory_gb", f"the plan needs {plan.total_bytes / GB:.1f} GB per GPU "
-                      f"({plan.stage} pipeline stage, tp={lay['tp']} pp={lay['pp']} "
-                      f"dp={lay['dp']}) but the GPU has {gpu_memory_gb:g} GB; the largest part "
-                      f"is '{name}' ({size / GB:.1f} GB): {advice}")
+    raise ConfigError(
+        "gpu_memory_gb",
+        f"the plan needs {plan.total_bytes / GB:.1f} GB per GPU "
+        f"({plan.stage} pipeline stage, tp={lay['tp']} pp={lay['pp']} "
+        f"dp={lay['dp']}) but the GPU has {gpu_memory_gb:g} GB; the largest part "
+        f"is '{name}' ({size / GB:.1f} GB): {advice}",
+    )

@@ -12,8 +12,16 @@ from typing import Optional
 
 
 class MetricsLogger:
-    def __init__(self, run: Path, total_steps: int, start_step: int, enabled: bool,
-                 tensorboard: bool = True, progress: bool = True, desc: str = "train"):
+    def __init__(
+        self,
+        run: Path,
+        total_steps: int,
+        start_step: int,
+        enabled: bool,
+        tensorboard: bool = True,
+        progress: bool = True,
+        desc: str = "train",
+    ):
         self.enabled = enabled
         self.path = Path(run) / "metrics.csv"
         self.bar = None
@@ -41,8 +49,9 @@ class MetricsLogger:
         if progress:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_steps, initial=start_step, desc=desc, unit="step",
-                            dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total_steps, initial=start_step, desc=desc, unit="step", dynamic_ncols=True
+            )
 
     def log(self, step: int, values: dict) -> None:
         if not self.enabled:
@@ -73,7 +82,9 @@ class MetricsLogger:
                     self.tb.add_scalar(k, v, step)
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
-            shown = {k: f"{v:.4g}" for k, v in values.items() if k in ("loss", "kd", "lr", "grad_norm")}
+            shown = {
+                k: f"{v:.4g}" for k, v in values.items() if k in ("loss", "kd", "lr", "grad_norm")
+            }
             self.bar.set_postfix(shown)
 
     def message(self, text: str) -> None:

@@ -29,31 +29,50 @@ def trainable_fraction(arch: ModelArch, mode: str, lora_rank: int = 16) -> float
     return min(1.0, L * per_layer / total)
 
 
-def stage_plan(cfg, trained: list[tuple], frozen: list[tuple] = (), seq_length: Optional[int] = None,
-               loss_kind: str = "lm", loss_chunk_tokens: Optional[int] = None,
-               rows_per_sample: int = 1) -> memory.MemoryPlan:
+def stage_plan(
+    cfg,
+    trained: list[tuple],
+    frozen: list[tuple] = (),
+    seq_length: Optional[int] = None,
+    loss_kind: str = "lm",
+    loss_chunk_tokens: Optional[int] = None,
+    rows_per_sample: int = 1,
+) -> memory.MemoryPlan:
     """Plan of a stage with TrainingBase fields ``cfg``: ``trained`` (name, arch, mode) and
     ``frozen`` (name, arch) models; sizes from ``cfg.schedule`` and ``cfg.data`` (a
     preference pair is ``rows_per_sample=2`` rows)."""
     dp = cfg.dp or max(1, world_size_from_env() // (cfg.tp * cfg.pp))
     distributed = dp > 1 if cfg.use_distributed_optimizer is None else cfg.use_distributed_optimizer
-    models = [(name, memory.ModelRole(arch, True, trainable_fraction(
-        arch, mode, getattr(cfg, "lora_rank", 16)))) for name, arch, mode in trained]
+    models = [
+        (
+            name,
+            memory.ModelRole(
+                arch, True, trainable_fraction(arch, mode, getattr(cfg, "lora_rank", 16))
+            ),
+        )
+        for name, arch, mode in trained
+    ]
     models += [(name, memory.ModelRole(arch, trained=False)) for name, arch in frozen]
     sched = cfg.schedule
     return memory.plan(
-        models, tp=cfg.tp, pp=cfg.pp, dp=dp,
+        models,
+        tp=cfg.tp,
+        pp=cfg.pp,
+        dp=dp,
         precision=memory.Precision(cfg.dtype, cfg.grad_reduce_in_fp32, distributed),
         micro_batch_size=sched.micro_batch_size * rows_per_sample,
         seq_length=seq_length or cfg.data.seq_length,
-        global_batch_size=sched.global_batch_size * rows_per_sample, sequence_parallel=cfg.sequence_parallel,
-        recompute=cfg.recompute, recompute_num_layers=cfg.recompute_num_layers,
-        loss_kind=loss_kind, loss_chunk_tokens=loss_chunk_tokens,
-        flops_per_second=cfg.flops_per_second)
+        global_batch_size=sched.global_batch_size * rows_per_sample,
+        sequence_parallel=cfg.sequence_parallel,
+        recompute=cfg.recompute,
+        recompute_num_layers=cfg.recompute_num_layers,
+        loss_kind=loss_kind,
+        loss_chunk_tokens=loss_chunk_tokens,
+        flops_per_second=cfg.flops_per_second,
+    )
 
 
-def dry_run_plan(cfg, trained: list[tuple], frozen: list[tuple] = (), log=print,
-                 **kwargs) -> dict:
+def dry_run_plan(cfg, trained: list[tuple], frozen: list[tuple] = (), log=print, **kwargs) -> dict:
     """Print a stage's memory plan and step time, then refuse it when over ``gpu_memory_gb``."""
     p = stage_plan(cfg, trained, frozen, **kwargs)
     log(p.format(cfg.gpu_memory_gb))

@@ -22,10 +22,24 @@ from pathlib import Path
 from typing import Any, Optional
 
 # TrainingBase fields that do not change what a run computes (dtype does)
-_LAYOUT = {"tp", "pp", "sequence_parallel", "recompute", "recompute_num_layers",
-           "use_distributed_optimizer", "grad_reduce_in_fp32", "overlap_grad_reduce",
-           "max_skipped_steps", "dp", "gpu_memory_gb", "flops_per_second", "dry_run",
-           "tensorboard", "progress", "overwrite"}
+_LAYOUT = {
+    "tp",
+    "pp",
+    "sequence_parallel",
+    "recompute",
+    "recompute_num_layers",
+    "use_distributed_optimizer",
+    "grad_reduce_in_fp32",
+    "overlap_grad_reduce",
+    "max_skipped_steps",
+    "dp",
+    "gpu_memory_gb",
+    "flops_per_second",
+    "dry_run",
+    "tensorboard",
+    "progress",
+    "overwrite",
+}
 _SCHEDULE_ONLY = ("log_every", "eval_every", "save_every", "keep_last")
 
 
@@ -44,7 +58,9 @@ def of(cfg) -> dict[str, Any]:
 
 
 def digest(settings: dict) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
 
 
 def differences(saved: Optional[dict], now: dict) -> list[str]:
@@ -52,8 +68,11 @@ def differences(saved: Optional[dict], now: dict) -> list[str]:
     if saved is None:
         return []
     keys = sorted(set(saved) | set(now))
-    return [f"{k}: {_show(saved.get(k))} -> {_show(now.get(k))}" for k in keys
-            if saved.get(k) != now.get(k)]
+    return [
+        f"{k}: {_show(saved.get(k))} -> {_show(now.get(k))}"
+        for k in keys
+        if saved.get(k) != now.get(k)
+    ]
 
 
 def _show(v: Any) -> str:
@@ -90,8 +109,10 @@ def _normalise(v: Any, root: Optional[Path]) -> Any:
 
 def _content_id(p: Path) -> Optional[str]:
     """A checkpoint or prepared-data directory, named by its content."""
-    for name, kind, key in (("manifest.json", "checkpoint", "files"),
-                            ("datasets.json", "data", "datasets")):
+    for name, kind, key in (
+        ("manifest.json", "checkpoint", "files"),
+        ("datasets.json", "data", "datasets"),
+    ):
         f = p / name
         if f.is_file():
             try:
@@ -99,8 +120,12 @@ def _content_id(p: Path) -> Optional[str]:
             except (OSError, ValueError, KeyError, TypeError):
                 return None
             if kind == "data":  # the tokens, not where their source file was
-                table = [{k: e.get(k) for k in ("name", "content", "tokenizer", "tokens",
-                                                 "documents")} for e in table]
-            return f"{kind}:" + hashlib.sha256(
-                json.dumps(table, sort_keys=True).encode()).hexdigest()[:16]
+                table = [
+                    {k: e.get(k) for k in ("name", "content", "tokenizer", "tokens", "documents")}
+                    for e in table
+                ]
+            return (
+                f"{kind}:"
+                + hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()[:16]
+            )
     return None

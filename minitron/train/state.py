@@ -54,14 +54,22 @@ def _set_rng_state(state: dict[str, torch.Tensor]) -> None:
     from megatron.core.tensor_parallel import get_cuda_rng_tracker
 
     torch.set_rng_state(state["torch"])
-    get_cuda_rng_tracker().set_states({k[len("tracker."):]: v for k, v in state.items()
-                                       if k.startswith("tracker.")})
+    get_cuda_rng_tracker().set_states(
+        {k[len("tracker.") :]: v for k, v in state.items() if k.startswith("tracker.")}
+    )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def save(run: Path, step: int, samples: int, trained: list, settings: dict,
-         keep_last: int = 2, skipped_steps: int = 0) -> Path:
+def save(
+    run: Path,
+    step: int,
+    samples: int,
+    trained: list,
+    settings: dict,
+    keep_last: int = 2,
+    skipped_steps: int = 0,
+) -> Path:
     """Write checkpoint ``step`` (collective) of the :class:`~minitron.train.loop.Trained`
     models in ``trained``, each with its optimizer."""
     from safetensors.torch import save_file
@@ -77,8 +85,16 @@ def save(run: Path, step: int, samples: int, trained: list, settings: dict,
     tmp = collectives.broadcast_object(tmp)
     for t in trained:
         arch, hf_config, tok, dtype = t.source
-        save_checkpoint(t.model, tmp / t.name, arch=arch, hf_config=hf_config, tokenizer_src=tok,
-                        dtype=dtype, extra={"stage": "train", "step": step}, check=False)
+        save_checkpoint(
+            t.model,
+            tmp / t.name,
+            arch=arch,
+            hf_config=hf_config,
+            tokenizer_src=tok,
+            dtype=dtype,
+            extra={"stage": "train", "step": step},
+            check=False,
+        )
         if lay.is_main:
             (tmp / "optim" / t.name).mkdir()
         runtime.barrier()
@@ -86,15 +102,23 @@ def save(run: Path, step: int, samples: int, trained: list, settings: dict,
     save_file(_rng_state(), str(tmp / "rng" / f"rank_{lay.rank}.safetensors"))
     runtime.barrier()
     if lay.is_main:
-        (tmp / TRAINER_FILE).write_text(json.dumps({
-            "step": step, "samples": samples, "fingerprint": run_settings.digest(settings),
-            "settings": settings,
-            "layout": {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "world": lay.world_size},
-            "distributed_optimizer": trained[0].engine.options.use_distributed_optimizer,
-            "skipped_steps": skipped_steps,
-            "models": sorted(t.name for t in trained),
-            # the models have their own manifests; this covers the optimizer state and RNG
-            "files": {**_checksums(tmp, "optim"), **_checksums(tmp, "rng")}}, indent=2))
+        (tmp / TRAINER_FILE).write_text(
+            json.dumps(
+                {
+                    "step": step,
+                    "samples": samples,
+                    "fingerprint": run_settings.digest(settings),
+                    "settings": settings,
+                    "layout": {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "world": lay.world_size},
+                    "distributed_optimizer": trained[0].engine.options.use_distributed_optimizer,
+                    "skipped_steps": skipped_steps,
+                    "models": sorted(t.name for t in trained),
+                    # the models have their own manifests; this covers the optimizer state and RNG
+                    "files": {**_checksums(tmp, "optim"), **_checksums(tmp, "rng")},
+                },
+                indent=2,
+            )
+        )
         atomic.commit(tmp, out, overwrite=True)
         for old in complete(run)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
@@ -111,14 +135,20 @@ def _check_weights(trained: list, run: Path, step: int) -> None:
     gradient can still step weights to inf at a huge learning rate)."""
     from minitron.checkpoint.mcore import non_finite
 
-    bad = collectives.first_error(next((f"{t.name}: {b}" for t in trained
-                                        if (b := non_finite(t.model.named_parameters()))), None))
+    bad = collectives.first_error(
+        next(
+            (f"{t.name}: {b}" for t in trained if (b := non_finite(t.model.named_parameters()))),
+            None,
+        )
+    )
     if bad is not None:
         last = latest(run)
-        raise NonFiniteLoss(f"after step {step} a weight is not finite ({bad}); nothing was "
-                            f"saved. The last good checkpoint is "
-                            f"{last or 'none (no checkpoint written yet)'}: lower optim.lr or "
-                            "check the data, then rerun")
+        raise NonFiniteLoss(
+            f"after step {step} a weight is not finite ({bad}); nothing was "
+            f"saved. The last good checkpoint is "
+            f"{last or 'none (no checkpoint written yet)'}: lower optim.lr or "
+            "check the data, then rerun"
+        )
 
 
 def _checksums(root: Path, sub: str) -> dict:
@@ -127,8 +157,9 @@ def _checksums(root: Path, sub: str) -> dict:
 
 def complete(run: Path) -> list[Path]:
     """A run's complete checkpoints (trainer.json is written last), oldest first."""
-    return sorted(p for p in (Path(run) / "checkpoints").glob("step_*")
-                  if (p / TRAINER_FILE).is_file())
+    return sorted(
+        p for p in (Path(run) / "checkpoints").glob("step_*") if (p / TRAINER_FILE).is_file()
+    )
 
 
 def latest(run: Path) -> Optional[Path]:
@@ -179,18 +210,23 @@ def resume_point(run: Path, settings: dict) -> Optional[tuple[Path, dict]]:
     if not done:
         return None
     newest = done[-1]
-    before = (f"; the checkpoint before it is {done[-2]}: delete {newest} to resume from that"
-              if len(done) > 1 else "; no earlier checkpoint is left: start over with "
-              "overwrite=true")
+    before = (
+        f"; the checkpoint before it is {done[-2]}: delete {newest} to resume from that"
+        if len(done) > 1
+        else "; no earlier checkpoint is left: start over with overwrite=true"
+    )
     try:
         info = read_info(newest)
     except CheckpointError as e:
         raise CheckpointError(f"{e}{before}") from None
     diff = run_settings.differences(info.get("settings"), settings)
     if diff or (not info.get("settings") and info["fingerprint"] != run_settings.digest(settings)):
-        raise ConfigError("config", f"{run} was started with other settings "
-                          f"({'; '.join(diff) or 'written by an older minitron'}); put them "
-                          "back, pass overwrite=true to start over, or use another out")
+        raise ConfigError(
+            "config",
+            f"{run} was started with other settings "
+            f"({'; '.join(diff) or 'written by an older minitron'}); put them "
+            "back, pass overwrite=true to start over, or use another out",
+        )
     bad = problem(newest, info)
     if bad:
         raise CheckpointError(f"{newest} is damaged ({bad}){before}")
@@ -207,8 +243,10 @@ def restore(ckpt: Path, info: dict, trained: list, seed: int) -> None:
     lay = runtime.layout()
     missing = sorted({t.name for t in trained} - set(info.get("models", [])))
     if missing or not (ckpt / "optim").is_dir():
-        raise CheckpointError(f"{ckpt} has no optimizer state for {missing or 'any model'} "
-                              "(written by an older minitron?); start a new run from its model")
+        raise CheckpointError(
+            f"{ckpt} has no optimizer state for {missing or 'any model'} "
+            "(written by an older minitron?); start a new run from its model"
+        )
     for t in trained:
         load_weights(t.model, ckpt / t.name)
         t.engine.load_optimizer(ckpt / "optim" / t.name)

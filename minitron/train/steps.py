@@ -59,8 +59,15 @@ class Distiller:
     ``students``: one model or a list; ``names`` tags their metrics (``kd_<name>``) when
     there are several (one student logs ``kd``, ``loss`` as before)."""
 
-    def __init__(self, students, teacher, cfg: DistillLossConfig, vocab_size: int,
-                 train_teacher: bool = False, names: Optional[list[str]] = None):
+    def __init__(
+        self,
+        students,
+        teacher,
+        cfg: DistillLossConfig,
+        vocab_size: int,
+        train_teacher: bool = False,
+        names: Optional[list[str]] = None,
+    ):
         from megatron.core import parallel_state as ps
 
         students = list(students) if isinstance(students, (list, tuple)) else [students]
@@ -76,9 +83,11 @@ class Distiller:
         for s in students:
             s_pad = unwrap(s).minitron_arch.padded_vocab_size
             if s_pad != t_pad and self.tp > 1:
-                raise ValueError(f"student and teacher pad their vocabularies differently ({s_pad} "
-                                 f"vs {t_pad}); at tp > 1 their shards would not line up: import "
-                                 "both with the same vocab_pad_multiple (at tp = 1 this is handled)")
+                raise ValueError(
+                    f"student and teacher pad their vocabularies differently ({s_pad} "
+                    f"vs {t_pad}); at tp > 1 their shards would not line up: import "
+                    "both with the same vocab_pad_multiple (at tp = 1 this is handled)"
+                )
         self.pair = Coupled(students, teacher, partner_trained=train_teacher)
 
     def _student_loss(self, logits, t_logits, batch, mask, tag: str, metrics: dict, workspace):
@@ -86,9 +95,19 @@ class Distiller:
         s, t = logits, t_logits.detach()
         if s.shape[-1] != t.shape[-1]:  # tp == 1: different padding, same tokenizer
             s, t = s[..., : self.vocab_size], t[..., : self.vocab_size]
-        kd = distill_loss(s, t, mask, cfg.kind, cfg.temperature, cfg.beta, cfg.topk,
-                          cfg.chunk_size, **self.reducers.kwargs(), workspace=workspace,
-                          reduction="sum")
+        kd = distill_loss(
+            s,
+            t,
+            mask,
+            cfg.kind,
+            cfg.temperature,
+            cfg.beta,
+            cfg.topk,
+            cfg.chunk_size,
+            **self.reducers.kwargs(),
+            workspace=workspace,
+            reduction="sum",
+        )
         loss = kd
         metrics[f"kd{tag}"] = kd.detach()
         if cfg.ce_weight:
@@ -102,8 +121,10 @@ class Distiller:
         *students, t_logits = outputs
         mask = batch["loss_mask"].to(t_logits.device)
         metrics: dict = {}
-        loss = sum(self._student_loss(s, t_logits, batch, mask, tag, metrics, ws)
-                   for s, tag, ws in zip(students, self.tags, self.workspaces))
+        loss = sum(
+            self._student_loss(s, t_logits, batch, mask, tag, metrics, ws)
+            for s, tag, ws in zip(students, self.tags, self.workspaces)
+        )
         if len(students) > 1:
             metrics["loss"] = loss.detach()
         if self.train_teacher:  # parallel correction: the teacher's LM loss, same tokens

@@ -8,8 +8,12 @@ import torch
 
 from minitron.models.weights import local_parameters
 
-NORM_SUFFIXES = ("input_layernorm.weight", "pre_mlp_layernorm.weight", "final_layernorm.weight",
-                 "layer_norm_weight")
+NORM_SUFFIXES = (
+    "input_layernorm.weight",
+    "pre_mlp_layernorm.weight",
+    "final_layernorm.weight",
+    "layer_norm_weight",
+)
 
 
 def freeze(model) -> None:
@@ -18,8 +22,9 @@ def freeze(model) -> None:
         p.requires_grad_(False)
 
 
-def select(model, mode: str, lora_rank: int = 16, lora_alpha: float = 32.0,
-           seed: int = 1234) -> tuple[list[torch.nn.Parameter], Optional[object]]:
+def select(
+    model, mode: str, lora_rank: int = 16, lora_alpha: float = 32.0, seed: int = 1234
+) -> tuple[list[torch.nn.Parameter], Optional[object]]:
     """(trainable parameters, the LoRA object or None) for mode full | lora | norm; every other
     parameter of ``model`` gets ``requires_grad=False``."""
     if mode == "full":

@@ -45,21 +45,33 @@ def main():
     per = (v + pad) // world
     red = VocabParallelReducers(dist.group.WORLD)
     out = {}
-    for kind, extra, teacher in (("forward_kl", {}, t_full), ("reverse_kl", {}, t_full),
-                                 ("jsd", {}, t_full), ("topk_kl", {"topk": 7}, t_full),
-                                 ("forward_kl_T2", {"temperature": 2.0}, t_full),
-                                 ("topk_kl_tied", {"topk": 3}, t_tied)):
-        s = s_full[..., rank * per:(rank + 1) * per].clone().requires_grad_(True)
-        t = teacher[..., rank * per:(rank + 1) * per]
-        loss = distill_loss(s, t, mask, kind.replace("_T2", "").replace("_tied", ""),
-                            chunk_size=4, **extra, **red.kwargs())
+    for kind, extra, teacher in (
+        ("forward_kl", {}, t_full),
+        ("reverse_kl", {}, t_full),
+        ("jsd", {}, t_full),
+        ("topk_kl", {"topk": 7}, t_full),
+        ("forward_kl_T2", {"temperature": 2.0}, t_full),
+        ("topk_kl_tied", {"topk": 3}, t_tied),
+    ):
+        s = s_full[..., rank * per : (rank + 1) * per].clone().requires_grad_(True)
+        t = teacher[..., rank * per : (rank + 1) * per]
+        loss = distill_loss(
+            s,
+            t,
+            mask,
+            kind.replace("_T2", "").replace("_tied", ""),
+            chunk_size=4,
+            **extra,
+            **red.kwargs(),
+        )
         loss.backward()
         grads = [torch.empty_like(s.grad) for _ in range(world)]
         dist.all_gather(grads, s.grad.contiguous())
         out[kind] = (loss.detach(), torch.cat(grads, -1))
     if rank == 0:
-        torch.save({"out": out, "s": s_full, "t": t_full, "t_tied": t_tied, "mask": mask},
-                   sys.argv[1])
+        torch.save(
+            {"out": out, "s": s_full, "t": t_full, "t_tied": t_tied, "mask": mask}, sys.argv[1]
+        )
     dist.destroy_process_group()
 
 

@@ -15,34 +15,72 @@ pytestmark = pytest.mark.distributed
 def data(tiny_tokenizer, tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     corpus = root / "c.jsonl"
-    corpus.write_text("\n".join(json.dumps({"text": f"Story {i}: the fox ran past {i} trees."})
-                                for i in range(300)))
-    minitron(["data", "prepare", "--input", str(corpus), "--tokenizer", str(tiny_tokenizer),
-              "--out", str(root / "prepared")])
+    corpus.write_text(
+        "\n".join(
+            json.dumps({"text": f"Story {i}: the fox ran past {i} trees."}) for i in range(300)
+        )
+    )
+    minitron(
+        [
+            "data",
+            "prepare",
+            "--input",
+            str(corpus),
+            "--tokenizer",
+            str(tiny_tokenizer),
+            "--out",
+            str(root / "prepared"),
+        ]
+    )
     return root / "prepared"
 
 
 def launch(nproc, args):
     """launch/torchrun.sh, as a user runs it."""
-    env = clean_env(MASTER_PORT=str(free_port()), OMP_NUM_THREADS="1",
-                    PATH=f"{sys.executable.rsplit('/', 1)[0]}:" + clean_env()["PATH"])
-    res = subprocess.run(["bash", str(ROOT / "launch" / "torchrun.sh"), str(nproc), *args],
-                         env=env, capture_output=True, text=True, timeout=600)
+    env = clean_env(
+        MASTER_PORT=str(free_port()),
+        OMP_NUM_THREADS="1",
+        PATH=f"{sys.executable.rsplit('/', 1)[0]}:" + clean_env()["PATH"],
+    )
+    res = subprocess.run(
+        ["bash", str(ROOT / "launch" / "torchrun.sh"), str(nproc), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
     return res
 
 
 def test_import_and_loss_under_torchrun(tiny_models, data, tmp_path):
-    loss_args = [f"data.paths=[{data}]", "data.seq_length=32", "num_samples=6",
-                 "micro_batch_size=2", "data.split=90,10,0"]
-    launch(2, ["import", "--hf", str(tiny_models["llama-tied"]), "--out", str(tmp_path / "ck"),
-               "--tp", "2"])
+    loss_args = [
+        f"data.paths=[{data}]",
+        "data.seq_length=32",
+        "num_samples=6",
+        "micro_batch_size=2",
+        "data.split=90,10,0",
+    ]
+    launch(
+        2,
+        [
+            "import",
+            "--hf",
+            str(tiny_models["llama-tied"]),
+            "--out",
+            str(tmp_path / "ck"),
+            "--tp",
+            "2",
+        ],
+    )
     assert read_json(tmp_path / "ck" / "manifest.json")["saved_layout"]["tp"] == 2
     minitron(["loss", "--model", str(tmp_path / "ck"), *loss_args, f"out={tmp_path}/tp1.json"])
-    launch(2, ["loss", "--model", str(tmp_path / "ck"), "tp=2", *loss_args,
-               f"out={tmp_path}/tp2.json"])
-    launch(2, ["loss", "--model", str(tmp_path / "ck"), "pp=2", *loss_args,
-               f"out={tmp_path}/pp2.json"])
+    launch(
+        2, ["loss", "--model", str(tmp_path / "ck"), "tp=2", *loss_args, f"out={tmp_path}/tp2.json"]
+    )
+    launch(
+        2, ["loss", "--model", str(tmp_path / "ck"), "pp=2", *loss_args, f"out={tmp_path}/pp2.json"]
+    )
     ref = read_json(tmp_path / "tp1.json")
     for name in ("tp2", "pp2"):
         other = read_json(tmp_path / f"{name}.json")

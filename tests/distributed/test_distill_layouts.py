@@ -3,21 +3,35 @@
 import csv
 
 import pytest
-import torch
 from safetensors.torch import load_file
+from test_cli_torchrun import launch
 
 from helpers import minitron, read_json
-from test_cli_torchrun import launch
 
 pytestmark = pytest.mark.distributed
 
 
 def args(student, teacher, run, calib, extra=()):
-    return ["distill", "--student", str(student), "--teacher", str(teacher), "--out", str(run),
-            f"data.paths=[{calib}]", "data.seq_length=16", "data.split=90,10,0",
-            "schedule.steps=3", "schedule.global_batch_size=4", "schedule.micro_batch_size=2",
-            "optim.lr=1e-3", "optim.warmup_steps=1", "progress=false", "tensorboard=false",
-            *extra]
+    return [
+        "distill",
+        "--student",
+        str(student),
+        "--teacher",
+        str(teacher),
+        "--out",
+        str(run),
+        f"data.paths=[{calib}]",
+        "data.seq_length=16",
+        "data.split=90,10,0",
+        "schedule.steps=3",
+        "schedule.global_batch_size=4",
+        "schedule.micro_batch_size=2",
+        "optim.lr=1e-3",
+        "optim.warmup_steps=1",
+        "progress=false",
+        "tensorboard=false",
+        *extra,
+    ]
 
 
 def losses(run):
@@ -35,10 +49,21 @@ def tp1(tiny_models, calib, tmp_path_factory):
     root = tmp_path_factory.mktemp("distill_tp1")
     teacher = tiny_models["llama-tied"]
     student = root / "student"
-    minitron(["prune", "--model", str(teacher), "--out", str(student), "width_method=magnitude",
-              "target.ffn_hidden_size=64", "target.num_layers=2", "depth.criterion=lm_loss",
-              "depth.loss={name: v, data: {paths: [" + str(calib) + "], seq_length: 16}, "
-              "num_samples: 2}"])
+    minitron(
+        [
+            "prune",
+            "--model",
+            str(teacher),
+            "--out",
+            str(student),
+            "width_method=magnitude",
+            "target.ffn_hidden_size=64",
+            "target.num_layers=2",
+            "depth.criterion=lm_loss",
+            "depth.loss={name: v, data: {paths: [" + str(calib) + "], seq_length: 16}, "
+            "num_samples: 2}",
+        ]
+    )
     runs = {}
     for name, extra in (("plain", ()), ("parallel", ("parallel_correction=true",))):
         minitron(args(student, teacher, root / name, calib, extra))

@@ -8,15 +8,22 @@ import shutil
 
 import pytest
 from safetensors.torch import load_file
+from test_cli_torchrun import launch
 
 from helpers import minitron
-from test_cli_torchrun import launch
 
 pytestmark = pytest.mark.distributed
 
-COMMON = ["schedule.steps=4", "schedule.global_batch_size=8", "schedule.micro_batch_size=2",
-          "schedule.save_every=2", "optim.lr=1e-3", "optim.warmup_steps=1", "progress=false",
-          "tensorboard=false"]
+COMMON = [
+    "schedule.steps=4",
+    "schedule.global_batch_size=8",
+    "schedule.micro_batch_size=2",
+    "schedule.save_every=2",
+    "optim.lr=1e-3",
+    "optim.warmup_steps=1",
+    "progress=false",
+    "tensorboard=false",
+]
 
 
 def data_args(calib):
@@ -25,13 +32,40 @@ def data_args(calib):
 
 def stage_args(stage, models, calib, sft, out):
     if stage == "correct":
-        return ["correct", "--model", str(models["teacher"]), "--out", str(out),
-                *data_args(calib), *COMMON]
+        return [
+            "correct",
+            "--model",
+            str(models["teacher"]),
+            "--out",
+            str(out),
+            *data_args(calib),
+            *COMMON,
+        ]
     if stage == "distill":
-        return ["distill", "--student", str(models["student"]), "--teacher",
-                str(models["teacher"]), "--out", str(out), *data_args(calib), *COMMON]
-    return ["align", "--model", str(models["student"]), "--out", str(out), "--data", str(sft),
-            "--algorithm", "sft", "seq_length=32", *COMMON]
+        return [
+            "distill",
+            "--student",
+            str(models["student"]),
+            "--teacher",
+            str(models["teacher"]),
+            "--out",
+            str(out),
+            *data_args(calib),
+            *COMMON,
+        ]
+    return [
+        "align",
+        "--model",
+        str(models["student"]),
+        "--out",
+        str(out),
+        "--data",
+        str(sft),
+        "--algorithm",
+        "sft",
+        "seq_length=32",
+        *COMMON,
+    ]
 
 
 FINAL = {"correct": "teacher", "distill": "student", "sft": "policy"}
@@ -39,8 +73,9 @@ FINAL = {"correct": "teacher", "distill": "student", "sft": "policy"}
 
 def metrics(run):
     with open(run / "metrics.csv") as f:
-        return [(int(r["step"]), float(r["loss"]), float(r["grad_norm"]))
-                for r in csv.DictReader(f)]
+        return [
+            (int(r["step"]), float(r["loss"]), float(r["grad_norm"])) for r in csv.DictReader(f)
+        ]
 
 
 def weights(ckpt, out):
@@ -66,12 +101,32 @@ def setup(tiny_models, calib, tmp_path_factory):
     root = tmp_path_factory.mktemp("engine")
     teacher = tiny_models["llama-tied"]
     student = root / "student"
-    minitron(["prune", "--model", str(teacher), "--out", str(student), "width_method=magnitude",
-              "target.ffn_hidden_size=64", "target.hidden_size=48"])
+    minitron(
+        [
+            "prune",
+            "--model",
+            str(teacher),
+            "--out",
+            str(student),
+            "width_method=magnitude",
+            "target.ffn_hidden_size=64",
+            "target.hidden_size=48",
+        ]
+    )
     sft = root / "sft.jsonl"
-    sft.write_text("\n".join(json.dumps({"messages": [
-        {"role": "user", "content": f"Say {i}"},
-        {"role": "assistant", "content": f"{i} {i} {i}" * (1 + i % 3)}]}) for i in range(24)))
+    sft.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"Say {i}"},
+                        {"role": "assistant", "content": f"{i} {i} {i}" * (1 + i % 3)},
+                    ]
+                }
+            )
+            for i in range(24)
+        )
+    )
     models = {"teacher": teacher, "student": student}
     refs = {}
     for stage in ("correct", "distill", "sft"):
@@ -80,12 +135,15 @@ def setup(tiny_models, calib, tmp_path_factory):
     return models, sft, refs
 
 
-@pytest.mark.parametrize("stage,layout", [
-    ("distill", ["use_distributed_optimizer=true"]),
-    ("distill", ["use_distributed_optimizer=false"]),
-    ("correct", []),
-    ("sft", []),
-])
+@pytest.mark.parametrize(
+    "stage,layout",
+    [
+        ("distill", ["use_distributed_optimizer=true"]),
+        ("distill", ["use_distributed_optimizer=false"]),
+        ("correct", []),
+        ("sft", []),
+    ],
+)
 def test_dp2_equals_dp1(stage, layout, setup, calib, tmp_path):
     models, sft, refs = setup
     launch(2, stage_args(stage, models, calib, sft, tmp_path / "run") + layout)
@@ -93,8 +151,9 @@ def test_dp2_equals_dp1(stage, layout, setup, calib, tmp_path):
 
 
 @pytest.mark.parametrize("layout", [["tp=2", "sequence_parallel=true"], ["pp=2"]])
-def test_tp2_sequence_parallel_and_pp2_with_4_micro_batches_equal_tp1(layout, setup, calib,
-                                                                      tmp_path):
+def test_tp2_sequence_parallel_and_pp2_with_4_micro_batches_equal_tp1(
+    layout, setup, calib, tmp_path
+):
     models, sft, refs = setup
     launch(2, stage_args("distill", models, calib, sft, tmp_path / "run") + layout)
     # Adam divides by sqrt(v): ~1e-8 differences in the summation order of near-zero
@@ -109,7 +168,7 @@ def _truncate_to(run, step):
             shutil.rmtree(ck)
     shutil.rmtree(run / "final")
     rows = (run / "metrics.csv").read_text().splitlines()
-    (run / "metrics.csv").write_text("\n".join(rows[:1 + step]) + "\n")
+    (run / "metrics.csv").write_text("\n".join(rows[: 1 + step]) + "\n")
 
 
 @pytest.mark.parametrize("first,then", [(2, 1), (1, 2)])

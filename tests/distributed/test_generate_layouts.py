@@ -4,14 +4,20 @@ different lengths, a stop string), and each run reports the layout it used."""
 import json
 
 import pytest
+from test_cli_torchrun import launch
 
 from helpers import minitron
-from test_cli_torchrun import launch
 
 pytestmark = pytest.mark.distributed
 
-PROMPTS = ["The fox", "Yesterday the market fell and the minister said that", "Rain",
-           "A new report on the city's budget", "Scientists", "The quick brown fox jumps over"]
+PROMPTS = [
+    "The fox",
+    "Yesterday the market fell and the minister said that",
+    "Rain",
+    "A new report on the city's budget",
+    "Scientists",
+    "The quick brown fox jumps over",
+]
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +30,18 @@ def setup(tiny_models, tmp_path_factory):
 
 def _run(setup, name, layout=None):
     out = setup / f"{name}.jsonl"
-    args = ["generate", "--model", str(setup / "ck"), "--input", str(setup / "p.jsonl"),
-            "--out", str(out), "batch_size=4", "sampling.max_new_tokens=12",
-            'sampling.stop=["ing"]']
+    args = [
+        "generate",
+        "--model",
+        str(setup / "ck"),
+        "--input",
+        str(setup / "p.jsonl"),
+        "--out",
+        str(out),
+        "batch_size=4",
+        "sampling.max_new_tokens=12",
+        'sampling.stop=["ing"]',
+    ]
     res = launch(2, args + [layout]) if layout else minitron(args)
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     return res.stdout, rows

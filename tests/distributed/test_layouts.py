@@ -6,9 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import hf_logits, torchrun
 from minitron.config import loader, schema
 from minitron.recipes import export, import_hf
+
+from helpers import hf_logits, torchrun
 
 pytestmark = pytest.mark.distributed
 WORKER = str(Path(__file__).with_name("worker.py"))
@@ -19,19 +20,38 @@ TOKENS = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(
 @pytest.fixture(scope="module")
 def tp1_ckpt(tiny_models, tmp_path_factory, world):
     out = tmp_path_factory.mktemp("tp1") / "llama-tied-tp1"
-    import_hf.main(loader.load(schema.ImportConfig, values={
-        "hf": str(tiny_models["llama-tied"]), "out": str(out)}), log=lambda s: None)
+    import_hf.main(
+        loader.load(
+            schema.ImportConfig, values={"hf": str(tiny_models["llama-tied"]), "out": str(out)}
+        ),
+        log=lambda s: None,
+    )
     return out
 
 
 @pytest.mark.parametrize("tp,pp", [(2, 1), (1, 2), (2, 2)])
-def test_layout_equals_transformers_and_round_trips(tp, pp, tiny_models, tp1_ckpt, tmp_path,
-                                                    world):
+def test_layout_equals_transformers_and_round_trips(tp, pp, tiny_models, tp1_ckpt, tmp_path, world):
     torch.save(TOKENS, tmp_path / "tokens.pt")
-    torchrun(tp * pp, [WORKER, "--tp", str(tp), "--pp", str(pp), "--tokens",
-                       str(tmp_path / "tokens.pt"), "--out", str(tmp_path / "r.pt"),
-                       "--ckpt-root", str(tmp_path / "ck"), "--load", str(tp1_ckpt),
-                       "--hf", *(str(tiny_models[v]) for v in VARIANTS)])
+    torchrun(
+        tp * pp,
+        [
+            WORKER,
+            "--tp",
+            str(tp),
+            "--pp",
+            str(pp),
+            "--tokens",
+            str(tmp_path / "tokens.pt"),
+            "--out",
+            str(tmp_path / "r.pt"),
+            "--ckpt-root",
+            str(tmp_path / "ck"),
+            "--load",
+            str(tp1_ckpt),
+            "--hf",
+            *(str(tiny_models[v]) for v in VARIANTS),
+        ],
+    )
     res = torch.load(tmp_path / "r.pt")
     for v in VARIANTS:
         ref = hf_logits(tiny_models[v], TOKENS)
@@ -39,9 +59,13 @@ def test_layout_equals_transformers_and_round_trips(tp, pp, tiny_models, tp1_ckp
             diff = (res[f"{kind}:{v}"] - ref).abs().max().item()
             assert diff <= 1e-4, f"{kind}:{v} at tp={tp} pp={pp}: {diff}"
         # saved at this layout, exported at TP=1: the HF tensors come back bit for bit
-        export.main(loader.load(schema.ExportConfig, values={
-            "ckpt": str(tmp_path / "ck" / v), "out": str(tmp_path / "hf" / v)}),
-            log=lambda s: None)
+        export.main(
+            loader.load(
+                schema.ExportConfig,
+                values={"ckpt": str(tmp_path / "ck" / v), "out": str(tmp_path / "hf" / v)},
+            ),
+            log=lambda s: None,
+        )
         a = load_file(str(tiny_models[v] / "model.safetensors"))
         b = load_file(str(tmp_path / "hf" / v / "model.safetensors"))
         assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a), v

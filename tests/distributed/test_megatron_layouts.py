@@ -7,18 +7,21 @@ from pathlib import Path
 import pytest
 import torch
 
+from minitron.eval.logits import full_logits
+
 import megatron_fixtures as fx
 from helpers import make_tiny_model, make_tiny_tokenizer, torchrun
-from minitron.eval.logits import full_logits
 
 pytestmark = pytest.mark.distributed
 WORKER = str(Path(__file__).with_name("worker.py"))
 TOKENS = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(5))
-KINDS = {"ours-tied": ("ours", "llama-tied"),  # minitron's own export --format megatron
-         "mlm-untied": ("megatron_lm", "llama-untied"),
-         "bridge-tied": ("bridge", "llama-tied"),
-         "nemo-rope": ("nemo2", "llama31-rope"),
-         "mlm-mcore-rope": ("megatron_lm", "llama31-mcore")}
+KINDS = {
+    "ours-tied": ("ours", "llama-tied"),  # minitron's own export --format megatron
+    "mlm-untied": ("megatron_lm", "llama-untied"),
+    "bridge-tied": ("bridge", "llama-tied"),
+    "nemo-rope": ("nemo2", "llama31-rope"),
+    "mlm-mcore-rope": ("megatron_lm", "llama31-mcore"),
+}
 
 
 def ours(hf, out):
@@ -26,10 +29,15 @@ def ours(hf, out):
     from minitron.recipes import export, import_hf
 
     ck = out.with_name(out.name + "-ck")
-    import_hf.main(loader.load(schema.ImportConfig, values={"hf": str(hf), "out": str(ck)}),
-                   log=lambda s: None)
-    export.main(loader.load(schema.ExportConfig, values={
-        "ckpt": str(ck), "format": "megatron", "out": str(out)}), log=lambda s: None)
+    import_hf.main(
+        loader.load(schema.ImportConfig, values={"hf": str(hf), "out": str(ck)}), log=lambda s: None
+    )
+    export.main(
+        loader.load(
+            schema.ExportConfig, values={"ckpt": str(ck), "format": "megatron", "out": str(out)}
+        ),
+        log=lambda s: None,
+    )
     return out
 
 
@@ -52,10 +60,24 @@ def sources(tmp_path_factory, world):
 @pytest.mark.parametrize("tp,pp", [(2, 1), (1, 2), (2, 2)])
 def test_megatron_sources_at_every_layout_give_the_source_logits(tp, pp, sources, tmp_path):
     torch.save(TOKENS, tmp_path / "tokens.pt")
-    torchrun(tp * pp, [WORKER, "--tp", str(tp), "--pp", str(pp), "--tokens",
-                       str(tmp_path / "tokens.pt"), "--out", str(tmp_path / "r.pt"),
-                       "--ckpt-root", str(tmp_path / "ck"),
-                       "--megatron", *(str(src) for src, _ in sources.values())])
+    torchrun(
+        tp * pp,
+        [
+            WORKER,
+            "--tp",
+            str(tp),
+            "--pp",
+            str(pp),
+            "--tokens",
+            str(tmp_path / "tokens.pt"),
+            "--out",
+            str(tmp_path / "r.pt"),
+            "--ckpt-root",
+            str(tmp_path / "ck"),
+            "--megatron",
+            *(str(src) for src, _ in sources.values()),
+        ],
+    )
     res = torch.load(tmp_path / "r.pt")
     for name, (src, ref) in sources.items():
         for kind in ("meg", "megck"):

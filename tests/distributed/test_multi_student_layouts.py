@@ -2,9 +2,9 @@
 the same layout (losses every step, gradient norms, final weights)."""
 
 import pytest
+from test_cli_torchrun import launch
 
 from distill_helpers import assert_equal_to_alone, common, make_students, together_args
-from test_cli_torchrun import launch
 
 pytestmark = pytest.mark.distributed
 
@@ -22,8 +22,20 @@ def test_students_together_equal_each_alone_at_layout(layout, students, calib, t
     alone = {}
     for s in (width, depth):
         alone[s.name] = tmp_path / f"alone-{s.name}"
-        launch(2, ["distill", "--student", str(s), "--teacher", str(teacher), "--out",
-                   str(alone[s.name]), *common(calib), layout])
+        launch(
+            2,
+            [
+                "distill",
+                "--student",
+                str(s),
+                "--teacher",
+                str(teacher),
+                "--out",
+                str(alone[s.name]),
+                *common(calib),
+                layout,
+            ],
+        )
     pair = (teacher, width, depth, alone)
     launch(2, together_args(pair, tmp_path / "together", calib, extra=(layout,)))
     assert_equal_to_alone(pair, tmp_path / "together", tmp_path)

@@ -3,23 +3,48 @@
 import pytest
 import torch
 from safetensors.torch import load_file
-
-from helpers import minitron
 from test_cli_torchrun import launch
 
+from helpers import minitron
+
 pytestmark = pytest.mark.distributed
-TARGET = ["target.hidden_size=48", "target.ffn_hidden_size=64", "target.num_attention_heads=2",
-          "target.num_query_groups=2"]
+TARGET = [
+    "target.hidden_size=48",
+    "target.ffn_hidden_size=64",
+    "target.num_attention_heads=2",
+    "target.num_query_groups=2",
+]
 
 
 @pytest.fixture(scope="module")
 def tp1(tiny_models, calib, tmp_path_factory):
     root = tmp_path_factory.mktemp("prune_tp1")
     src = tiny_models["llama-untied"]
-    minitron(["score", "--model", str(src), "--out", str(root / "scores"), f"data.paths=[{calib}]",
-              "data.seq_length=16", "num_samples=8", "progress=false"])
-    minitron(["prune", "--model", str(src), "--scores", str(root / "scores"), "--out",
-              str(root / "pruned"), *TARGET])
+    minitron(
+        [
+            "score",
+            "--model",
+            str(src),
+            "--out",
+            str(root / "scores"),
+            f"data.paths=[{calib}]",
+            "data.seq_length=16",
+            "num_samples=8",
+            "progress=false",
+        ]
+    )
+    minitron(
+        [
+            "prune",
+            "--model",
+            str(src),
+            "--scores",
+            str(root / "scores"),
+            "--out",
+            str(root / "pruned"),
+            *TARGET,
+        ]
+    )
     minitron(["export", "--ckpt", str(root / "pruned"), "--out", str(root / "pruned_hf")])
     return src, root
 
@@ -27,8 +52,21 @@ def tp1(tiny_models, calib, tmp_path_factory):
 @pytest.mark.parametrize("layout", ["tp=2", "pp=2"])
 def test_scores_and_pruned_model_equal_tp1(layout, tp1, calib, tmp_path):
     src, root = tp1
-    launch(2, ["score", "--model", str(src), "--out", str(tmp_path / "scores"), layout,
-               f"data.paths=[{calib}]", "data.seq_length=16", "num_samples=8", "progress=false"])
+    launch(
+        2,
+        [
+            "score",
+            "--model",
+            str(src),
+            "--out",
+            str(tmp_path / "scores"),
+            layout,
+            f"data.paths=[{calib}]",
+            "data.seq_length=16",
+            "num_samples=8",
+            "progress=false",
+        ],
+    )
     a = load_file(str(root / "scores" / "scores.safetensors"))
     b = load_file(str(tmp_path / "scores" / "scores.safetensors"))
     assert sorted(a) == sorted(b)
@@ -37,8 +75,20 @@ def test_scores_and_pruned_model_equal_tp1(layout, tp1, calib, tmp_path):
             continue  # only the diagonal is measured without block_scores
         torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-6, msg=k)
     # prune at this layout with the TP=1 scores: the exported tensors are the TP=1 ones, bit for bit
-    launch(2, ["prune", "--model", str(src), "--scores", str(root / "scores"), "--out",
-               str(tmp_path / "pruned"), layout, *TARGET])
+    launch(
+        2,
+        [
+            "prune",
+            "--model",
+            str(src),
+            "--scores",
+            str(root / "scores"),
+            "--out",
+            str(tmp_path / "pruned"),
+            layout,
+            *TARGET,
+        ],
+    )
     minitron(["export", "--ckpt", str(tmp_path / "pruned"), "--out", str(tmp_path / "hf")])
     want = load_file(str(root / "pruned_hf" / "model.safetensors"))
     got = load_file(str(tmp_path / "hf" / "model.safetensors"))
@@ -54,9 +104,23 @@ def test_width_and_depth_pruned_at_layout_exports_to_hf(layout, tp1, tmp_path, w
     from minitron.models.load import load_model
 
     src, root = tp1
-    launch(2, ["prune", "--model", str(src), "--scores", str(root / "scores"), "--out",
-               str(tmp_path / "p"), layout, *TARGET, "target.num_layers=2",
-               "depth.criterion=block_influence", "depth.contiguous=false"])
+    launch(
+        2,
+        [
+            "prune",
+            "--model",
+            str(src),
+            "--scores",
+            str(root / "scores"),
+            "--out",
+            str(tmp_path / "p"),
+            layout,
+            *TARGET,
+            "target.num_layers=2",
+            "depth.criterion=block_influence",
+            "depth.contiguous=false",
+        ],
+    )
     minitron(["export", "--ckpt", str(tmp_path / "p"), "--out", str(tmp_path / "hf")])
     hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
     assert (hf.config.hidden_size, hf.config.num_hidden_layers) == (48, 2)

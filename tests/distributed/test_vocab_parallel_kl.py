@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import torchrun
 from minitron.distill.losses import distill_loss
+
+from helpers import torchrun
 
 pytestmark = pytest.mark.distributed
 
@@ -25,8 +26,11 @@ def topk_reference(s, t, mask, k):
 def test_vocab_parallel_equals_single_process(world, tmp_path):
     torchrun(world, [str(Path(__file__).with_name("kl_worker.py")), str(tmp_path / "r.pt")])
     r = torch.load(tmp_path / "r.pt")
-    extras = {"topk_kl": {"topk": 7}, "topk_kl_tied": {"topk": 3},
-              "forward_kl_T2": {"temperature": 2.0}}
+    extras = {
+        "topk_kl": {"topk": 7},
+        "topk_kl_tied": {"topk": 3},
+        "forward_kl_T2": {"temperature": 2.0},
+    }
     for kind, (value, grad) in r["out"].items():
         s = r["s"].clone().requires_grad_(True)
         t = r["t_tied"] if kind.endswith("_tied") else r["t"]

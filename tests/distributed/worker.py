@@ -23,9 +23,13 @@ def main():
     p.add_argument("--hf", nargs="*", default=[])
     p.add_argument("--ckpt-root")
     p.add_argument("--load", nargs="*", default=[])
-    p.add_argument("--megatron", nargs="*", default=[],
-                   help="Megatron-LM/Bridge/NeMo 2 directories: read in memory at this layout "
-                        "(\"meg:<name>\") and imported at it, then reloaded (\"megck:<name>\")")
+    p.add_argument(
+        "--megatron",
+        nargs="*",
+        default=[],
+        help="Megatron-LM/Bridge/NeMo 2 directories: read in memory at this layout "
+        '("meg:<name>") and imported at it, then reloaded ("megck:<name>")',
+    )
     args = p.parse_args()
 
     from minitron.cli import quiet_megatron
@@ -51,8 +55,13 @@ def main():
         load_hf_weights(model, HFReader(hf), arch)
         results[f"mem:{name}"] = full_logits(model, tokens, arch.vocab_size)
         out = Path(args.ckpt_root) / name
-        import_hf.main(loader.load(schema.ImportConfig, values={
-            "hf": hf, "out": str(out), "tp": args.tp, "pp": args.pp}), log=lambda s: None)
+        import_hf.main(
+            loader.load(
+                schema.ImportConfig,
+                values={"hf": hf, "out": str(out), "tp": args.tp, "pp": args.pp},
+            ),
+            log=lambda s: None,
+        )
         model, arch, _ = load_model(str(out))
         results[f"ckpt:{name}"] = full_logits(model, tokens, arch.vocab_size)
     for src in args.megatron:
@@ -60,8 +69,13 @@ def main():
         model, arch, _ = load_model(src)
         results[f"meg:{name}"] = full_logits(model, tokens, arch.vocab_size)
         out = Path(args.ckpt_root) / f"meg-{name}"
-        import_hf.main(loader.load(schema.ImportConfig, values={
-            "megatron": src, "out": str(out), "tp": args.tp, "pp": args.pp}), log=lambda s: None)
+        import_hf.main(
+            loader.load(
+                schema.ImportConfig,
+                values={"megatron": src, "out": str(out), "tp": args.tp, "pp": args.pp},
+            ),
+            log=lambda s: None,
+        )
         model, arch, _ = load_model(str(out))
         results[f"megck:{name}"] = full_logits(model, tokens, arch.vocab_size)
     for ck in args.load:

@@ -48,9 +48,11 @@ def test_winogrande_equals_transformers(smol, shots, limit):
     worst = 0.0
     for i, row in enumerate(rows):
         blank = row["sentence"].index("_")
-        rest = " " + row["sentence"][blank + 1:].strip()
-        lls = [independent_ll(hf, tok, prefixes[i] + row["sentence"][:blank] + row[o], rest)
-               for o in ("option1", "option2")]
+        rest = " " + row["sentence"][blank + 1 :].strip()
+        lls = [
+            independent_ll(hf, tok, prefixes[i] + row["sentence"][:blank] + row[o], rest)
+            for o in ("option1", "option2")
+        ]
         worst = max(worst, *(abs(a - b) for a, b in zip(lls, ours["loglikelihoods"][i])))
         assert ours["predictions"][i] == max(range(2), key=lls.__getitem__), f"item {i}"
     assert worst <= 1e-3, worst

@@ -17,11 +17,31 @@ def test_plan_within_20_percent_of_measured_peak(smollm2_dir, tmp_path):
 
     teacher, student, data = tmp_path / "teacher", tmp_path / "student", tmp_path / "data"
     minitron(["import", "--hf", str(smollm2_dir), "--out", str(teacher)])
-    minitron(["prune", "--model", str(teacher), "--out", str(student), "width_method=magnitude",
-              "target.hidden_size=384", "target.ffn_hidden_size=1024",
-              "target.num_attention_heads=6"])
-    minitron(["data", "prepare", "--tokenizer", str(smollm2_dir), "--out", str(data),
-              "inputs=[builtin:news]", "eod_token=<|endoftext|>"])
+    minitron(
+        [
+            "prune",
+            "--model",
+            str(teacher),
+            "--out",
+            str(student),
+            "width_method=magnitude",
+            "target.hidden_size=384",
+            "target.ffn_hidden_size=1024",
+            "target.num_attention_heads=6",
+        ]
+    )
+    minitron(
+        [
+            "data",
+            "prepare",
+            "--tokenizer",
+            str(smollm2_dir),
+            "--out",
+            str(data),
+            "inputs=[builtin:news]",
+            "eod_token=<|endoftext|>",
+        ]
+    )
     for dp in (1, 2):
         r = measure(teacher, student, data, tmp_path, steps=2, dp=dp)
         assert len(r["ranks"]) == dp

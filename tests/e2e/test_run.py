@@ -19,8 +19,12 @@ from helpers import clean_env, minitron, read_json
 def config(tiny_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
     corpus = root / "c.jsonl"
-    corpus.write_text("\n".join(json.dumps({"text": f"Story {i}: the quick fox jumps over {i} dogs."})
-                                for i in range(300)))
+    corpus.write_text(
+        "\n".join(
+            json.dumps({"text": f"Story {i}: the quick fox jumps over {i} dogs."})
+            for i in range(300)
+        )
+    )
     (root / "run.yaml").write_text(f"""
 model: {tiny_models["llama-untied"]}
 data: {{inputs: [{corpus}], eod_token: null, seq_length: 16, split: "90,10,0"}}
@@ -40,13 +44,13 @@ bench: {{batch_sizes: [1], prompt_length: 8, decode_tokens: 2, repeats: 1}}
 
 
 def run(config, work, *extra, check=True):
-    return minitron(["run", "--config", str(config), f"workdir={work}", *extra], check=check,
-                    timeout=1200)
+    return minitron(
+        ["run", "--config", str(config), f"workdir={work}", *extra], check=check, timeout=1200
+    )
 
 
 def final_weights(work, tmp, name="width"):
-    minitron(["export", "--ckpt", str(work / "distill" / "final" / name), "--out",
-              str(tmp)])
+    minitron(["export", "--ckpt", str(work / "distill" / "final" / name), "--out", str(tmp)])
     return load_file(str(tmp / "model.safetensors"))
 
 
@@ -59,13 +63,30 @@ def complete(config, tmp_path_factory):
 
 def test_run_writes_manifest_report_and_figures(complete):
     m = read_json(complete / "manifest.json")
-    assert [s for s, v in m["stages"].items() if v["status"] == "done"] == \
-        ["import", "prepare", "score", "prune", "distill", "eval", "export", "bench", "report"]
+    assert [s for s, v in m["stages"].items() if v["status"] == "done"] == [
+        "import",
+        "prepare",
+        "score",
+        "prune",
+        "distill",
+        "eval",
+        "export",
+        "bench",
+        "report",
+    ]
     assert m["stages"]["correct"]["status"] == "skipped" and m["versions"]["torch"]
     report = (complete / "report.md").read_text()
-    for text in ("## Architectures", "width (distilled)", "depth (pruned)", "## Speed",
-                 "figures/distill_curves.png", "figures/depth_search.png",
-                 "### Recovered by distillation", "| width |", "Medians of 1 round(s)"):
+    for text in (
+        "## Architectures",
+        "width (distilled)",
+        "depth (pruned)",
+        "## Speed",
+        "figures/distill_curves.png",
+        "figures/depth_search.png",
+        "### Recovered by distillation",
+        "| width |",
+        "Medians of 1 round(s)",
+    ):
         assert text in report, text
     assert (complete / "figures" / "distill_curves.png").stat().st_size > 1000
     assert (complete / "export" / "width" / "hf" / "config.json").is_file()
@@ -93,29 +114,49 @@ def test_changed_stage_reruns_it_and_what_follows(config, complete, tmp_path):
     assert after["bench"]["status"] == "skipped"
 
 
-def test_alignment_brings_the_instruction_following_set_into_the_report(config, complete,
-                                                                         tmp_path):
+def test_alignment_brings_the_instruction_following_set_into_the_report(config, complete, tmp_path):
     import shutil
 
     pytest.importorskip("langdetect")
     work = tmp_path / "w"
     shutil.copytree(complete, work)
     sft, pref = tmp_path / "sft.jsonl", tmp_path / "pref.jsonl"
-    sft.write_text("".join(json.dumps({"prompt": f"Say {i}.", "response": f"{i} dogs."}) + "\n"
-                           for i in range(16)))
-    pref.write_text("".join(json.dumps({"prompt": f"Count {i}.", "chosen": f"{i} foxes.",
-                                        "rejected": "No."}) + "\n" for i in range(16)))
-    run(config, work, "align.enabled=true", "align.sft_steps=2", "align.preference_steps=1",
-        "align.rounds=1", f"align.sft_data={sft}", f"align.preference_data={pref}",
-        "eval.instructions_limit=3", "eval.instructions_max_tokens=4", "bench.enabled=false")
+    sft.write_text(
+        "".join(
+            json.dumps({"prompt": f"Say {i}.", "response": f"{i} dogs."}) + "\n" for i in range(16)
+        )
+    )
+    pref.write_text(
+        "".join(
+            json.dumps({"prompt": f"Count {i}.", "chosen": f"{i} foxes.", "rejected": "No."}) + "\n"
+            for i in range(16)
+        )
+    )
+    run(
+        config,
+        work,
+        "align.enabled=true",
+        "align.sft_steps=2",
+        "align.preference_steps=1",
+        "align.rounds=1",
+        f"align.sft_data={sft}",
+        f"align.preference_data={pref}",
+        "eval.instructions_limit=3",
+        "eval.instructions_max_tokens=4",
+        "bench.enabled=false",
+    )
     m = read_json(work / "manifest.json")["stages"]
     assert m["align"]["status"] == "done" and m["eval"]["status"] == "done"
     report = (work / "report.md").read_text()
     assert "### Instruction following" in report and "`ifeval_mini` (3 prompts" in report
     table = report.split("### Instruction following")[1].split("\n\n")[2].splitlines()
     assert [r.split(" | ")[0] for r in table[2:]] == [
-        "| teacher", "| width (distilled)", "| width (aligned)", "| depth (distilled)",
-        "| depth (aligned)"]
+        "| teacher",
+        "| width (distilled)",
+        "| width (aligned)",
+        "| depth (distilled)",
+        "| depth (aligned)",
+    ]
     for name in ("teacher", "width_aligned"):
         got = read_json(work / "eval" / f"{name}.ifeval.json")["ifeval_mini"]
         assert 0.0 <= got["prompt_level_strict_acc,none"] <= 1.0
@@ -123,9 +164,12 @@ def test_alignment_brings_the_instruction_following_set_into_the_report(config, 
 
 def test_killed_in_distillation_resumes_to_the_same_weights(config, complete, tmp_path):
     work = tmp_path / "w"
-    proc = subprocess.Popen([sys.executable, "-m", "minitron", "run", "--config", str(config),
-                             f"workdir={work}"], env=clean_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minitron", "run", "--config", str(config), f"workdir={work}"],
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     metrics = work / "distill" / "metrics.csv"  # both students, distilled together
     deadline = time.time() + 600
     while time.time() < deadline:
@@ -142,12 +186,17 @@ def test_killed_in_distillation_resumes_to_the_same_weights(config, complete, tm
     assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("override,text", [
-    ("distill.schedule.stepz=3", "distill.schedule.stepz: unknown key"),
-    ("score.num_samples=many", "score.num_samples: invalid value"),
-    ("students=[{name: w, target: {num_attention_heads: 3}}]",
-     "students[0].target.num_attention_heads: 3 is not a multiple of num_query_groups=2"),
-])
+@pytest.mark.parametrize(
+    "override,text",
+    [
+        ("distill.schedule.stepz=3", "distill.schedule.stepz: unknown key"),
+        ("score.num_samples=many", "score.num_samples: invalid value"),
+        (
+            "students=[{name: w, target: {num_attention_heads: 3}}]",
+            "students[0].target.num_attention_heads: 3 is not a multiple of num_query_groups=2",
+        ),
+    ],
+)
 def test_bad_configs_fail_before_any_stage(config, tmp_path, override, text):
     res = run(config, tmp_path / "w", override, check=False)
     assert res.returncode == 2 and text in res.stderr, res.stderr

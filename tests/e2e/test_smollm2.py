@@ -9,8 +9,10 @@ from helpers import hf_logits, minitron, torchrun
 
 pytestmark = pytest.mark.slow
 WORKER = str(Path(__file__).parents[1] / "distributed" / "worker.py")
-TEXT = ("Hundreds of people have been forced to vacate their homes in the Southern Highlands of "
-        "New South Wales as strong winds today pushed a huge bushfire towards the town of Hill Top.")
+TEXT = (
+    "Hundreds of people have been forced to vacate their homes in the Southern Highlands of "
+    "New South Wales as strong winds today pushed a huge bushfire towards the town of Hill Top."
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +47,20 @@ def test_tp1_checkpoint_loads_at_pp2(smol_ckpt, smollm2_dir, tokens, tmp_path, w
     from minitron.models.load import load_model
 
     torch.save(tokens, tmp_path / "t.pt")
-    torchrun(2, [WORKER, "--pp", "2", "--tokens", str(tmp_path / "t.pt"), "--out",
-                 str(tmp_path / "r.pt"), "--load", str(smol_ckpt)])
+    torchrun(
+        2,
+        [
+            WORKER,
+            "--pp",
+            "2",
+            "--tokens",
+            str(tmp_path / "t.pt"),
+            "--out",
+            str(tmp_path / "r.pt"),
+            "--load",
+            str(smol_ckpt),
+        ],
+    )
     pp2 = torch.load(tmp_path / "r.pt")["load:ckpt"]
     model, arch, _ = load_model(str(smol_ckpt))
     tp1 = full_logits(model, tokens, arch.vocab_size)
@@ -67,8 +81,9 @@ def test_export_loads_in_transformers(smol_ckpt, smollm2_dir, tmp_path):
     assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_pruned_smollm2_exports_and_matches_transformers(smol_ckpt, smollm2_dir, tokens,
-                                                         tmp_path, world):
+def test_pruned_smollm2_exports_and_matches_transformers(
+    smol_ckpt, smollm2_dir, tokens, tmp_path, world
+):
     """Width (magnitude) and depth (lm_loss) pruning of the real model, exported to HF."""
     from transformers import AutoModelForCausalLM
 
@@ -76,19 +91,48 @@ def test_pruned_smollm2_exports_and_matches_transformers(smol_ckpt, smollm2_dir,
     from minitron.models.load import load_model
 
     data = tmp_path / "data"
-    minitron(["data", "prepare", "--input", "builtin:news", "--tokenizer", str(smol_ckpt),
-              "--out", str(data), "eod_token=<|endoftext|>"])
+    minitron(
+        [
+            "data",
+            "prepare",
+            "--input",
+            "builtin:news",
+            "--tokenizer",
+            str(smol_ckpt),
+            "--out",
+            str(data),
+            "eod_token=<|endoftext|>",
+        ]
+    )
     out = tmp_path / "pruned"
-    minitron(["prune", "--model", str(smol_ckpt), "--out", str(out), "width_method=magnitude",
-              "target.hidden_size=384", "target.ffn_hidden_size=1024",
-              "target.num_attention_heads=6", "target.num_layers=24", "depth.criterion=lm_loss",
-              "depth.loss={name: news, data: {paths: [" + str(data) + "], seq_length: 64}, "
-              "num_samples: 2}"])
+    minitron(
+        [
+            "prune",
+            "--model",
+            str(smol_ckpt),
+            "--out",
+            str(out),
+            "width_method=magnitude",
+            "target.hidden_size=384",
+            "target.ffn_hidden_size=1024",
+            "target.num_attention_heads=6",
+            "target.num_layers=24",
+            "depth.criterion=lm_loss",
+            "depth.loss={name: news, data: {paths: [" + str(data) + "], seq_length: 64}, "
+            "num_samples: 2}",
+        ]
+    )
     minitron(["export", "--ckpt", str(out), "--out", str(tmp_path / "hf")])
     hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
     cfg = hf.config
-    assert (cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads,
-            cfg.num_key_value_heads, cfg.num_hidden_layers, cfg.head_dim) == (384, 1024, 6, 3, 24, 64)
+    assert (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.num_hidden_layers,
+        cfg.head_dim,
+    ) == (384, 1024, 6, 3, 24, 64)
     model, arch, _ = load_model(str(out))
     ours = full_logits(model, tokens, arch.vocab_size)
     with torch.no_grad():

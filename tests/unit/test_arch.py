@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from helpers import ROOT
 from minitron.errors import ConfigError
 from minitron.models.arch import ModelArch, arch_from_hf_config, hf_config_for, read_hf_config
 from minitron.models.builder import check_layout
+
+from helpers import ROOT
 
 LLAMA = read_hf_config(ROOT / "examples/llama-3.1-8b/config.json")
 NEMO = read_hf_config(ROOT / "examples/mistral-nemo-12b/config.json")
@@ -36,13 +37,16 @@ def test_transformers5_rope_parameters_equal_v4_rope_scaling():
     assert arch_from_hf_config(v5) == arch_from_hf_config(LLAMA)
 
 
-@pytest.mark.parametrize("change,field", [
-    ({"model_type": "gpt2"}, "model_type"),
-    ({"attention_bias": True}, "attention_bias"),
-    ({"hidden_act": "gelu"}, "hidden_act"),
-    ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope_scaling"),
-    ({"num_key_value_heads": 5}, "num_query_groups"),
-])
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        ({"model_type": "gpt2"}, "model_type"),
+        ({"attention_bias": True}, "attention_bias"),
+        ({"hidden_act": "gelu"}, "hidden_act"),
+        ({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "rope_scaling"),
+        ({"num_key_value_heads": 5}, "num_query_groups"),
+    ],
+)
 def test_unsupported_configs_are_named(change, field):
     cfg = {**LLAMA, **change}
     with pytest.raises(ConfigError) as e:
@@ -63,12 +67,15 @@ def test_replace_rejects_unknown_field():
     assert e.value.field == "hiden_size"
 
 
-@pytest.mark.parametrize("tp,pp,field,text", [
-    (3, 1, "tp", "valid tp: [1, 2, 4, 8]"),
-    (16, 1, "tp", "num_query_groups=8"),
-    (1, 3, "pp", "num_layers=32"),
-    (0, 1, "tp", ">= 1"),
-])
+@pytest.mark.parametrize(
+    "tp,pp,field,text",
+    [
+        (3, 1, "tp", "valid tp: [1, 2, 4, 8]"),
+        (16, 1, "tp", "num_query_groups=8"),
+        (1, 3, "pp", "num_layers=32"),
+        (0, 1, "tp", ">= 1"),
+    ],
+)
 def test_layout_checks(tp, pp, field, text):
     with pytest.raises(ConfigError) as e:
         check_layout(arch_from_hf_config(LLAMA), tp, pp)

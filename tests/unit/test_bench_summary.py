@@ -10,20 +10,33 @@ from minitron.pipeline.report import recovered_fraction
 def test_round_order_rotates_so_no_model_is_always_first():
     models = ["teacher", "width", "depth"]
     orders = [summary.round_order(models, r) for r in range(3)]
-    assert orders == [["teacher", "width", "depth"], ["width", "depth", "teacher"],
-                      ["depth", "teacher", "width"]]
+    assert orders == [
+        ["teacher", "width", "depth"],
+        ["width", "depth", "teacher"],
+        ["depth", "teacher", "width"],
+    ]
     assert {o[0] for o in orders} == set(models)
 
 
 def _round(prefill, decode, peak=100.0):
-    return {"results": {"1": {"prefill_tokens_per_s": prefill, "decode_tokens_per_s": decode,
-                              "ms_per_decoded_token": 1000 / decode}},
-            "peak_memory_mb": peak, "parameters": 7}
+    return {
+        "results": {
+            "1": {
+                "prefill_tokens_per_s": prefill,
+                "decode_tokens_per_s": decode,
+                "ms_per_decoded_token": 1000 / decode,
+            }
+        },
+        "peak_memory_mb": peak,
+        "parameters": 7,
+    }
 
 
 def test_a_figure_whose_rounds_disagree_by_over_20_percent_is_unstable():
     steady = summary.aggregate([_round(100, 10), _round(104, 10.5), _round(98, 9.9)])
-    noisy = summary.aggregate([_round(100, 10), _round(100, 1.1), _round(101, 10)], )
+    noisy = summary.aggregate(
+        [_round(100, 10), _round(100, 1.1), _round(101, 10)],
+    )
     assert steady["results"]["1"]["unstable"] == []
     assert steady["results"]["1"]["prefill_tokens_per_s"] == 100  # the median
     assert noisy["results"]["1"]["unstable"] == ["decode"]

@@ -17,8 +17,9 @@ from minitron.recipes import export, import_hf
 @pytest.fixture(scope="module")
 def ckpt(tiny_models, tmp_path_factory, world):
     out = tmp_path_factory.mktemp("ck") / "untied"
-    cfg = loader.load(schema.ImportConfig, values={"hf": str(tiny_models["llama-untied"]),
-                                                   "out": str(out)})
+    cfg = loader.load(
+        schema.ImportConfig, values={"hf": str(tiny_models["llama-untied"]), "out": str(out)}
+    )
     import_hf.main(cfg, log=lambda s: None)
     return out
 
@@ -38,14 +39,19 @@ def test_manifest_records_config_layout_and_checksums(ckpt):
     assert not atomic.leftovers(ckpt)
 
 
-@pytest.mark.parametrize("variant", ["llama-untied", "llama-tied", "mistral-headdim",
-                                     "llama31-rope"])
+@pytest.mark.parametrize(
+    "variant", ["llama-untied", "llama-tied", "mistral-headdim", "llama31-rope"]
+)
 def test_hf_round_trip_is_exact(variant, tiny_models, tmp_path, world):
     ck, hf = tmp_path / "ck", tmp_path / "hf"
-    import_hf.main(loader.load(schema.ImportConfig, values={"hf": str(tiny_models[variant]),
-                                                            "out": str(ck)}), log=lambda s: None)
-    export.main(loader.load(schema.ExportConfig, values={"ckpt": str(ck), "out": str(hf)}),
-                log=lambda s: None)
+    import_hf.main(
+        loader.load(schema.ImportConfig, values={"hf": str(tiny_models[variant]), "out": str(ck)}),
+        log=lambda s: None,
+    )
+    export.main(
+        loader.load(schema.ExportConfig, values={"ckpt": str(ck), "out": str(hf)}),
+        log=lambda s: None,
+    )
     a = load_file(str(tiny_models[variant] / "model.safetensors"))
     b = load_file(str(hf / "model.safetensors"))
     assert sorted(a) == sorted(b)
@@ -102,8 +108,9 @@ def test_existing_output_is_not_replaced_without_overwrite(ckpt, tmp_path, world
 
     model, _ = load_checkpoint(ckpt)
     with pytest.raises(CheckpointError, match="already exists"):
-        save_checkpoint(model, ckpt, arch=model.minitron_arch, hf_config={}, tokenizer_src=None,
-                        dtype="float32")
+        save_checkpoint(
+            model, ckpt, arch=model.minitron_arch, hf_config={}, tokenizer_src=None, dtype="float32"
+        )
 
 
 def test_failed_save_leaves_no_checkpoint(ckpt, tmp_path, world, monkeypatch):
@@ -112,16 +119,26 @@ def test_failed_save_leaves_no_checkpoint(ckpt, tmp_path, world, monkeypatch):
     model, _ = load_checkpoint(ckpt)
     monkeypatch.setattr(mcore.atomic, "checksums", lambda root: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        mcore.save_checkpoint(model, tmp_path / "new", arch=model.minitron_arch, hf_config={},
-                              tokenizer_src=None, dtype="float32")
+        mcore.save_checkpoint(
+            model,
+            tmp_path / "new",
+            arch=model.minitron_arch,
+            hf_config={},
+            tokenizer_src=None,
+            dtype="float32",
+        )
     assert not (tmp_path / "new").exists()
 
 
 def test_bfloat16_checkpoint(tiny_models, tmp_path, world):
     ck = tmp_path / "bf16"
-    import_hf.main(loader.load(schema.ImportConfig, values={
-        "hf": str(tiny_models["llama-untied"]), "out": str(ck), "dtype": "bfloat16"}),
-        log=lambda s: None)
+    import_hf.main(
+        loader.load(
+            schema.ImportConfig,
+            values={"hf": str(tiny_models["llama-untied"]), "out": str(ck), "dtype": "bfloat16"},
+        ),
+        log=lambda s: None,
+    )
     model, m = load_checkpoint(ck)
     assert m["dtype"] == "bfloat16"
     assert next(model.parameters()).dtype == torch.bfloat16

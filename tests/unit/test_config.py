@@ -22,11 +22,24 @@ def test_precedence_defaults_yaml_flags_overrides(tmp_path):
 
 
 def test_cli_flags_map_to_keys(tmp_path):
-    name, cfg = cli.parse(["import", "--hf", "x", "--out", str(tmp_path / "o"), "--tp", "2",
-                           "--overwrite", "pp=2"])
+    name, cfg = cli.parse(
+        ["import", "--hf", "x", "--out", str(tmp_path / "o"), "--tp", "2", "--overwrite", "pp=2"]
+    )
     assert name == "import" and (cfg.hf, cfg.tp, cfg.pp, cfg.overwrite) == ("x", 2, 2, True)
-    name, cfg = cli.parse(["data", "prepare", "--input", "builtin:news", "--input",
-                           "builtin:wiki", "--tokenizer", "t", "--out", str(tmp_path)])
+    name, cfg = cli.parse(
+        [
+            "data",
+            "prepare",
+            "--input",
+            "builtin:news",
+            "--input",
+            "builtin:wiki",
+            "--tokenizer",
+            "t",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert name == "data prepare" and cfg.inputs == ["builtin:news", "builtin:wiki"]
 
 
@@ -38,11 +51,13 @@ def test_unknown_key_lists_valid_keys(tmp_path):
 def test_nested_unknown_key_and_nested_validation():
     e = err(loader.load, schema.LossConfig, None, ["model=m", "data.paths=[x]", "data.seqlen=3"])
     assert e.field == "data.seqlen" and "seq_length" in e.message
-    e = err(loader.load, schema.LossConfig, None, ["model=m", "data.paths=[x]",
-                                                   "data.seq_length=0"])
+    e = err(
+        loader.load, schema.LossConfig, None, ["model=m", "data.paths=[x]", "data.seq_length=0"]
+    )
     assert e.field == "data.seq_length" and ">= 1" in e.message
-    e = err(loader.load, schema.LossConfig, None, ["model=m", "data.paths=[a,b]",
-                                                   "data.weights=[1.0]"])
+    e = err(
+        loader.load, schema.LossConfig, None, ["model=m", "data.paths=[a,b]", "data.weights=[1.0]"]
+    )
     assert e.field == "data.weights" and "one weight per path" in e.message
 
 
@@ -67,11 +82,19 @@ def test_existing_output_refused_before_work(tmp_path):
 
 
 def test_missing_files_named(tmp_path):
-    e = err(loader.load, schema.PrepareConfig, None, [f"inputs=[{tmp_path}/none.jsonl]",
-                                                      "tokenizer=t", f"out={tmp_path}/o"])
+    e = err(
+        loader.load,
+        schema.PrepareConfig,
+        None,
+        [f"inputs=[{tmp_path}/none.jsonl]", "tokenizer=t", f"out={tmp_path}/o"],
+    )
     assert e.field == "inputs[0]" and "does not exist" in e.message
-    e = err(loader.load, schema.PrepareConfig, None, ["inputs=[builtin:nope]", "tokenizer=t",
-                                                      f"out={tmp_path}/o"])
+    e = err(
+        loader.load,
+        schema.PrepareConfig,
+        None,
+        ["inputs=[builtin:nope]", "tokenizer=t", f"out={tmp_path}/o"],
+    )
     assert "builtin:NAME" in e.field and "wiki" in e.message
     e = err(loader.load, schema.ExportConfig, None, [f"ckpt={tmp_path}", f"out={tmp_path}/x"])
     assert e.field == "ckpt" and "manifest.json" in e.message
@@ -97,8 +120,17 @@ def test_run_checks_every_stage_config_before_the_first_stage(tiny_models, tmp_p
     from helpers import minitron
 
     work = tmp_path / "work"
-    res = minitron(["run", "--workdir", str(work), f"model={tiny_models['llama-untied']}",
-                    "correct.enabled=true", "correct.mode=bogus"], check=False)
+    res = minitron(
+        [
+            "run",
+            "--workdir",
+            str(work),
+            f"model={tiny_models['llama-untied']}",
+            "correct.enabled=true",
+            "correct.mode=bogus",
+        ],
+        check=False,
+    )
     assert res.returncode == 2
     assert "correct.mode" in res.stderr and "bogus" in res.stderr
     assert not (work / "checkpoints").exists() and not (work / "data").exists()

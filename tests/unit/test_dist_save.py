@@ -33,8 +33,12 @@ def _alive(pid: int) -> bool:
 def test_sigkilled_writer_leaves_no_results_manager(tmp_path):
     """megatron-core's writer keeps a spawned multiprocessing manager for its results; killed
     with SIGKILL, the writer must take it along (it would otherwise live on as an orphan)."""
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "ck")], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(tmp_path / "ck")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         manager = int(proc.stdout.readline())
         assert _alive(manager)

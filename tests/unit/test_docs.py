@@ -1,7 +1,8 @@
 """Generated docs match the code."""
 
-from helpers import ROOT
 from minitron.config.docgen import render
+
+from helpers import ROOT
 
 
 def test_configuration_reference_is_current():

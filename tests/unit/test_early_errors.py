@@ -7,12 +7,13 @@ import shutil
 
 import pytest
 
-from helpers import make_tiny_model, minitron
 from minitron import cli
 from minitron.align.data import preference_messages, read_rows, sft_messages
 from minitron.config import loader, run, schema, train
 from minitron.errors import ConfigError, DataError
 from minitron.recipes import run as run_recipe
+
+from helpers import make_tiny_model, minitron
 
 
 def err(fn, *a, **k) -> ConfigError:
@@ -35,17 +36,20 @@ def run_yaml(tmp_path, teacher) -> str:
     corpus = tmp_path / "c.jsonl"
     corpus.write_text(json.dumps({"text": "the quick brown fox"}) + "\n")
     y = tmp_path / "run.yaml"
-    y.write_text(f"model: {teacher}\nworkdir: {tmp_path / 'work'}\n"
-                 f"data: {{inputs: [{corpus}], eod_token: '<eos>', seq_length: 32}}\n"
-                 "students: [{name: w, target: {ffn_hidden_size: 64}, width_method: magnitude}]\n"
-                 "bench: {enabled: false}\n")
+    y.write_text(
+        f"model: {teacher}\nworkdir: {tmp_path / 'work'}\n"
+        f"data: {{inputs: [{corpus}], eod_token: '<eos>', seq_length: 32}}\n"
+        "students: [{name: w, target: {ffn_hidden_size: 64}, width_method: magnitude}]\n"
+        "bench: {enabled: false}\n"
+    )
     return str(y)
 
 
 def run_error(tmp_path, teacher, *overrides, dry_run=True) -> ConfigError:
     """The ConfigError of ``minitron run`` (in process) with these overrides; nothing written."""
-    cfg = loader.load(run.RunConfig, run_yaml(tmp_path, teacher),
-                      [*overrides, f"dry_run={str(dry_run).lower()}"])
+    cfg = loader.load(
+        run.RunConfig, run_yaml(tmp_path, teacher), [*overrides, f"dry_run={str(dry_run).lower()}"]
+    )
     e = err(run_recipe.main, cfg, log=lambda s: None)
     assert not (tmp_path / "work").exists(), "a stage ran before the error"
     return e
@@ -55,8 +59,10 @@ def run_error(tmp_path, teacher, *overrides, dry_run=True) -> ConfigError:
 
 
 def test_run_checks_its_inputs_before_the_first_stage(tmp_path, teacher):
-    res = minitron(["run", "--config", run_yaml(tmp_path, teacher), "data.inputs=[/missing.jsonl]"],
-                   check=False)
+    res = minitron(
+        ["run", "--config", run_yaml(tmp_path, teacher), "data.inputs=[/missing.jsonl]"],
+        check=False,
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
     assert "data.inputs[0]: /missing.jsonl does not exist" in res.stderr
     assert not (tmp_path / "work").exists(), "import/prepare ran before the error"
@@ -76,9 +82,15 @@ def test_run_checks_its_inputs_before_the_first_stage(tmp_path, teacher):
     # a width target transformers could not load (hidden not a multiple of the heads)
     e = run_error(tmp_path, teacher, "students=[{name: w, target: {hidden_size: 50}}]")
     assert e.field == "students[0].target.hidden_size" and "48 or 52" in e.message
-    run_error_free = loader.load(run.RunConfig, run_yaml(tmp_path, teacher),
-                                 ["students=[{name: w, target: {hidden_size: 50}}]",
-                                  "export.formats=[trtllm]", "dry_run=true"])
+    run_error_free = loader.load(
+        run.RunConfig,
+        run_yaml(tmp_path, teacher),
+        [
+            "students=[{name: w, target: {hidden_size: 50}}]",
+            "export.formats=[trtllm]",
+            "dry_run=true",
+        ],
+    )
     run_recipe.main(run_error_free, log=lambda s: None)  # no HF export, no benchmark: allowed
     # the stage configs built from the run config are checked too (kept from an earlier fix)
     for dry in (True, False):
@@ -87,8 +99,11 @@ def test_run_checks_its_inputs_before_the_first_stage(tmp_path, teacher):
 
 
 def test_run_skips_checks_of_stages_that_will_not_run(tmp_path, teacher):
-    cfg = loader.load(run.RunConfig, run_yaml(tmp_path, teacher),
-                      ["data.inputs=[/missing.jsonl]", "stages=[import]"])
+    cfg = loader.load(
+        run.RunConfig,
+        run_yaml(tmp_path, teacher),
+        ["data.inputs=[/missing.jsonl]", "stages=[import]"],
+    )
     steps = [(st, "h", "not selected" if st != "import" else "run") for st in run.STAGES]
     run_recipe.check_inputs(cfg, steps)  # prepare does not run: its inputs are not read
 
@@ -99,18 +114,21 @@ def test_run_skips_checks_of_stages_that_will_not_run(tmp_path, teacher):
 DISTILL = ["student=s", "teacher=t", "out=o", "data.paths=[d]"]
 
 
-@pytest.mark.parametrize("override,field,text", [
-    ("optim.lr=-1", "optim.lr", "must be > 0"),
-    ("optim.lr=0", "optim.lr", "must be > 0"),
-    ("optim.min_lr=-1", "optim.min_lr", "between 0 and lr"),
-    ("optim.min_lr=1", "optim.min_lr", "between 0 and lr"),
-    ("optim.beta1=2", "optim.beta1", "in [0, 1)"),
-    ("optim.beta2=1", "optim.beta2", "in [0, 1)"),
-    ("optim.eps=-1", "optim.eps", "must be > 0"),
-    ("optim.clip_grad=-1", "optim.clip_grad", "0: no clipping"),
-    ("optim.weight_decay=-1", "optim.weight_decay", "must be >= 0"),
-    ("teacher_optim.beta1=-0.1", "teacher_optim.beta1", "in [0, 1)"),
-])
+@pytest.mark.parametrize(
+    "override,field,text",
+    [
+        ("optim.lr=-1", "optim.lr", "must be > 0"),
+        ("optim.lr=0", "optim.lr", "must be > 0"),
+        ("optim.min_lr=-1", "optim.min_lr", "between 0 and lr"),
+        ("optim.min_lr=1", "optim.min_lr", "between 0 and lr"),
+        ("optim.beta1=2", "optim.beta1", "in [0, 1)"),
+        ("optim.beta2=1", "optim.beta2", "in [0, 1)"),
+        ("optim.eps=-1", "optim.eps", "must be > 0"),
+        ("optim.clip_grad=-1", "optim.clip_grad", "0: no clipping"),
+        ("optim.weight_decay=-1", "optim.weight_decay", "must be >= 0"),
+        ("teacher_optim.beta1=-0.1", "teacher_optim.beta1", "in [0, 1)"),
+    ],
+)
 def test_optimizer_ranges_fail_at_load(override, field, text):
     e = err(loader.load, train.DistillConfig, None, [*DISTILL, override])
     assert e.field == field and text in e.message, e
@@ -120,25 +138,33 @@ def test_optimizer_ranges_fail_at_load(override, field, text):
 
 
 def test_optimizer_ranges_in_run_and_correct():
-    assert err(loader.load, run.RunConfig, None, ["distill.optim.eps=0"]).field == \
-        "distill.optim.eps"
-    e = err(loader.load, train.CorrectConfig, None, ["model=m", "out=o", "data.paths=[d]",
-                                                     "optim.lr=-1"])
+    assert (
+        err(loader.load, run.RunConfig, None, ["distill.optim.eps=0"]).field == "distill.optim.eps"
+    )
+    e = err(
+        loader.load,
+        train.CorrectConfig,
+        None,
+        ["model=m", "out=o", "data.paths=[d]", "optim.lr=-1"],
+    )
     assert e.field == "optim.lr"
 
 
 # ------------------------------------------------------------------ c. distillation loss
 
 
-@pytest.mark.parametrize("overrides,field,text", [
-    (["loss.kind=jsd", "loss.beta=5"], "loss.beta", "(0, 1)"),
-    (["loss.kind=jsd", "loss.beta=0"], "loss.beta", "(0, 1)"),
-    (["loss.kind=jsd", "loss.beta=1"], "loss.beta", "(0, 1)"),
-    (["loss.topk=8"], "loss.topk", "kind=topk_kl"),
-    (["loss.kind=topk_kl", "loss.topk=-1"], "loss.topk", ">= 1"),
-    (["loss.ce_weight=-1"], "loss.ce_weight", ">= 0"),
-    (["loss.temperature=0"], "loss.temperature", "> 0"),
-])
+@pytest.mark.parametrize(
+    "overrides,field,text",
+    [
+        (["loss.kind=jsd", "loss.beta=5"], "loss.beta", "(0, 1)"),
+        (["loss.kind=jsd", "loss.beta=0"], "loss.beta", "(0, 1)"),
+        (["loss.kind=jsd", "loss.beta=1"], "loss.beta", "(0, 1)"),
+        (["loss.topk=8"], "loss.topk", "kind=topk_kl"),
+        (["loss.kind=topk_kl", "loss.topk=-1"], "loss.topk", ">= 1"),
+        (["loss.ce_weight=-1"], "loss.ce_weight", ">= 0"),
+        (["loss.temperature=0"], "loss.temperature", "> 0"),
+    ],
+)
 def test_loss_ranges_fail_at_load(overrides, field, text):
     e = err(loader.load, train.DistillConfig, None, [*DISTILL, *overrides])
     assert e.field == field and text in e.message, e
@@ -155,15 +181,25 @@ def test_topk_larger_than_the_vocabulary_fails_in_run_preflight(tmp_path, teache
 # ------------------------------------------------------------------ d. preference rows
 
 
-@pytest.mark.parametrize("row,text", [
-    ({"prompt": "Hi", "chosen": "Hello!", "rejected": ""}, "empty rejected answer"),
-    ({"prompt": "Hi", "chosen": "  \n", "rejected": "Go away."}, "empty chosen answer"),
-    ({"prompt": " ", "chosen": "Hello!", "rejected": "Go away."}, "empty prompt"),
-    ({"chosen": "\n\nHuman: hi\n\nAssistant: ", "rejected": "\n\nHuman: hi\n\nAssistant: no"},
-     "empty chosen answer"),
-    ({"prompt": "Hi", "chosen": [{"role": "assistant", "content": ""}], "rejected": "No."},
-     "empty chosen answer"),
-])
+@pytest.mark.parametrize(
+    "row,text",
+    [
+        ({"prompt": "Hi", "chosen": "Hello!", "rejected": ""}, "empty rejected answer"),
+        ({"prompt": "Hi", "chosen": "  \n", "rejected": "Go away."}, "empty chosen answer"),
+        ({"prompt": " ", "chosen": "Hello!", "rejected": "Go away."}, "empty prompt"),
+        (
+            {
+                "chosen": "\n\nHuman: hi\n\nAssistant: ",
+                "rejected": "\n\nHuman: hi\n\nAssistant: no",
+            },
+            "empty chosen answer",
+        ),
+        (
+            {"prompt": "Hi", "chosen": [{"role": "assistant", "content": ""}], "rejected": "No."},
+            "empty chosen answer",
+        ),
+    ],
+)
 def test_preference_rows_with_empty_text_are_data_errors(tmp_path, row, text):
     ok = {"prompt": "What is two plus two?", "chosen": "Four.", "rejected": "Five."}
     f = tmp_path / "pref.jsonl"
@@ -180,8 +216,11 @@ def test_preference_rows_with_empty_text_are_data_errors(tmp_path, row, text):
 def test_run_preflight_reads_the_alignment_rows(tmp_path, teacher):
     f = tmp_path / "pref.jsonl"
     f.write_text(json.dumps({"prompt": "Hi", "chosen": "Hello!", "rejected": ""}) + "\n")
-    cfg = loader.load(run.RunConfig, run_yaml(tmp_path, teacher),
-                      ["align.enabled=true", f"align.preference_data={f}", "dry_run=true"])
+    cfg = loader.load(
+        run.RunConfig,
+        run_yaml(tmp_path, teacher),
+        ["align.enabled=true", f"align.preference_data={f}", "dry_run=true"],
+    )
     with pytest.raises(DataError, match=f"{f}:1: empty rejected answer"):
         run_recipe.main(cfg, log=lambda s: None)
     assert not (tmp_path / "work").exists()
@@ -196,8 +235,10 @@ def test_result_file_that_is_a_directory_fails_at_load(tmp_path):
     task = [{"name": "w", "path": "builtin:winogrande"}]
     e = err(loader.load, schema.EvalConfig, None, ["model=m", f"out={d}"], {"tasks": task})
     assert e.field == "out" and "is a directory" in e.message and "eval.json" in e.message
-    assert err(cli.parse, ["eval", "--model", "m", "--task", "winogrande", "--out", str(d)]).field \
+    assert (
+        err(cli.parse, ["eval", "--model", "m", "--task", "winogrande", "--out", str(d)]).field
         == "out"
+    )
     e = err(loader.load, schema.LossConfig, None, ["model=m", "data.paths=[x]", f"out={d}"])
     assert e.field == "out" and "is a directory" in e.message
     e = err(loader.load, schema.LmEvalConfig, None, ["model=m", "tasks=[t]", f"out={d}"])
@@ -206,11 +247,18 @@ def test_result_file_that_is_a_directory_fails_at_load(tmp_path):
     f.write_text("x")
     e = err(loader.load, schema.EvalConfig, None, ["model=m", f"out={f}/r.json"], {"tasks": task})
     assert e.field == "out" and "is a file" in e.message
-    e = err(loader.load, schema.BenchConfig, None, [f"out={f}"],
-            {"models": [{"name": "a", "path": str(tmp_path)}]})
+    e = err(
+        loader.load,
+        schema.BenchConfig,
+        None,
+        [f"out={f}"],
+        {"models": [{"name": "a", "path": str(tmp_path)}]},
+    )
     assert e.field == "out" and "is a file" in e.message
     # an existing result file is still replaced, as before
-    assert loader.load(schema.EvalConfig, None, ["model=m", f"out={f}"], {"tasks": task}).out == str(f)
+    assert loader.load(
+        schema.EvalConfig, None, ["model=m", f"out={f}"], {"tasks": task}
+    ).out == str(f)
 
 
 # ------------------------------------------------------------------ f. the audit
@@ -230,22 +278,39 @@ def test_values_that_crashed_late_or_did_nothing_fail_early(tmp_path, teacher):
         (train.DistillConfig, [*DISTILL, "schedule.eval_every=-1"], "schedule.eval_every"),
         (train.DistillConfig, [*DISTILL, "data.weights=[-1.0]"], "data.weights"),
         (train.DistillConfig, [*DISTILL, "data.split=100,0,0"], "data.split"),
-        (train.CorrectConfig, ["model=m", "out=o", "data.paths=[d]", "data.split=0,1,0"],
-         "data.split"),
-        (train.CorrectConfig, ["model=m", "out=o", "data.paths=[d]", "mode=lora",
-                               "lora_alpha=0"], "lora_alpha"),
+        (
+            train.CorrectConfig,
+            ["model=m", "out=o", "data.paths=[d]", "data.split=0,1,0"],
+            "data.split",
+        ),
+        (
+            train.CorrectConfig,
+            ["model=m", "out=o", "data.paths=[d]", "mode=lora", "lora_alpha=0"],
+            "lora_alpha",
+        ),
         (schema.EvalConfig, ["model=m", "tasks=[{path: builtin:nope}]"], "tasks[0].path"),
-        (schema.EvalConfig, ["model=m", f"tasks=[{{path: {tmp_path}/missing.txt}}]"],
-         "tasks[0].path"),
+        (
+            schema.EvalConfig,
+            ["model=m", f"tasks=[{{path: {tmp_path}/missing.txt}}]"],
+            "tasks[0].path",
+        ),
     ]
     for schema_cls, overrides, field in cases:
         assert err(loader.load, schema_cls, None, overrides).field == field, overrides
     # bench checks every model before exporting or measuring the first one
     from minitron.recipes import bench
 
-    cfg = loader.load(schema.BenchConfig, None, [f"out={tmp_path}/b"],
-                      {"models": [{"name": "a", "path": str(tmp_path)},
-                                  {"name": "b", "path": str(tmp_path / "no")}]})
+    cfg = loader.load(
+        schema.BenchConfig,
+        None,
+        [f"out={tmp_path}/b"],
+        {
+            "models": [
+                {"name": "a", "path": str(tmp_path)},
+                {"name": "b", "path": str(tmp_path / "no")},
+            ]
+        },
+    )
     assert err(bench.main, cfg, log=lambda s: None).field == "models[1].path"
     assert not (tmp_path / "b").exists()
     # loss, eval and score look for their prepared data before loading the model
@@ -253,19 +318,22 @@ def test_values_that_crashed_late_or_did_nothing_fail_early(tmp_path, teacher):
 
     cfg = loader.load(schema.LossConfig, None, ["model=/no/model", "data.paths=[/missing]"])
     assert err(loss.main, cfg, log=lambda s: None).field == "data.paths[0]"
-    cfg = loader.load(schema.EvalConfig, None, ["model=/no/model",
-                                                "loss=[{name: a, data: {paths: [/missing]}}]"])
+    cfg = loader.load(
+        schema.EvalConfig, None, ["model=/no/model", "loss=[{name: a, data: {paths: [/missing]}}]"]
+    )
     assert err(evaluate.main, cfg, log=lambda s: None).field == "loss[0].data.paths[0]"
-    cfg = loader.load(schema.EvalConfig, None, [f"model={teacher}", "tasks=[{limit: 2}]",
-                                                "skip_layers=[100]"])
+    cfg = loader.load(
+        schema.EvalConfig, None, [f"model={teacher}", "tasks=[{limit: 2}]", "skip_layers=[100]"]
+    )
     assert err(evaluate.main, cfg, log=lambda s: None).field == "skip_layers"
 
 
 # ------------------------------------------------------------------ standalone training stages
 
 
-def test_training_stages_check_sources_data_and_sizes_before_loading(tmp_path, teacher,
-                                                                     monkeypatch):
+def test_training_stages_check_sources_data_and_sizes_before_loading(
+    tmp_path, teacher, monkeypatch
+):
     """distill / correct / align: a missing source is named by its key, missing data and
     impossible sizes fail before any model loads (load_model is made to fail the test)."""
     from minitron.config import align as align_cfg
@@ -280,25 +348,61 @@ def test_training_stages_check_sources_data_and_sizes_before_loading(tmp_path, t
     monkeypatch.setattr(load, "load_model", no_load)
     out = str(tmp_path / "o")
     base = {"out": out, "data": {"paths": [str(tmp_path / "nodata")]}}
-    e = err(distill.main, loader.load(train.DistillConfig, values={
-        **base, "student": str(tmp_path / "missing"), "teacher": str(teacher)}))
+    e = err(
+        distill.main,
+        loader.load(
+            train.DistillConfig,
+            values={**base, "student": str(tmp_path / "missing"), "teacher": str(teacher)},
+        ),
+    )
     assert e.field == "student"
-    e = err(distill.main, loader.load(train.DistillConfig, values={
-        **base, "student": str(teacher), "teacher": str(teacher)}))
+    e = err(
+        distill.main,
+        loader.load(
+            train.DistillConfig, values={**base, "student": str(teacher), "teacher": str(teacher)}
+        ),
+    )
     assert e.field == "data.paths[0]" and "nodata" in e.message
     prepared = tmp_path / "d"
-    minitron(["data", "prepare", "--input", "builtin:news", "--tokenizer", str(teacher), "--out",
-              str(prepared)])
+    minitron(
+        [
+            "data",
+            "prepare",
+            "--input",
+            "builtin:news",
+            "--tokenizer",
+            str(teacher),
+            "--out",
+            str(prepared),
+        ]
+    )
     ok = {"out": out, "data": {"paths": [str(prepared)]}}
-    e = err(distill.main, loader.load(train.DistillConfig, values={
-        **ok, "student": str(teacher), "teacher": str(teacher),
-        "loss": {"kind": "topk_kl", "topk": 100000}}))
+    e = err(
+        distill.main,
+        loader.load(
+            train.DistillConfig,
+            values={
+                **ok,
+                "student": str(teacher),
+                "teacher": str(teacher),
+                "loss": {"kind": "topk_kl", "topk": 100000},
+            },
+        ),
+    )
     assert e.field == "loss.topk" and "vocabulary" in e.message
-    e = err(correct.main, loader.load(train.CorrectConfig, values={
-        **ok, "model": str(teacher), "mode": "lora", "lora_rank": 100000}))
+    e = err(
+        correct.main,
+        loader.load(
+            train.CorrectConfig,
+            values={**ok, "model": str(teacher), "mode": "lora", "lora_rank": 100000},
+        ),
+    )
     assert e.field == "lora_rank"
-    e = err(loader.load, align_cfg.AlignConfig, values={
-        "model": str(teacher), "out": out, "data": str(tmp_path / "missing.jsonl")})
+    e = err(
+        loader.load,
+        align_cfg.AlignConfig,
+        values={"model": str(teacher), "out": out, "data": str(tmp_path / "missing.jsonl")},
+    )
     assert e.field == "data" and "does not exist" in e.message
     rows = tmp_path / "p.jsonl"
     rows.write_text(json.dumps({"prompt": "Q?", "chosen": "yes", "rejected": " "}) + "\n")
@@ -306,7 +410,16 @@ def test_training_stages_check_sources_data_and_sizes_before_loading(tmp_path, t
 
     for dry in (True, False):
         with pytest.raises(DataError, match="p.jsonl:1: empty rejected"):
-            align.main(loader.load(align_cfg.AlignConfig, values={
-                "model": str(teacher), "out": out, "data": str(rows), "algorithm": "dpo",
-                "dry_run": dry}))
+            align.main(
+                loader.load(
+                    align_cfg.AlignConfig,
+                    values={
+                        "model": str(teacher),
+                        "out": out,
+                        "data": str(rows),
+                        "algorithm": "dpo",
+                        "dry_run": dry,
+                    },
+                )
+            )
     assert not (tmp_path / "o").exists()

@@ -63,8 +63,9 @@ def test_recomputation_gives_the_same_loss_and_gradients(recompute, tiny_models,
     runs = []
     for ex in (Execution(), Execution(recompute=recompute, recompute_num_layers=2)):
         eng = _engine(src, execution=ex)
-        assert eng.model.config.recompute_granularity == (None if ex.recompute == "none"
-                                                          else recompute)
+        assert eng.model.config.recompute_granularity == (
+            None if ex.recompute == "none" else recompute
+        )
         loss, _ = _step(eng, batch, 2)
         runs.append((loss, torch.cat([b.grad_data.clone() for b in eng.ddp.buffers])))
     assert abs(runs[0][0] - runs[1][0]) <= 1e-6
@@ -122,17 +123,23 @@ def test_bf16_training_stays_close_to_fp32(tiny_models, world, steps):
 
 
 @pytest.mark.parametrize("stage", ["distill", "correct", "align"])
-def test_dry_run_prints_the_memory_plan_and_refuses_one_over_budget(stage, tiny_models, calib,
-                                                                   tmp_path):
+def test_dry_run_prints_the_memory_plan_and_refuses_one_over_budget(
+    stage, tiny_models, calib, tmp_path
+):
     from helpers import minitron
 
     src, out = str(tiny_models["llama-untied"]), tmp_path / "run"
-    args = {"distill": ["distill", "--student", src, "--teacher", src],
-            "correct": ["correct", "--model", src],
-            "align": ["align", "--model", src, "--algorithm", "dpo", "--data",
-                      "builtin:preferences"]}[stage]
-    args += ["--out", str(out), f"data.paths=[{calib}]" if stage != "align" else "beta=0.1",
-             "--dry-run"]
+    args = {
+        "distill": ["distill", "--student", src, "--teacher", src],
+        "correct": ["correct", "--model", src],
+        "align": ["align", "--model", src, "--algorithm", "dpo", "--data", "builtin:preferences"],
+    }[stage]
+    args += [
+        "--out",
+        str(out),
+        f"data.paths=[{calib}]" if stage != "align" else "beta=0.1",
+        "--dry-run",
+    ]
     res = minitron(args)
     trained = {"distill": "student", "correct": "teacher", "align": "policy"}[stage]
     assert f"{trained} optimizer (Adam moments)" in res.stdout and "fits" in res.stdout

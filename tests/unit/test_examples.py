@@ -4,8 +4,9 @@ import shlex
 
 import pytest
 
-from helpers import ROOT
 from minitron import cli
+
+from helpers import ROOT
 
 YAMLS = sorted((ROOT / "examples").rglob("*.yaml"))
 
@@ -18,7 +19,7 @@ def test_there_are_examples():
 def test_yaml_starts_with_its_command_and_loads(path, tmp_path, monkeypatch):
     first = path.read_text().splitlines()[0]
     assert first.startswith("# minitron "), "first line must be the exact command"
-    argv = shlex.split(first[len("# minitron "):])
+    argv = shlex.split(first[len("# minitron ") :])
     rel = str(path.relative_to(ROOT))
     assert rel in argv, f"the command must name its own file ({rel})"
     argv[argv.index(rel)] = str(path)

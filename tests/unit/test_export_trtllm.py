@@ -12,15 +12,27 @@ from helpers import minitron
 @pytest.fixture(scope="module")
 def ckpt(tiny_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("trt") / "ck"
-    minitron(["import", "--hf", str(tiny_models["llama31-rope"]), "--out", str(out),
-              "--dtype", "bfloat16"])
+    minitron(
+        [
+            "import",
+            "--hf",
+            str(tiny_models["llama31-rope"]),
+            "--out",
+            str(out),
+            "--dtype",
+            "bfloat16",
+        ]
+    )
     return out
 
 
 def export(ckpt, out, tp):
-    minitron(["export", "--ckpt", str(ckpt), "--format", "trtllm", "--tp", str(tp), "--out", str(out)])
-    return json.loads((out / "config.json").read_text()), \
-        [load_file(str(out / f"rank{r}.safetensors")) for r in range(tp)]
+    minitron(
+        ["export", "--ckpt", str(ckpt), "--format", "trtllm", "--tp", str(tp), "--out", str(out)]
+    )
+    return json.loads((out / "config.json").read_text()), [
+        load_file(str(out / f"rank{r}.safetensors")) for r in range(tp)
+    ]
 
 
 def test_tp1_names_shapes_dtypes_and_config(ckpt, tiny_models, tmp_path):
@@ -33,19 +45,33 @@ def test_tp1_names_shapes_dtypes_and_config(ckpt, tiny_models, tmp_path):
     assert cfg["rotary_scaling"]["type"] == "llama3" and cfg["rotary_scaling"]["factor"] == 8.0
     hf = load_file(str(tiny_models["llama31-rope"] / "model.safetensors"))
     h, d = 64, 16
-    want = {"transformer.vocab_embedding.weight": (300, h), "transformer.ln_f.weight": (h,),
-            "lm_head.weight": (300, h)}
+    want = {
+        "transformer.vocab_embedding.weight": (300, h),
+        "transformer.ln_f.weight": (h,),
+        "lm_head.weight": (300, h),
+    }
     for i in range(4):
         t = f"transformer.layers.{i}."
-        want.update({t + "attention.qkv.weight": ((4 + 2 * 2) * d, h),
-                     t + "attention.dense.weight": (h, 4 * d), t + "input_layernorm.weight": (h,),
-                     t + "post_layernorm.weight": (h,), t + "mlp.fc.weight": (128, h),
-                     t + "mlp.gate.weight": (128, h), t + "mlp.proj.weight": (h, 128)})
+        want.update(
+            {
+                t + "attention.qkv.weight": ((4 + 2 * 2) * d, h),
+                t + "attention.dense.weight": (h, 4 * d),
+                t + "input_layernorm.weight": (h,),
+                t + "post_layernorm.weight": (h,),
+                t + "mlp.fc.weight": (128, h),
+                t + "mlp.gate.weight": (128, h),
+                t + "mlp.proj.weight": (h, 128),
+            }
+        )
     assert {k: tuple(v.shape) for k, v in w.items()} == want
     assert all(v.dtype == torch.bfloat16 for v in w.values())
     p = "model.layers.2."
-    assert torch.equal(w["transformer.layers.2.mlp.fc.weight"], hf[p + "mlp.gate_proj.weight"].bfloat16())
-    assert torch.equal(w["transformer.layers.2.mlp.gate.weight"], hf[p + "mlp.up_proj.weight"].bfloat16())
+    assert torch.equal(
+        w["transformer.layers.2.mlp.fc.weight"], hf[p + "mlp.gate_proj.weight"].bfloat16()
+    )
+    assert torch.equal(
+        w["transformer.layers.2.mlp.gate.weight"], hf[p + "mlp.up_proj.weight"].bfloat16()
+    )
     qkv = torch.cat([hf[p + f"self_attn.{x}_proj.weight"] for x in "qkv"]).bfloat16()
     assert torch.equal(w["transformer.layers.2.attention.qkv.weight"], qkv)
 
@@ -82,8 +108,9 @@ def test_tp_above_kv_heads_duplicates_them_as_tensorrt_llm_does(ckpt, tmp_path):
         q, k, v = full[name].split([4 * d, 2 * d, 2 * d])
         for r, w in enumerate(ranks):
             assert w[name].shape == ((1 + 2) * d, 64)
-            assert torch.equal(w[name], torch.cat([q.chunk(4)[r], k.chunk(2)[r // 2],
-                                                   v.chunk(2)[r // 2]])), (i, r)
+            assert torch.equal(
+                w[name], torch.cat([q.chunk(4)[r], k.chunk(2)[r // 2], v.chunk(2)[r // 2]])
+            ), (i, r)
 
 
 def test_tp_that_fits_neither_heads_nor_kv_heads_is_refused(ckpt, tmp_path):
@@ -94,13 +121,26 @@ def test_tp_that_fits_neither_heads_nor_kv_heads_is_refused(ckpt, tmp_path):
     from minitron.export.trtllm import check_tp
     from minitron.models.arch import ModelArch
 
-    res = minitron(["export", "--ckpt", str(ckpt), "--format", "trtllm", "--tp", "3", "--out",
-                    str(tmp_path / "x")], check=False)
+    res = minitron(
+        [
+            "export",
+            "--ckpt",
+            str(ckpt),
+            "--format",
+            "trtllm",
+            "--tp",
+            "3",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        check=False,
+    )
     assert res.returncode == 2 and "tp=3 must divide num_attention_heads=4" in res.stderr
     assert not (tmp_path / "x").exists()
     arch = ModelArch.from_dict(read_manifest(ckpt)["arch"])
-    wide = dataclasses.replace(arch, num_attention_heads=12, num_query_groups=4,
-                               ffn_hidden_size=120)
+    wide = dataclasses.replace(
+        arch, num_attention_heads=12, num_query_groups=4, ffn_hidden_size=120
+    )
     check_tp(wide, 2), check_tp(wide, 4), check_tp(wide, 12)
     with pytest.raises(ConfigError, match="one must divide the other"):
         check_tp(wide, 6)

@@ -9,10 +9,11 @@ import zipfile
 import pytest
 import torch
 
-from helpers import minitron
 from minitron.checkpoint import atomic
 from minitron.checkpoint.gate import check_dist_checkpoint, check_pickle, check_torch_file
 from minitron.errors import CheckpointError
+
+from helpers import minitron
 
 
 class _Payload:
@@ -58,8 +59,10 @@ def test_a_crafted_metadata_is_refused_and_never_runs(imported, calib, tmp_path)
     md.planner_data = {"x": _Payload(marker)}
     meta.write_bytes(pickle.dumps(md))
     _reseal(ckpt)
-    for args in (["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "hf")],
-                 ["loss", "--model", str(ckpt), f"data.paths=[{calib}]", "data.seq_length=16"]):
+    for args in (
+        ["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "hf")],
+        ["loss", "--model", str(ckpt), f"data.paths=[{calib}]", "data.seq_length=16"],
+    ):
         res = minitron(args, check=False)
         assert res.returncode != 0
         assert "posix.system" in res.stderr and ".metadata" in res.stderr, res.stderr[-2000:]
@@ -90,8 +93,16 @@ def test_a_crafted_common_pt_and_byte_item_are_refused(imported, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("global_", ["builtins.eval", "builtins.getattr", "subprocess.Popen",
-                                     "torch.load", "numpy.core.multiarray._reconstruct"])
+@pytest.mark.parametrize(
+    "global_",
+    [
+        "builtins.eval",
+        "builtins.getattr",
+        "subprocess.Popen",
+        "torch.load",
+        "numpy.core.multiarray._reconstruct",
+    ],
+)
 def test_only_the_formats_globals_are_admitted(global_):
     module, name = global_.rsplit(".", 1)
     data = b"\x80\x04c" + f"{module}\n{name}\n".encode() + b")R."
@@ -118,8 +129,9 @@ def test_a_crafted_optimizer_checkpoint_is_refused_on_resume(tiny_models, calib,
     md.planner_data = [_Payload(marker)]
     meta.write_bytes(pickle.dumps(md))
     info = json.loads((ckpt / "trainer.json").read_text())  # reseal, as an attacker would
-    info["files"] = {f"{sub}/{k}": v for sub in ("optim", "rng")
-                     for k, v in atomic.checksums(ckpt / sub).items()}
+    info["files"] = {
+        f"{sub}/{k}": v for sub in ("optim", "rng") for k, v in atomic.checksums(ckpt / sub).items()
+    }
     (ckpt / "trainer.json").write_text(json.dumps(info))
     res = minitron(_distill_args(teacher, teacher, run, calib, 4), check=False)
     assert res.returncode != 0 and "posix.system" in res.stderr, res.stderr[-2000:]

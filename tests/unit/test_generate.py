@@ -8,17 +8,23 @@ import json
 import pytest
 import torch
 
-from helpers import minitron
 from minitron.config.generate import GenerateConfig, SamplingConfig
 from minitron.config.loader import load
 from minitron.errors import ConfigError
 from minitron.generate.engine import cut, eos_ids
 
-PROMPTS = ["The capital of France is", "Once upon a time", "Water boils at",
-           "In 1969, the first person to walk on the Moon was",
-           "The three primary colours are red,", "def fibonacci(n):",
-           "A recipe for pancakes: first, mix the flour with",
-           "Photosynthesis is the process by which plants use sunlight, water and carbon dioxide to"]
+from helpers import minitron
+
+PROMPTS = [
+    "The capital of France is",
+    "Once upon a time",
+    "Water boils at",
+    "In 1969, the first person to walk on the Moon was",
+    "The three primary colours are red,",
+    "def fibonacci(n):",
+    "A recipe for pancakes: first, mix the flour with",
+    "Photosynthesis is the process by which plants use sunlight, water and carbon dioxide to",
+]
 NEW = 12
 
 
@@ -45,9 +51,8 @@ def reference(smollm2_dir, smol):
     with torch.no_grad():
         for p in PROMPTS:
             ids = tok(p, return_tensors="pt")["input_ids"]
-            g = hf.generate(ids, max_new_tokens=NEW, do_sample=False,
-                            pad_token_id=tok.eos_token_id)
-            out.append(g[0, ids.shape[1]:].tolist())
+            g = hf.generate(ids, max_new_tokens=NEW, do_sample=False, pad_token_id=tok.eos_token_id)
+            out.append(g[0, ids.shape[1] :].tolist())
     return out
 
 
@@ -101,6 +106,7 @@ def test_stop_strings_end_before_the_string(smol, reference):
 
 # ------------------------------------------------------------------ pure parts
 
+
 def test_cut_at_eos_ids_and_stop_strings():
     vocab = {1: "a", 2: "b", 3: " STOP", 4: "c", 9: "<eos>"}
 
@@ -126,14 +132,17 @@ def test_eos_ids_first_is_the_tokenizers():
         eos_ids(T(), [])
 
 
-@pytest.mark.parametrize("over,field", [
-    ({"sampling": {"do_sample": True, "top_k": 5, "top_p": 0.9}}, "top_p"),
-    ({"sampling": {"do_sample": True, "temperature": 0.0}}, "temperature"),
-    ({"sampling": {"max_new_tokens": 0}}, "max_new_tokens"),
-    ({"sampling": {"stop": [""]}}, "stop"),
-    ({"prompt": None}, "prompt"),
-    ({"chat": "jinja"}, "chat"),
-])
+@pytest.mark.parametrize(
+    "over,field",
+    [
+        ({"sampling": {"do_sample": True, "top_k": 5, "top_p": 0.9}}, "top_p"),
+        ({"sampling": {"do_sample": True, "temperature": 0.0}}, "temperature"),
+        ({"sampling": {"max_new_tokens": 0}}, "max_new_tokens"),
+        ({"sampling": {"stop": [""]}}, "stop"),
+        ({"prompt": None}, "prompt"),
+        ({"chat": "jinja"}, "chat"),
+    ],
+)
 def test_config_errors_name_the_field(over, field):
     base = {"model": "m", "prompt": "hi"}
     with pytest.raises(ConfigError, match=field):
@@ -142,23 +151,34 @@ def test_config_errors_name_the_field(over, field):
 
 # ------------------------------------------------------------------ the command
 
+
 def test_generate_command_writes_rows_and_resumes(smollm2_dir, tmp_path):
     rows = [{"id": f"p{i}", "prompt": p} for i, p in enumerate(PROMPTS[:5])]
     rows.append({"messages": [{"role": "user", "content": "Name a fruit."}]})
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    args = ["generate", "--model", str(smollm2_dir), "--input", str(tmp_path / "in.jsonl"),
-            "chat=plain", "batch_size=1", "sampling.max_new_tokens=6", "sampling.stop=[\"\\n\\n\"]"]
+    args = [
+        "generate",
+        "--model",
+        str(smollm2_dir),
+        "--input",
+        str(tmp_path / "in.jsonl"),
+        "chat=plain",
+        "batch_size=1",
+        "sampling.max_new_tokens=6",
+        'sampling.stop=["\\n\\n"]',
+    ]
     res = minitron(args + ["--out", str(tmp_path / "full.jsonl")], timeout=900)
     assert "layout tp=1 pp=1 dp=1" in res.stdout
     full = [json.loads(x) for x in (tmp_path / "full.jsonl").read_text().splitlines()]
     assert [r["id"] for r in full] == ["p0", "p1", "p2", "p3", "p4", 5]
-    assert all(r["prompt"].startswith("User: ") and r["prompt"].endswith("Assistant:")
-               for r in full)
-    assert all(0 < r["completion_tokens"] <= 6 and r["finish"] in ("eos", "stop", "length")
-               for r in full)
+    assert all(
+        r["prompt"].startswith("User: ") and r["prompt"].endswith("Assistant:") for r in full
+    )
+    assert all(
+        0 < r["completion_tokens"] <= 6 and r["finish"] in ("eos", "stop", "length") for r in full
+    )
     # a run killed after its first chunk (4 prompts at batch_size 1) continues from there
-    (tmp_path / "part.jsonl").write_text(
-        "".join(json.dumps(r) + "\n" for r in full[:4]))
+    (tmp_path / "part.jsonl").write_text("".join(json.dumps(r) + "\n" for r in full[:4]))
     res = minitron(args + ["--out", str(tmp_path / "part.jsonl")], timeout=900)
     assert "4 of 6 prompts already" in res.stdout
     part = [json.loads(x) for x in (tmp_path / "part.jsonl").read_text().splitlines()]

@@ -9,8 +9,13 @@ import pytest
 
 from helpers import ROOT
 
-SCRIPTS = ["launch/torchrun.sh", "launch/trtllm.sh", "launch/slurm.sbatch", "scripts/setup.sh",
-           ".ci/run"]
+SCRIPTS = [
+    "launch/torchrun.sh",
+    "launch/trtllm.sh",
+    "launch/slurm.sbatch",
+    "scripts/setup.sh",
+    ".ci/run",
+]
 
 
 def _tool(name):
@@ -22,12 +27,14 @@ def _tool(name):
 
 
 def test_dockerfile_passes_hadolint():
-    res = subprocess.run([_tool("hadolint"), str(ROOT / "docker" / "Dockerfile")],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [_tool("hadolint"), str(ROOT / "docker" / "Dockerfile")], capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 
 def test_shell_scripts_pass_shellcheck():
-    res = subprocess.run([_tool("shellcheck"), *(str(ROOT / s) for s in SCRIPTS)],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [_tool("shellcheck"), *(str(ROOT / s) for s in SCRIPTS)], capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stdout + res.stderr

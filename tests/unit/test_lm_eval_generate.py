@@ -11,8 +11,14 @@ from helpers import minitron, read_json
 
 pytest.importorskip("lm_eval")
 
-PROMPTS = ["The fox", "Yesterday the market", "A new report says that the city", "Rain",
-           "Scientists have found", "The minister said"]
+PROMPTS = [
+    "The fox",
+    "Yesterday the market",
+    "A new report says that the city",
+    "Rain",
+    "Scientists have found",
+    "The minister said",
+]
 
 
 class Req:  # the part of lm-eval's Instance the model reads
@@ -37,8 +43,9 @@ def test_generate_until_matches_minitron_generate(tiny_lm, tmp_path):
     free = lm.generate_until([Req(p, {"max_gen_toks": 10, "until": []}) for p in PROMPTS])
     # a stop string taken from each free completion's middle: generation must end before it
     stops = [t[3:6] if len(t) >= 6 else "\x00" for t in free]
-    kwargs = [{"max_gen_toks": 10, "until": [s], "do_sample": False, "temperature": 0.0}
-              for s in stops]
+    kwargs = [
+        {"max_gen_toks": 10, "until": [s], "do_sample": False, "temperature": 0.0} for s in stops
+    ]
     got = lm.generate_until([Req(p, k) for p, k in zip(PROMPTS, kwargs)])
     for f, g, s in zip(free, got, stops):
         assert g == (f[: f.find(s)] if s in f else f)
@@ -46,11 +53,21 @@ def test_generate_until_matches_minitron_generate(tiny_lm, tmp_path):
     # the same requests through the command: one stop string for all, so one run
     (tmp_path / "p.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
     for stop in (None, stops[0]):
-        args = ["generate", "--model", str(path), "--input", str(tmp_path / "p.jsonl"),
-                "--out", str(tmp_path / f"{stop is None}.jsonl"), "sampling.max_new_tokens=10",
-                "batch_size=4"] + ([f"sampling.stop=[{json.dumps(stop)}]"] if stop else [])
+        args = [
+            "generate",
+            "--model",
+            str(path),
+            "--input",
+            str(tmp_path / "p.jsonl"),
+            "--out",
+            str(tmp_path / f"{stop is None}.jsonl"),
+            "sampling.max_new_tokens=10",
+            "batch_size=4",
+        ] + ([f"sampling.stop=[{json.dumps(stop)}]"] if stop else [])
         minitron(args)
-        rows = [json.loads(x) for x in (tmp_path / f"{stop is None}.jsonl").read_text().splitlines()]
+        rows = [
+            json.loads(x) for x in (tmp_path / f"{stop is None}.jsonl").read_text().splitlines()
+        ]
         until = [stop] if stop else []
         ours = lm.generate_until([Req(p, {"max_gen_toks": 10, "until": until}) for p in PROMPTS])
         assert [r["completion"] for r in rows] == ours
@@ -102,6 +119,7 @@ def test_chat_template_interface_renders_like_align(tiny_lm, smollm2_dir):
 
 # ------------------------------------------------------------------ the IFEval-format set
 
+
 def _rows():
     from minitron.eval.lm_tasks import DATA
 
@@ -127,8 +145,15 @@ def test_ifeval_mini_rows_are_valid_for_lm_evals_checkers():
                 checker.build_description(prompt=r["prompt"])
             assert isinstance(checker.check_following("some answer"), bool)
             kinds.add(iid.split(":")[0])
-    assert kinds >= {"length_constraints", "keywords", "change_case", "detectable_format",
-                     "punctuation", "startend", "detectable_content"}
+    assert kinds >= {
+        "length_constraints",
+        "keywords",
+        "change_case",
+        "detectable_format",
+        "punctuation",
+        "startend",
+        "detectable_content",
+    }
 
 
 def test_ifeval_mini_scored_by_lm_evals_process_results():
@@ -136,8 +161,9 @@ def test_ifeval_mini_scored_by_lm_evals_process_results():
     from lm_eval.tasks.ifeval.utils import process_results
 
     rows = {r["key"]: r for r in _rows()}
-    lower = next(r for r in rows.values()
-                 if r["instruction_id_list"] == ["change_case:english_lowercase"])
+    lower = next(
+        r for r in rows.values() if r["instruction_id_list"] == ["change_case:english_lowercase"]
+    )
     ok = process_results(lower, ["the dough rests so the gluten relaxes and the bread rises well."])
     bad = process_results(lower, ["The Dough Rests So The Gluten Relaxes."])
     assert ok["prompt_level_strict_acc"] and not bad["prompt_level_strict_acc"]
@@ -149,13 +175,31 @@ def test_ifeval_mini_scored_by_lm_evals_process_results():
 def test_ifeval_mini_runs_through_lm_eval_offline(tiny_models, tmp_path):
     pytest.importorskip("langdetect")
     out, samples = tmp_path / "r.json", tmp_path / "s.jsonl"
-    res = minitron(["lm-eval", "--model", str(tiny_models["llama-tied"]), "--tasks",
-                    "ifeval_mini", "--limit", "12", "--apply_chat_template", "batch_size=6",
-                    "--out", str(out), f"samples={samples}"], timeout=900)
+    res = minitron(
+        [
+            "lm-eval",
+            "--model",
+            str(tiny_models["llama-tied"]),
+            "--tasks",
+            "ifeval_mini",
+            "--limit",
+            "12",
+            "--apply_chat_template",
+            "batch_size=6",
+            "--out",
+            str(out),
+            f"samples={samples}",
+        ],
+        timeout=900,
+    )
     assert "layout tp=1 pp=1 dp=1" in res.stdout
     r = read_json(out)["ifeval_mini"]
-    for m in ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc",
-              "inst_level_loose_acc"):
+    for m in (
+        "prompt_level_strict_acc",
+        "inst_level_strict_acc",
+        "prompt_level_loose_acc",
+        "inst_level_loose_acc",
+    ):
         assert 0.0 <= r[f"{m},none"] <= 1.0
     rows = [json.loads(x) for x in Path(samples).read_text().splitlines()]
     assert len(rows) == 12

@@ -31,9 +31,17 @@ def ref(s, t, kind, T=1.0, beta=0.5, k=0):
     return d * T * T
 
 
-@pytest.mark.parametrize("kind,T,k", [("forward_kl", 1.0, 0), ("forward_kl", 2.0, 0),
-                                      ("reverse_kl", 1.0, 0), ("reverse_kl", 1.5, 0),
-                                      ("jsd", 1.0, 0), ("topk_kl", 1.0, 5)])
+@pytest.mark.parametrize(
+    "kind,T,k",
+    [
+        ("forward_kl", 1.0, 0),
+        ("forward_kl", 2.0, 0),
+        ("reverse_kl", 1.0, 0),
+        ("reverse_kl", 1.5, 0),
+        ("jsd", 1.0, 0),
+        ("topk_kl", 1.0, 5),
+    ],
+)
 def test_value_and_gradient_match_autograd(kind, T, k):
     s = torch.randn(7, 50, generator=G, dtype=torch.float64, requires_grad=True)
     t = torch.randn(7, 50, generator=G, dtype=torch.float64)
@@ -97,7 +105,9 @@ def test_chunked_equals_unchunked_and_mask():
     torch.testing.assert_close(a, b)
     torch.testing.assert_close(ga, gb)
     assert ga[mask == 0].abs().max() == 0  # masked tokens get no gradient
-    want = (ref(s.detach().reshape(-1, 64), t.reshape(-1, 64), "forward_kl") * mask.reshape(-1)).sum() / mask.sum()
+    want = (
+        ref(s.detach().reshape(-1, 64), t.reshape(-1, 64), "forward_kl") * mask.reshape(-1)
+    ).sum() / mask.sum()
     torch.testing.assert_close(a.detach(), want.float())
 
 
@@ -111,8 +121,10 @@ def test_padding_columns_are_ignored():
     nan[1, 3] = float("nan")  # a broken student is not hidden by the padding handling
     assert distill_loss(pad(nan, 6), pad(t, 6), torch.ones(4)).isnan()
     for kind in ("reverse_kl", "jsd"):
-        assert torch.allclose(distill_loss(s, t, torch.ones(4), kind),
-                              distill_loss(pad(s, 6), pad(t, 6), torch.ones(4), kind))
+        assert torch.allclose(
+            distill_loss(s, t, torch.ones(4), kind),
+            distill_loss(pad(s, 6), pad(t, 6), torch.ones(4), kind),
+        )
 
 
 def test_student_and_teacher_padded_differently_at_tp1(world):

@@ -9,8 +9,6 @@ import shutil
 import pytest
 import torch
 
-import megatron_fixtures as fx
-from helpers import make_tiny_model, make_tiny_tokenizer
 from minitron.checkpoint import gate, megatron
 from minitron.config import loader, schema
 from minitron.errors import CheckpointError, ConfigError
@@ -18,6 +16,9 @@ from minitron.eval.logits import full_logits
 from minitron.models.load import describe_source, load_model
 from minitron.models.weights import full_tensors
 from minitron.recipes import export, import_hf
+
+import megatron_fixtures as fx
+from helpers import make_tiny_model, make_tiny_tokenizer
 
 TOKENS = torch.randint(0, 300, (2, 24), generator=torch.Generator().manual_seed(3))
 QUIET = dict(log=lambda s: None)
@@ -44,8 +45,10 @@ def source_logits(hf_dir):
 
 
 def imported(src, out, **values):
-    import_hf.main(loader.load(schema.ImportConfig, values={
-        "megatron": str(src), "out": str(out), **values}), **QUIET)
+    import_hf.main(
+        loader.load(schema.ImportConfig, values={"megatron": str(src), "out": str(out), **values}),
+        **QUIET,
+    )
     return out
 
 
@@ -84,8 +87,9 @@ def test_bridge_checkpoint_imports_from_run_config(variant, hf, tmp_path, world)
 
 
 @pytest.mark.parametrize("variant", ["llama-untied", "llama31-rope"])
-def test_nemo2_checkpoint_imports_and_its_lightning_state_is_never_unpickled(variant, hf,
-                                                                             tmp_path, world):
+def test_nemo2_checkpoint_imports_and_its_lightning_state_is_never_unpickled(
+    variant, hf, tmp_path, world
+):
     marker = tmp_path / "pwned"
     src = fx.nemo2(hf[variant], tmp_path / "nemo", marker=marker)
     s = megatron.open_source(src)
@@ -99,10 +103,23 @@ def test_nemo2_checkpoint_imports_and_its_lightning_state_is_never_unpickled(var
 
 @pytest.mark.parametrize("variant", ["llama-untied", "llama-tied", "llama31-mcore"])
 def test_export_megatron_round_trip_is_bit_exact(variant, hf, tmp_path, world):
-    import_hf.main(loader.load(schema.ImportConfig, values={
-        "hf": str(hf[variant]), "out": str(tmp_path / "ck")}), **QUIET)
-    export.main(loader.load(schema.ExportConfig, values={
-        "ckpt": str(tmp_path / "ck"), "format": "megatron", "out": str(tmp_path / "meg")}), **QUIET)
+    import_hf.main(
+        loader.load(
+            schema.ImportConfig, values={"hf": str(hf[variant]), "out": str(tmp_path / "ck")}
+        ),
+        **QUIET,
+    )
+    export.main(
+        loader.load(
+            schema.ExportConfig,
+            values={
+                "ckpt": str(tmp_path / "ck"),
+                "format": "megatron",
+                "out": str(tmp_path / "meg"),
+            },
+        ),
+        **QUIET,
+    )
     meg = tmp_path / "meg"
     assert (meg / "latest_checkpointed_iteration.txt").read_text() == "release"
     common = gate.read_common(meg / "release")
@@ -124,26 +141,42 @@ def test_export_megatron_round_trip_is_bit_exact(variant, hf, tmp_path, world):
 
 
 def test_export_megatron_refuses_rope_scaling_megatron_core_cannot_run(hf, tmp_path, world):
-    import_hf.main(loader.load(schema.ImportConfig, values={
-        "hf": str(hf["llama31-rope"]), "out": str(tmp_path / "ck")}), **QUIET)
+    import_hf.main(
+        loader.load(
+            schema.ImportConfig, values={"hf": str(hf["llama31-rope"]), "out": str(tmp_path / "ck")}
+        ),
+        **QUIET,
+    )
     with pytest.raises(ConfigError) as e:
-        export.main(loader.load(schema.ExportConfig, values={
-            "ckpt": str(tmp_path / "ck"), "format": "megatron", "out": str(tmp_path / "m")}),
-            **QUIET)
+        export.main(
+            loader.load(
+                schema.ExportConfig,
+                values={
+                    "ckpt": str(tmp_path / "ck"),
+                    "format": "megatron",
+                    "out": str(tmp_path / "m"),
+                },
+            ),
+            **QUIET,
+        )
     assert e.value.field == "rope_scaling" and not (tmp_path / "m").exists()
 
 
-@pytest.mark.parametrize("change,field", [
-    ({"num_experts": 8}, "num_experts"),
-    ({"normalization": "LayerNorm"}, "normalization"),
-    ({"add_bias_linear": True}, "add_bias_linear"),
-    ({"swiglu": False}, "swiglu"),
-    ({"rotary_percent": 0.5}, "rotary_percent"),
-    ({"position_embedding_type": "learned_absolute"}, "position_embedding_type"),
-    ({"untie_embeddings_and_output_weights": True}, "untie_embeddings_and_output_weights"),
-])
-def test_what_minitron_cannot_represent_is_refused_naming_the_field(change, field, hf, tmp_path,
-                                                                    world):
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        ({"num_experts": 8}, "num_experts"),
+        ({"normalization": "LayerNorm"}, "normalization"),
+        ({"add_bias_linear": True}, "add_bias_linear"),
+        ({"swiglu": False}, "swiglu"),
+        ({"rotary_percent": 0.5}, "rotary_percent"),
+        ({"position_embedding_type": "learned_absolute"}, "position_embedding_type"),
+        ({"untie_embeddings_and_output_weights": True}, "untie_embeddings_and_output_weights"),
+    ],
+)
+def test_what_minitron_cannot_represent_is_refused_naming_the_field(
+    change, field, hf, tmp_path, world
+):
     src = fx.megatron_lm(hf["llama-tied"], tmp_path / "mlm", extra_args=change)
     with pytest.raises(ConfigError) as e:
         imported(src, tmp_path / "ck")
@@ -251,16 +284,29 @@ def test_every_stage_takes_a_megatron_directory_as_its_model(hf, calib, tmp_path
     from helpers import minitron, read_json, torchrun
 
     src = fx.nemo2(hf["llama-untied"], tmp_path / "nemo")
-    common = [f"data.paths=[{calib}]", "data.seq_length=32", "num_samples=4",
-              "data.split=90,10,0"]
+    common = [f"data.paths=[{calib}]", "data.seq_length=32", "num_samples=4", "data.split=90,10,0"]
     minitron(["loss", "--model", str(hf["llama-untied"]), *common, f"out={tmp_path}/a.json"])
-    torchrun(2, ["-m", "minitron", "loss", "--model", str(src), "--tp", "2", *common,
-                 f"out={tmp_path}/b.json"])
+    torchrun(
+        2,
+        [
+            "-m",
+            "minitron",
+            "loss",
+            "--model",
+            str(src),
+            "--tp",
+            "2",
+            *common,
+            f"out={tmp_path}/b.json",
+        ],
+    )
     a, b = read_json(tmp_path / "a.json"), read_json(tmp_path / "b.json")
     assert a["tokens"] == b["tokens"] and abs(a["loss"] - b["loss"]) < 1e-5, (a, b)
     work = tmp_path / "work"
-    (tmp_path / "run.yaml").write_text(f"model: {src}\nworkdir: {work}\nstages: [import]\n"
-                                       "students: [{name: s, target: {num_layers: 2}}]\n")
+    (tmp_path / "run.yaml").write_text(
+        f"model: {src}\nworkdir: {work}\nstages: [import]\n"
+        "students: [{name: s, target: {num_layers: 2}}]\n"
+    )
     minitron(["run", "--config", str(tmp_path / "run.yaml")])
     manifest = read_json(work / "checkpoints" / "teacher" / "manifest.json")
     assert manifest["extra"]["source_kind"] == "nemo2"
@@ -287,10 +333,23 @@ def test_export_loads_the_way_megatron_lm_and_bridge_load_it(hf, tmp_path, world
     from minitron.models.builder import build_model
     from minitron.models.megatron_arch import arch_from_args
 
-    import_hf.main(loader.load(schema.ImportConfig, values={
-        "hf": str(hf["llama-untied"]), "out": str(tmp_path / "ck")}), **QUIET)
-    export.main(loader.load(schema.ExportConfig, values={
-        "ckpt": str(tmp_path / "ck"), "format": "megatron", "out": str(tmp_path / "meg")}), **QUIET)
+    import_hf.main(
+        loader.load(
+            schema.ImportConfig, values={"hf": str(hf["llama-untied"]), "out": str(tmp_path / "ck")}
+        ),
+        **QUIET,
+    )
+    export.main(
+        loader.load(
+            schema.ExportConfig,
+            values={
+                "ckpt": str(tmp_path / "ck"),
+                "format": "megatron",
+                "out": str(tmp_path / "meg"),
+            },
+        ),
+        **QUIET,
+    )
     meg = tmp_path / "meg"
     it = meg / (meg / "latest_checkpointed_iteration.txt").read_text().strip()
     common = dist_checkpointing.load_common_state_dict(str(it))  # torch.load, weights_only
@@ -299,11 +358,13 @@ def test_export_loads_the_way_megatron_lm_and_bridge_load_it(hf, tmp_path, world
     assert args.tokenizer_type == "HuggingFaceTokenizer"
     assert (it / "tokenizer" / "tokenizer.json").is_file()
     arch = arch_from_args(vars(args), 300)
-    model = build_model(arch.replace(padded_vocab_size=args.padded_vocab_size),
-                        init_weights=False)
+    model = build_model(arch.replace(padded_vocab_size=args.padded_vocab_size), init_weights=False)
     metadata = dist_checkpointing.load_content_metadata(preloaded_state_dict=common) or {}
-    state = dist_checkpointing.load({"model": model.sharded_state_dict(metadata=metadata)},
-                                    str(it), strict="assume_ok_unexpected")
+    state = dist_checkpointing.load(
+        {"model": model.sharded_state_dict(metadata=metadata)},
+        str(it),
+        strict="assume_ok_unexpected",
+    )
     model.load_state_dict(state["model"], strict=False)
     diff = (full_logits(model, TOKENS, 300) - source_logits(hf["llama-untied"])).abs().max()
     assert diff.item() <= 1e-5
@@ -311,5 +372,8 @@ def test_export_loads_the_way_megatron_lm_and_bridge_load_it(hf, tmp_path, world
     m = run_config["model"]
     assert (m["tensor_model_parallel_size"], m["pipeline_model_parallel_size"]) == (1, 1)
     assert m["_target_"] == "megatron.bridge.models.gpt_provider.GPTModelProvider"
-    assert (m["num_layers"], m["num_query_groups"], m["share_embeddings_and_output_weights"]) \
-        == (4, 2, False)
+    assert (m["num_layers"], m["num_query_groups"], m["share_embeddings_and_output_weights"]) == (
+        4,
+        2,
+        False,
+    )

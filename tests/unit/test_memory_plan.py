@@ -9,17 +9,33 @@ import pytest
 from minitron.errors import ConfigError
 from minitron.models.arch import ModelArch, load_arch
 from minitron.models.params import count_params
-from minitron.train.memory import (ModelRole, Precision, check, layer_activation_bytes, plan,
-                                   stage_params)
+from minitron.train.memory import (
+    ModelRole,
+    Precision,
+    check,
+    layer_activation_bytes,
+    plan,
+    stage_params,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = ("weights", "gradients", "fp32 main params", "optimizer (Adam moments)")
 
 
 def arch(**kw) -> ModelArch:
-    base = dict(family="llama", hidden_size=256, ffn_hidden_size=768, num_layers=8,
-                num_attention_heads=8, num_query_groups=4, head_dim=32, vocab_size=1000,
-                padded_vocab_size=1024, max_position_embeddings=4096, rope_theta=1e4)
+    base = dict(
+        family="llama",
+        hidden_size=256,
+        ffn_hidden_size=768,
+        num_layers=8,
+        num_attention_heads=8,
+        num_query_groups=4,
+        head_dim=32,
+        vocab_size=1000,
+        padded_vocab_size=1024,
+        max_position_embeddings=4096,
+        rope_theta=1e4,
+    )
     return ModelArch(**{**base, **kw})
 
 
@@ -32,8 +48,16 @@ def one(a=None, **kw):
 
 
 def layer(a: ModelArch, s: int, **kw) -> float:
-    return layer_activation_bytes(a.hidden_size, a.ffn_hidden_size, a.num_attention_heads,
-                                  a.num_query_groups, a.head_dim, s, 1, **kw)
+    return layer_activation_bytes(
+        a.hidden_size,
+        a.ffn_hidden_size,
+        a.num_attention_heads,
+        a.num_query_groups,
+        a.head_dim,
+        s,
+        1,
+        **kw,
+    )
 
 
 def test_stage_params_sum_to_the_model():
@@ -52,12 +76,15 @@ def test_stage_params_sum_to_the_model():
     assert stage_params(t, 1, 2, "last") == stage_params(a, 1, 2, "last")
 
 
-@pytest.mark.parametrize("dtype,grad_fp32,per_param", [
-    ("bfloat16", True, 18),   # 2 weights + 4 fp32 grads + 4 main params + 8 Adam
-    ("bfloat16", False, 16),  # ZeRO's 16 Psi: 2 + 2 + 4 + 8
-    ("float32", True, 16),    # 4 + 4 + no main copy (params are stepped in place) + 8
-    ("float32", False, 16),   # fp32 params always reduce fp32 grads
-])
+@pytest.mark.parametrize(
+    "dtype,grad_fp32,per_param",
+    [
+        ("bfloat16", True, 18),  # 2 weights + 4 fp32 grads + 4 main params + 8 Adam
+        ("bfloat16", False, 16),  # ZeRO's 16 Psi: 2 + 2 + 4 + 8
+        ("float32", True, 16),  # 4 + 4 + no main copy (params are stepped in place) + 8
+        ("float32", False, 16),  # fp32 params always reduce fp32 grads
+    ],
+)
 def test_bytes_per_parameter_at_dp1(dtype, grad_fp32, per_param):
     p = one(precision=Precision(dtype, grad_reduce_in_fp32=grad_fp32), seq_length=64)
     assert state_bytes(p) == per_param * p.params_per_gpu["m"]
@@ -67,8 +94,7 @@ def test_bytes_per_parameter_at_dp1(dtype, grad_fp32, per_param):
 @pytest.mark.parametrize("dp", [1, 8, 32])
 def test_distributed_optimizer_divides_the_fp32_share_by_dp(dp):
     """Megatron-LM's theoretical_memory_usage.py: 18, or 6 + 12 / dp bytes per parameter."""
-    p = one(dp=dp, precision=Precision("bfloat16", use_distributed_optimizer=True),
-            seq_length=64)
+    p = one(dp=dp, precision=Precision("bfloat16", use_distributed_optimizer=True), seq_length=64)
     n = p.params_per_gpu["m"]
     assert state_bytes(p) == pytest.approx((6 + 12 / dp) * n, abs=2)
     plain = one(dp=dp, precision=Precision("bfloat16"), seq_length=64)
@@ -99,8 +125,10 @@ def test_sequence_parallel_divides_activations_by_tp():
 @pytest.mark.parametrize("flash", [False, True])
 def test_recompute_full_below_selective_below_none(flash):
     a = arch(num_layers=32)
-    act = {rc: one(a, seq_length=1024, recompute=rc, flash_attention=flash).parts["m activations"]
-           for rc in ("none", "selective", "full")}
+    act = {
+        rc: one(a, seq_length=1024, recompute=rc, flash_attention=flash).parts["m activations"]
+        for rc in ("none", "selective", "full")
+    }
     assert act["full"] < act["selective"]
     if flash:  # flash keeps no attention scores: selective (core_attn) has nothing to drop
         assert act["selective"] == act["none"]
@@ -119,8 +147,7 @@ def test_full_recompute_keeps_one_input_per_group():
         assert p.parts["m activations"] == round(expected)
 
 
-@pytest.mark.parametrize("m,in_flight,stage", [(16, 4, "first"), (2, 2, "first"),
-                                               (1, 1, "last")])
+@pytest.mark.parametrize("m,in_flight,stage", [(16, 4, "first"), (2, 2, "first"), (1, 1, "last")])
 def test_pipeline_stages_hold_their_micro_batches_in_flight(m, in_flight, stage):
     """1F1B: the first stage holds min(pp, m) micro-batches, the last one (plus the output
     layer's inputs, the logits and the loss); the plan is the larger of the two."""
@@ -149,8 +176,12 @@ def test_korthikanti_table2_exactly():
     sbh = s * h
 
     def gpt(**kw):
-        return layer_activation_bytes(h, 4 * h, a, a, h // a, s, 1, gated=False, dropout=True,
-                                      flash=False, **kw) / sbh
+        return (
+            layer_activation_bytes(
+                h, 4 * h, a, a, h // a, s, 1, gated=False, dropout=True, flash=False, **kw
+            )
+            / sbh
+        )
 
     assert 5 * a * s / h == 80
     assert gpt() == 34 + 80
@@ -196,8 +227,12 @@ def test_flops_and_step_time():
     assert p.step_time_s == pytest.approx(p.flops_per_step / 1e12)
     full = one(a, seq_length=s, global_batch_size=gbs, recompute="full")
     assert full.flops_per_step == gbs * s * (8 * n_mm + 4 * attn)
-    kd = plan([("s", ModelRole(a)), ("t", ModelRole(a, trained=False))], seq_length=s,
-              global_batch_size=gbs, loss_kind="kd")
+    kd = plan(
+        [("s", ModelRole(a)), ("t", ModelRole(a, trained=False))],
+        seq_length=s,
+        global_batch_size=gbs,
+        loss_kind="kd",
+    )
     assert kd.flops_per_step == gbs * s * (8 * n_mm + 4 * attn)
     piped = one(a, pp=2, seq_length=s, global_batch_size=gbs, flops_per_second=1e12)
     assert piped.step_time_s == pytest.approx(p.step_time_s * (1 + 1 / gbs))
@@ -218,11 +253,17 @@ def test_check_names_the_largest_part_and_the_fix():
     assert "DOES NOT FIT" in opt.format(gpu_memory_gb=opt.total_bytes / 2e9)
 
 
-@pytest.mark.parametrize("kw,field", [
-    (dict(tp=3), "tp"), (dict(pp=3), "pp"), (dict(recompute="some"), "recompute"),
-    (dict(loss_kind="kl"), "loss_kind"), (dict(dp=2, global_batch_size=3), "global_batch_size"),
-    (dict(precision=None, micro_batch_size=0), "micro_batch_size"),
-])
+@pytest.mark.parametrize(
+    "kw,field",
+    [
+        (dict(tp=3), "tp"),
+        (dict(pp=3), "pp"),
+        (dict(recompute="some"), "recompute"),
+        (dict(loss_kind="kl"), "loss_kind"),
+        (dict(dp=2, global_batch_size=3), "global_batch_size"),
+        (dict(precision=None, micro_batch_size=0), "micro_batch_size"),
+    ],
+)
 def test_bad_settings_name_the_field(kw, field):
     with pytest.raises(ConfigError) as e:
         one(**kw)
@@ -236,8 +277,14 @@ def test_bad_settings_name_the_field(kw, field):
 def test_paper_teacher_correction_fits_80gb():
     """Llama-3.1-8B teacher correction at the paper's layout (tp 8, dp 32, bf16, seq 8192)."""
     t = load_arch(ROOT / "examples/llama-3.1-8b")
-    p = plan([("teacher", ModelRole(t))], tp=8, dp=32, seq_length=8192, global_batch_size=1152,
-             precision=Precision("bfloat16", use_distributed_optimizer=True))
+    p = plan(
+        [("teacher", ModelRole(t))],
+        tp=8,
+        dp=32,
+        seq_length=8192,
+        global_batch_size=1152,
+        precision=Precision("bfloat16", use_distributed_optimizer=True),
+    )
     assert p.params_per_gpu["teacher"] == stage_params(t, 8, 1, "only")
     assert 10e9 < p.total_bytes < 80e9
     assert p.layout["num_microbatches"] == 36

@@ -3,12 +3,13 @@
 import pytest
 import torch
 
-from helpers import VARIANTS, hf_logits
 from minitron.checkpoint.hf_io import HFReader
 from minitron.eval.logits import full_logits
 from minitron.models.arch import load_arch
 from minitron.models.builder import build_model
 from minitron.models.weights import load_hf_weights
+
+from helpers import VARIANTS, hf_logits
 
 TOKENS = torch.randint(0, 300, (2, 24), generator=torch.Generator().manual_seed(0))
 
@@ -34,8 +35,8 @@ def test_padding_rows_get_no_probability(tiny_models, world):
     assert arch.padded_vocab_size > arch.vocab_size
     with torch.no_grad():
         out = model(TOKENS, position_ids=None, attention_mask=None)
-    assert torch.isinf(out[..., arch.vocab_size:]).all()
-    assert torch.isfinite(out[..., :arch.vocab_size]).all()
+    assert torch.isinf(out[..., arch.vocab_size :]).all()
+    assert torch.isfinite(out[..., : arch.vocab_size]).all()
 
 
 def test_sdpa_core_attention_equals_megatron_reference(tiny_models, world):

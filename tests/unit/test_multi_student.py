@@ -11,12 +11,19 @@ import time
 import pytest
 import torch
 
-from distill_helpers import (assert_equal_to_alone, common, make_students, rows,
-                             together_args, weights)
-from helpers import clean_env, minitron
 from minitron.config import loader
 from minitron.config.train import DistillConfig
 from minitron.errors import ConfigError
+
+from distill_helpers import (
+    assert_equal_to_alone,
+    common,
+    make_students,
+    rows,
+    together_args,
+    weights,
+)
+from helpers import clean_env, minitron
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +35,18 @@ def pair(tiny_models, calib, tmp_path_factory):
     alone = {}
     for s in (width, depth):
         run = root / f"alone-{s.name}"
-        minitron(["distill", "--student", str(s), "--teacher", str(teacher), "--out", str(run),
-                  *common(calib)])
+        minitron(
+            [
+                "distill",
+                "--student",
+                str(s),
+                "--teacher",
+                str(teacher),
+                "--out",
+                str(run),
+                *common(calib),
+            ]
+        )
         alone[s.name] = run
     return teacher, width, depth, alone
 
@@ -45,9 +62,12 @@ def test_killed_multi_student_run_resumes_bit_exact(pair, calib, tmp_path):
     full = tmp_path / "full"
     minitron(together_args(pair, full, calib, steps=10))
     run = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "minitron",
-                             *together_args(pair, run, calib, steps=10)],
-                            env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minitron", *together_args(pair, run, calib, steps=10)],
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline:
         if (run / "metrics.csv").is_file() and len(rows(run)) >= 5:
@@ -70,21 +90,33 @@ def test_killed_multi_student_run_resumes_bit_exact(pair, calib, tmp_path):
         assert all(torch.equal(wa[k], wb[k]) for k in wa), name
 
 
-@pytest.mark.parametrize("values,field", [
-    ({"student": "a", "students": ["b", "c"]}, "student"),
-    ({}, "student"),
-    ({"students": ["x/a", "y/a"]}, "names"),
-    ({"students": ["a", "b"], "names": ["teacher", "b"]}, "names"),
-    ({"students": ["a", "b"], "names": ["one"]}, "names"),
-])
+@pytest.mark.parametrize(
+    "values,field",
+    [
+        ({"student": "a", "students": ["b", "c"]}, "student"),
+        ({}, "student"),
+        ({"students": ["x/a", "y/a"]}, "names"),
+        ({"students": ["a", "b"], "names": ["teacher", "b"]}, "names"),
+        ({"students": ["a", "b"], "names": ["one"]}, "names"),
+    ],
+)
 def test_student_fields_are_checked_at_load(values, field, tmp_path):
     with pytest.raises(ConfigError) as e:
-        loader.load(DistillConfig, values={"teacher": "t", "out": str(tmp_path / "o"),
-                                           "data": {"paths": ["d"]}, **values})
+        loader.load(
+            DistillConfig,
+            values={"teacher": "t", "out": str(tmp_path / "o"), "data": {"paths": ["d"]}, **values},
+        )
     assert e.value.field == field, e.value
 
 
 def test_one_student_keeps_the_single_student_run(tmp_path):
-    cfg = loader.load(DistillConfig, values={"students": ["ckpt/w"], "teacher": "t",
-                                             "out": str(tmp_path / "o"), "data": {"paths": ["d"]}})
+    cfg = loader.load(
+        DistillConfig,
+        values={
+            "students": ["ckpt/w"],
+            "teacher": "t",
+            "out": str(tmp_path / "o"),
+            "data": {"paths": ["d"]},
+        },
+    )
     assert (cfg.student, cfg.students, cfg.student_names()) == ("ckpt/w", [], ["student"])

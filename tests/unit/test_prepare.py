@@ -13,9 +13,15 @@ from minitron.errors import ConfigError, DataError
 
 
 def cfg(tmp_path, tok, inputs, **kw):
-    return loader.load(schema.PrepareConfig, values={
-        "inputs": [str(i) for i in inputs], "tokenizer": str(tok), "out": str(tmp_path / "out"),
-        **kw})
+    return loader.load(
+        schema.PrepareConfig,
+        values={
+            "inputs": [str(i) for i in inputs],
+            "tokenizer": str(tok),
+            "out": str(tmp_path / "out"),
+            **kw,
+        },
+    )
 
 
 @pytest.fixture
@@ -60,23 +66,28 @@ def test_bad_file_fails_before_anything_is_written(tmp_path, tiny_tokenizer, cor
 
 def test_samples_are_seeded_and_layout_free(tmp_path, tiny_tokenizer, corpus, world):
     prepare(cfg(tmp_path, tiny_tokenizer, [corpus[0]]), log=lambda s: None)
-    dc = loader.load(schema.DataConfig, values={"paths": [str(tmp_path / "out")],
-                                                 "seq_length": 16, "split": "80,20,0"})
+    dc = loader.load(
+        schema.DataConfig,
+        values={"paths": [str(tmp_path / "out")], "seq_length": 16, "split": "80,20,0"},
+    )
     a = samples(dc, "valid", 4, 300)
     b = samples(dc, "valid", 4, 300)
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert np.array_equal(a["labels"][:, :-1], a["tokens"][:, 1:])
-    other = loader.load(schema.DataConfig, values={"paths": [str(tmp_path / "out")],
-                                                    "seq_length": 16, "split": "80,20,0",
-                                                    "seed": 7})
+    other = loader.load(
+        schema.DataConfig,
+        values={"paths": [str(tmp_path / "out")], "seq_length": 16, "split": "80,20,0", "seed": 7},
+    )
     assert not np.array_equal(calibration_samples(dc, 8, 300), calibration_samples(other, 8, 300))
     assert calibration_samples(dc, 8, 300).shape == (8, 16)
 
 
 def test_empty_split_is_a_config_error(tmp_path, tiny_tokenizer, corpus, world):
     prepare(cfg(tmp_path, tiny_tokenizer, [corpus[0]]), log=lambda s: None)
-    dc = loader.load(schema.DataConfig, values={"paths": [str(tmp_path / "out")],
-                                                 "seq_length": 16, "split": "100,0,0"})
+    dc = loader.load(
+        schema.DataConfig,
+        values={"paths": [str(tmp_path / "out")], "seq_length": 16, "split": "100,0,0"},
+    )
     with pytest.raises(ConfigError, match="valid split"):
         build(dc, {"valid": 2}, 300)
 
@@ -84,11 +95,19 @@ def test_empty_split_is_a_config_error(tmp_path, tiny_tokenizer, corpus, world):
 def test_blend_of_two_datasets(tmp_path, tiny_tokenizer, corpus, world):
     second = tmp_path / "d.txt"
     second.write_text("\n\n".join(f"Paragraph {i} about apples and pears." for i in range(80)))
-    prepare(cfg(tmp_path, tiny_tokenizer, [corpus[0], second], text_unit="paragraph"),
-            log=lambda s: None)
-    dc = loader.load(schema.DataConfig, values={
-        "paths": [str(tmp_path / "out" / "c"), str(tmp_path / "out" / "d")],
-        "weights": [0.5, 0.5], "seq_length": 16, "split": "90,10,0"})
+    prepare(
+        cfg(tmp_path, tiny_tokenizer, [corpus[0], second], text_unit="paragraph"),
+        log=lambda s: None,
+    )
+    dc = loader.load(
+        schema.DataConfig,
+        values={
+            "paths": [str(tmp_path / "out" / "c"), str(tmp_path / "out" / "d")],
+            "weights": [0.5, 0.5],
+            "seq_length": 16,
+            "split": "90,10,0",
+        },
+    )
     assert samples(dc, "train", 20, 300)["tokens"].shape == (20, 16)
 
 
@@ -101,9 +120,16 @@ def test_workers_write_byte_identical_datasets(tmp_path, tiny_tokenizer, corpus)
     path.write_text(corpus[0].read_text() + '{"text": ""}\n{"text": "last one"}\n')
     runs = {}
     for workers in (1, 2):
-        c = loader.load(schema.PrepareConfig, values={
-            "inputs": [str(path)], "tokenizer": str(tiny_tokenizer), "batch_docs": 7,
-            "out": str(tmp_path / f"w{workers}"), "workers": workers})
+        c = loader.load(
+            schema.PrepareConfig,
+            values={
+                "inputs": [str(path)],
+                "tokenizer": str(tiny_tokenizer),
+                "batch_docs": 7,
+                "out": str(tmp_path / f"w{workers}"),
+                "workers": workers,
+            },
+        )
         runs[workers] = prepare(c, log=lambda s: None)["datasets"][0]
     assert _files(tmp_path / "w1", "e") == _files(tmp_path / "w2", "e")
     for k in ("documents", "tokens", "empty_documents_skipped", "content"):
@@ -122,12 +148,26 @@ def test_torchrun_ranks_share_the_inputs(tmp_path, tiny_tokenizer, corpus):
     second = tmp_path / "d.txt"
     second.write_text("\n\n".join(f"Paragraph {i} about apples and pears." for i in range(80)))
     inputs = [str(corpus[0]), str(second)]
-    ref = prepare(cfg(tmp_path, tiny_tokenizer, inputs, text_unit="paragraph", workers=1),
-                  log=lambda s: None)
+    ref = prepare(
+        cfg(tmp_path, tiny_tokenizer, inputs, text_unit="paragraph", workers=1), log=lambda s: None
+    )
     two = tmp_path / "two"
-    res = torchrun(2, ["-m", "minitron", "data", "prepare", "--tokenizer", str(tiny_tokenizer),
-                       "--out", str(two), f"inputs=[{','.join(inputs)}]", "text_unit=paragraph",
-                       "workers=1"])
+    res = torchrun(
+        2,
+        [
+            "-m",
+            "minitron",
+            "data",
+            "prepare",
+            "--tokenizer",
+            str(tiny_tokenizer),
+            "--out",
+            str(two),
+            f"inputs=[{','.join(inputs)}]",
+            "text_unit=paragraph",
+            "workers=1",
+        ],
+    )
     logs = res.stdout + res.stderr
     assert logs.count("[prepare] c:") == logs.count("[prepare] d:") == 1  # each by one rank
     index = read_json(two / "datasets.json")
@@ -156,9 +196,19 @@ def test_megatron_lm_prefix_without_sidecar(tmp_path, tiny_tokenizer, tiny_model
     # blended with a prepared dataset, its default weight is its token count (from the .idx)
     blend = loader.load(schema.DataConfig, values={"paths": [ours, theirs], **base})
     assert samples(blend, "train", 8, 300)["tokens"].shape == (8, 16)
-    minitron(["loss", "--model", str(tiny_models["llama-untied"]), f"data.paths=[{theirs}]",
-              "data.seq_length=16", "data.split=80,20,0", "num_samples=4", "micro_batch_size=2",
-              f"out={tmp_path / 'loss.json'}"])
+    minitron(
+        [
+            "loss",
+            "--model",
+            str(tiny_models["llama-untied"]),
+            f"data.paths=[{theirs}]",
+            "data.seq_length=16",
+            "data.split=80,20,0",
+            "num_samples=4",
+            "micro_batch_size=2",
+            f"out={tmp_path / 'loss.json'}",
+        ]
+    )
     assert read_json(tmp_path / "loss.json")["tokens"] == 4 * 16
 
 

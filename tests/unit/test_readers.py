@@ -28,12 +28,15 @@ def test_non_utf8_names_line_and_column(tmp_path):
     assert "l.txt:2:" in msg and "0xe9" in msg and "column 4" in msg and "UTF-8" in msg
 
 
-@pytest.mark.parametrize("body,line,text", [
-    ('{"text": "a"}\n{"text": "b"\n', 2, "invalid JSON"),
-    ('{"text": "a"}\n\n{"body": "b"}\n', 3, "no 'text' field (fields: body)"),
-    ('[1, 2]\n', 1, "expected a JSON object"),
-    ('{"text": 5}\n', 1, "is int, not a string"),
-])
+@pytest.mark.parametrize(
+    "body,line,text",
+    [
+        ('{"text": "a"}\n{"text": "b"\n', 2, "invalid JSON"),
+        ('{"text": "a"}\n\n{"body": "b"}\n', 3, "no 'text' field (fields: body)"),
+        ("[1, 2]\n", 1, "expected a JSON object"),
+        ('{"text": 5}\n', 1, "is int, not a string"),
+    ],
+)
 def test_malformed_jsonl(tmp_path, body, line, text):
     (tmp_path / "d.jsonl").write_text(body)
     msg = fails(tmp_path / "d.jsonl")

@@ -9,9 +9,9 @@ import time
 
 import pytest
 import torch
+from test_train import _distill_args, common
 
 from helpers import clean_env, minitron, read_json
-from test_train import _distill_args, common
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +33,23 @@ def _nan_checkpoint(imported, out, world):
     arch = mcore.ModelArch.from_dict(manifest["arch"])
     hf = json.loads((imported / "hf_config.json").read_text())
     with pytest.raises(Exception, match="NaN or inf"):  # our own save refuses
-        mcore.save_checkpoint(model, out, arch=arch, hf_config=hf,
-                              tokenizer_src=imported / "tokenizer", dtype="float32")
+        mcore.save_checkpoint(
+            model,
+            out,
+            arch=arch,
+            hf_config=hf,
+            tokenizer_src=imported / "tokenizer",
+            dtype="float32",
+        )
     with mock.patch.object(mcore, "check_finite", lambda *a: None):
-        mcore.save_checkpoint(model, out, arch=arch, hf_config=hf,
-                              tokenizer_src=imported / "tokenizer", dtype="float32")
+        mcore.save_checkpoint(
+            model,
+            out,
+            arch=arch,
+            hf_config=hf,
+            tokenizer_src=imported / "tokenizer",
+            dtype="float32",
+        )
     return out
 
 
@@ -46,20 +58,45 @@ def test_nothing_non_finite_is_saved_or_exported(imported, calib, tmp_path, worl
     res = minitron(["export", "--ckpt", str(bad), "--out", str(tmp_path / "hf")], check=False)
     assert res.returncode == 2 and "NaN or inf" in res.stderr, res.stderr[-1500:]
     assert not (tmp_path / "hf").exists()
-    res = minitron(["loss", "--model", str(bad), f"data.paths=[{calib}]", "data.seq_length=16",
-                    "num_samples=4"], check=False)
+    res = minitron(
+        [
+            "loss",
+            "--model",
+            str(bad),
+            f"data.paths=[{calib}]",
+            "data.seq_length=16",
+            "num_samples=4",
+        ],
+        check=False,
+    )
     assert res.returncode == 2 and "not finite" in res.stderr, res.stdout + res.stderr[-1500:]
 
 
 def test_a_huge_learning_rate_never_leaves_a_nan_checkpoint(imported, calib, tmp_path):
     run = tmp_path / "run"
-    res = minitron(["distill", "--student", str(imported), "--teacher", str(imported), "--out",
-                    str(run), "optim.lr=1e6", "optim.clip_grad=0", "schedule.save_every=1",
-                    "max_skipped_steps=2", *common(calib, steps=6)], check=False)
+    res = minitron(
+        [
+            "distill",
+            "--student",
+            str(imported),
+            "--teacher",
+            str(imported),
+            "--out",
+            str(run),
+            "optim.lr=1e6",
+            "optim.clip_grad=0",
+            "schedule.save_every=1",
+            "max_skipped_steps=2",
+            *common(calib, steps=6),
+        ],
+        check=False,
+    )
     steps = sorted((run / "checkpoints").glob("step_*"))
     for ck in steps + sorted((run / "final").glob("*")):  # whatever was saved exports
-        for model in ([ck / "student"] if (ck / "student").is_dir() else [ck]):
-            minitron(["export", "--ckpt", str(model), "--out", str(tmp_path / "e" / model.parent.name)])
+        for model in [ck / "student"] if (ck / "student").is_dir() else [ck]:
+            minitron(
+                ["export", "--ckpt", str(model), "--out", str(tmp_path / "e" / model.parent.name)]
+            )
     if res.returncode != 0:
         assert "not finite" in res.stderr or "non-finite" in res.stderr, res.stderr[-2000:]
         assert "last good checkpoint" in res.stderr
@@ -67,8 +104,16 @@ def test_a_huge_learning_rate_never_leaves_a_nan_checkpoint(imported, calib, tmp
 
 def test_a_finished_run_rerun_with_other_settings_is_refused(imported, calib, tmp_path):
     run = tmp_path / "run"
-    args = ["distill", "--student", str(imported), "--teacher", str(imported), "--out", str(run),
-            *common(calib, steps=2)]
+    args = [
+        "distill",
+        "--student",
+        str(imported),
+        "--teacher",
+        str(imported),
+        "--out",
+        str(run),
+        *common(calib, steps=2),
+    ]
     minitron(args + ["optim.lr=1e-3"])
     assert "nothing to do" in minitron(args + ["optim.lr=1e-3", "schedule.log_every=2"]).stdout
     res = minitron(args + ["optim.lr=5e-2", "loss.kind=reverse_kl"], check=False)
@@ -89,8 +134,9 @@ def test_an_edited_input_is_tokenized_again_and_datasets_accumulate(tiny_tokeniz
     assert "already prepared" not in first.stdout
     assert "already prepared" in minitron(prep + ["--input", str(a)]).stdout
     tokens = read_json(out / "datasets.json")["datasets"][0]["tokens"]
-    a.write_text("\n".join(json.dumps({"text": f"a longer edited line, number {i}"})
-                           for i in range(20)))
+    a.write_text(
+        "\n".join(json.dumps({"text": f"a longer edited line, number {i}"}) for i in range(20))
+    )
     edited = minitron(prep + ["--input", str(a)])
     assert "already prepared" not in edited.stdout
     assert read_json(out / "datasets.json")["datasets"][0]["tokens"] != tokens
@@ -104,10 +150,13 @@ def test_a_second_writer_is_refused_and_the_first_matches_a_solo_run(imported, c
 
     solo, run = tmp_path / "solo", tmp_path / "run"
     minitron(_distill_args(imported, imported, solo, calib, 6))
-    first = subprocess.Popen([sys.executable, "-m", "minitron",
-                              *_distill_args(imported, imported, run, calib, 6)],
-                             env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "minitron", *_distill_args(imported, imported, run, calib, 6)],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lock = tmp_path / ".run.lock"
     deadline = time.time() + 120
     while time.time() < deadline and not (lock.is_file() and lock.read_text()):
@@ -122,8 +171,9 @@ def test_a_second_writer_is_refused_and_the_first_matches_a_solo_run(imported, c
         minitron(["export", "--ckpt", str(r / "final" / "student"), "--out", str(r / "hf")])
     wa, wb = (load_file(str(r / "hf" / "model.safetensors")) for r in (solo, run))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert [ln.split(",")[:3] for ln in (solo / "metrics.csv").read_text().splitlines()] == \
-        [ln.split(",")[:3] for ln in (run / "metrics.csv").read_text().splitlines()]
+    assert [ln.split(",")[:3] for ln in (solo / "metrics.csv").read_text().splitlines()] == [
+        ln.split(",")[:3] for ln in (run / "metrics.csv").read_text().splitlines()
+    ]
 
 
 def test_a_damaged_newest_checkpoint_is_reported_with_the_one_before(imported, calib, tmp_path):
@@ -149,10 +199,10 @@ def test_a_damaged_newest_checkpoint_is_reported_with_the_one_before(imported, c
 
 def test_relative_absolute_and_moved_run_directories_resume(imported, calib, tmp_path):
     def distill(out, cwd):
-        cmd = [sys.executable, "-m", "minitron",
-               *_distill_args(imported, imported, out, calib, 4)]
-        return subprocess.run(cmd, env=clean_env(), cwd=cwd, capture_output=True, text=True,
-                              timeout=600)
+        cmd = [sys.executable, "-m", "minitron", *_distill_args(imported, imported, out, calib, 4)]
+        return subprocess.run(
+            cmd, env=clean_env(), cwd=cwd, capture_output=True, text=True, timeout=600
+        )
 
     def rewind(run):  # forget the last two steps, so the next call resumes from step 2
         shutil.rmtree(run / "final")
@@ -160,14 +210,19 @@ def test_relative_absolute_and_moved_run_directories_resume(imported, calib, tmp
 
     res = distill("d", tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
-    for out, cwd, path in (("./d", tmp_path, tmp_path / "d"), (str(tmp_path / "d"), "/", None),
-                           ("moved", tmp_path, tmp_path / "moved")):
+    for out, cwd, path in (
+        ("./d", tmp_path, tmp_path / "d"),
+        (str(tmp_path / "d"), "/", None),
+        ("moved", tmp_path, tmp_path / "moved"),
+    ):
         if out == "moved":
             (tmp_path / "d").rename(tmp_path / "moved")
         rewind(path or tmp_path / "d")
         res = distill(out, cwd)
-        assert res.returncode == 0 and "resumed from" in res.stdout + res.stderr, \
-            (out, res.stderr[-2000:])
+        assert res.returncode == 0 and "resumed from" in res.stdout + res.stderr, (
+            out,
+            res.stderr[-2000:],
+        )
 
 
 def test_overwrite_replaces_only_an_output_of_the_same_kind(imported, tmp_path):
@@ -178,8 +233,13 @@ def test_overwrite_replaces_only_an_output_of_the_same_kind(imported, tmp_path):
     res = minitron(export + ["--out", str(other)], check=False)
     assert res.returncode == 2 and "not a minitron output" in res.stderr, res.stderr
     assert (other / "keep" / "notes.txt").read_text() == "precious"
-    res = subprocess.run([sys.executable, "-m", "minitron", *export, "--out", "."],
-                         env=clean_env(), cwd=tmp_path, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "minitron", *export, "--out", "."],
+        env=clean_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2 and "working directory" in res.stderr, res.stderr
     assert not list(tmp_path.glob(".*.tmp*"))
     res = minitron(export + ["--out", str(imported)], check=False)  # a checkpoint, not an export
@@ -201,9 +261,18 @@ def test_settings_name_paths_by_what_they_are(imported, calib, tmp_path, monkeyp
         shutil.copy(next(calib.glob(f"*.{ext}")), tmp_path / "p" / f"c.{ext}")
 
     def of(student, prefix, out="run", **extra):
-        return settings.of(loader.load(DistillConfig, values={
-            "student": student, "teacher": str(imported), "out": out,
-            "data": {"paths": [prefix]}, **extra}))
+        return settings.of(
+            loader.load(
+                DistillConfig,
+                values={
+                    "student": student,
+                    "teacher": str(imported),
+                    "out": out,
+                    "data": {"paths": [prefix]},
+                    **extra,
+                },
+            )
+        )
 
     a = of("s", "p/c")
     assert a == of("./s", "./p/c") == of(str(tmp_path / "s"), str(tmp_path / "p" / "c"))
@@ -213,4 +282,4 @@ def test_settings_name_paths_by_what_they_are(imported, calib, tmp_path, monkeyp
     m["files"]["hf_config.json"]["sha256"] = "0" * 64  # another checkpoint at the same path
     (tmp_path / "s" / "manifest.json").write_text(json.dumps(m))
     b = of("s", "p/c")
-    assert settings.differences(a, b) == [f"student: \"{a['student']}\" -> \"{b['student']}\""]
+    assert settings.differences(a, b) == [f'student: "{a["student"]}" -> "{b["student"]}"']

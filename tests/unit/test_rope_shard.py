@@ -13,10 +13,20 @@ def test_llama3_scaling_matches_transformers():
     from transformers import LlamaConfig
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-    scaling = dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
-                   original_max_position_embeddings=8192)
-    cfg = LlamaConfig(hidden_size=4096, num_attention_heads=32, rope_theta=500000.0,
-                      rope_scaling=scaling, max_position_embeddings=131072)
+    scaling = dict(
+        rope_type="llama3",
+        factor=8.0,
+        low_freq_factor=1.0,
+        high_freq_factor=4.0,
+        original_max_position_embeddings=8192,
+    )
+    cfg = LlamaConfig(
+        hidden_size=4096,
+        num_attention_heads=32,
+        rope_theta=500000.0,
+        rope_scaling=scaling,
+        max_position_embeddings=131072,
+    )
     ref, _ = ROPE_INIT_FUNCTIONS["llama3"](cfg, "cpu")
     ours = llama3_scaled(inv_freq(128, 500000.0), 8.0, 1.0, 4.0, 8192)
     torch.testing.assert_close(ours, ref.float(), rtol=1e-6, atol=0)

@@ -13,9 +13,13 @@ from minitron.models.weights import load_hf_weights
 from minitron.parallel.vocab import target_logprobs
 
 G = torch.Generator().manual_seed(3)
-REQUESTS = [Request(tuple(torch.randint(1, 300, (n,), generator=G).tolist()),
-                    tuple(torch.randint(1, 300, (m,), generator=G).tolist()))
-            for n, m in [(5, 3), (17, 1), (2, 9), (30, 4), (1, 1), (11, 6)]]
+REQUESTS = [
+    Request(
+        tuple(torch.randint(1, 300, (n,), generator=G).tolist()),
+        tuple(torch.randint(1, 300, (m,), generator=G).tolist()),
+    )
+    for n, m in [(5, 3), (17, 1), (2, 9), (30, 4), (1, 1), (11, 6)]
+]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +63,7 @@ def test_greedy_path_equals_loss_path(tiny):
     ids = list(ctx)
     for _ in range(3):
         ids.append(int(full_logits(model, torch.tensor([ids]), arch.vocab_size)[0, -1].argmax()))
-    greedy = Request(ctx, tuple(ids[len(ctx):]))
+    greedy = Request(ctx, tuple(ids[len(ctx) :]))
     assert score_requests(model, [greedy], arch.vocab_size, greedy=True)[0][1] is True
 
 
@@ -103,7 +107,7 @@ def test_skip_layers_equals_a_model_built_without_them(tiny, tiny_models):
 
     def renumbered(name):  # model.layers.j of the small model is layer kept[j] of the big one
         if name.startswith("model.layers."):
-            j, rest = name[len("model.layers."):].split(".", 1)
+            j, rest = name[len("model.layers.") :].split(".", 1)
             name = f"model.layers.{kept[int(j)]}.{rest}"
         return reader(name)
 

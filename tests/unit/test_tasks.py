@@ -4,22 +4,37 @@ import json
 
 import pytest
 
-from helpers import ROOT
 from minitron.errors import DataError
 from minitron.eval.multiple_choice import aggregate
-from minitron.eval.tasks import (MCItem, fewshot_prefixes, load_items, subset,
-                                 winogrande_from_bigbench, winogrande_item)
+from minitron.eval.tasks import (
+    MCItem,
+    fewshot_prefixes,
+    load_items,
+    subset,
+    winogrande_from_bigbench,
+    winogrande_item,
+)
+
+from helpers import ROOT
 
 SHARED = ROOT.parent / "shared" / "data" / "winogrande_bigbench.jsonl"
 FIXTURE = ROOT / "tests" / "fixtures" / "winogrande_bigbench_sample.jsonl"
 
 
 def test_winogrande_partial_scoring_texts():
-    item = winogrande_item({"sentence": "The trophy did not fit in the suitcase because the _ "
-                                        "was too big.", "option1": "trophy", "option2": "suitcase",
-                            "answer": "1"}, "x")
-    assert item.contexts == ("The trophy did not fit in the suitcase because the trophy",
-                             "The trophy did not fit in the suitcase because the suitcase")
+    item = winogrande_item(
+        {
+            "sentence": "The trophy did not fit in the suitcase because the _ was too big.",
+            "option1": "trophy",
+            "option2": "suitcase",
+            "answer": "1",
+        },
+        "x",
+    )
+    assert item.contexts == (
+        "The trophy did not fit in the suitcase because the trophy",
+        "The trophy did not fit in the suitcase because the suitcase",
+    )
     assert item.continuations == (" was too big.",) * 2 and item.gold == 0
 
 
@@ -33,15 +48,18 @@ GOOD_W = {"sentence": "A _ b.", "option1": "x", "option2": "y", "answer": "2"}
 GOOD_G = {"context": "Q?", "choices": ["a", "bb", "c"], "gold": 1}
 
 
-@pytest.mark.parametrize("rows,line,text", [
-    ([GOOD_W, {"sentence": "A _ b.", "option1": "x", "answer": "1"}], 2, "no 'option2' field"),
-    ([GOOD_W, {**GOOD_W, "answer": "3"}], 2, "answer '3' is out of range"),
-    ([GOOD_W, GOOD_W, {**GOOD_W, "sentence": "no blank"}], 3, "exactly one '_'"),
-    ([GOOD_G, {**GOOD_G, "gold": 3}], 2, "gold 3 is out of range for 3 choices"),
-    ([GOOD_G, {"context": "Q?", "gold": 0}], 2, "no 'choices' field"),
-    ([GOOD_G, "{not json"], 2, "invalid JSON"),
-    ([{"question": "?"}], 1, "cannot tell the format"),
-])
+@pytest.mark.parametrize(
+    "rows,line,text",
+    [
+        ([GOOD_W, {"sentence": "A _ b.", "option1": "x", "answer": "1"}], 2, "no 'option2' field"),
+        ([GOOD_W, {**GOOD_W, "answer": "3"}], 2, "answer '3' is out of range"),
+        ([GOOD_W, GOOD_W, {**GOOD_W, "sentence": "no blank"}], 3, "exactly one '_'"),
+        ([GOOD_G, {**GOOD_G, "gold": 3}], 2, "gold 3 is out of range for 3 choices"),
+        ([GOOD_G, {"context": "Q?", "gold": 0}], 2, "no 'choices' field"),
+        ([GOOD_G, "{not json"], 2, "invalid JSON"),
+        ([{"question": "?"}], 1, "cannot tell the format"),
+    ],
+)
 def test_malformed_task_files_name_the_line(tmp_path, rows, line, text):
     p = write(tmp_path, rows)
     with pytest.raises(DataError) as e:
@@ -51,7 +69,11 @@ def test_malformed_task_files_name_the_line(tmp_path, rows, line, text):
 
 def test_generic_items_and_acc_norm():
     items = load_items(str(write_tmp([GOOD_G])))
-    assert items[0].continuations == (" a", " bb", " c") and items[0].choice_texts == ("a", "bb", "c")
+    assert items[0].continuations == (" a", " bb", " c") and items[0].choice_texts == (
+        "a",
+        "bb",
+        "c",
+    )
     # raw argmax picks choice 0 (-2.0); per character, choice 1 wins (-3.0 / 2 = -1.5)
     res = aggregate(items, [[-2.0, -3.0, -4.0]])
     assert res["acc"] == 0.0 and res["acc_norm"] == 1.0 and res["predictions"] == [0]
@@ -81,19 +103,38 @@ def test_builtin_winogrande_is_the_bigbench_parse():
 
 
 def test_bigbench_parser_on_a_pair():
-    task = {"examples": [
-        {"input": "Context Word: rats.", "target": [
-            "Sentence 1: The rats fled the holes as the _ were crowded. \nAnswer1: holes. \n"
-            "Sentence 2: The rats fled the holes as the _ were roomy. \nAnswer2: spaces."]},
-        {"input": "w", "target": ["Sentence 1: A _ x. \nAnswer1: GPS. \nSentence 2: B _ y. "
-                                  "\nAnswer2: GPS."]},  # equal answers: unscorable, dropped
-    ]}
+    task = {
+        "examples": [
+            {
+                "input": "Context Word: rats.",
+                "target": [
+                    "Sentence 1: The rats fled the holes as the _ were crowded. \nAnswer1: holes. \n"
+                    "Sentence 2: The rats fled the holes as the _ were roomy. \nAnswer2: spaces."
+                ],
+            },
+            {
+                "input": "w",
+                "target": [
+                    "Sentence 1: A _ x. \nAnswer1: GPS. \nSentence 2: B _ y. \nAnswer2: GPS."
+                ],
+            },  # equal answers: unscorable, dropped
+        ]
+    }
     rows = winogrande_from_bigbench(task)
     assert rows == [
-        {"sentence": "The rats fled the holes as the _ were crowded.", "option1": "holes",
-         "option2": "spaces", "answer": "1"},
-        {"sentence": "The rats fled the holes as the _ were roomy.", "option1": "holes",
-         "option2": "spaces", "answer": "2"}]
+        {
+            "sentence": "The rats fled the holes as the _ were crowded.",
+            "option1": "holes",
+            "option2": "spaces",
+            "answer": "1",
+        },
+        {
+            "sentence": "The rats fled the holes as the _ were roomy.",
+            "option1": "holes",
+            "option2": "spaces",
+            "answer": "2",
+        },
+    ]
 
 
 def test_subset_and_fewshot_are_seeded_and_exclude_the_item():
@@ -142,8 +183,16 @@ def test_bigbench_sdist_source(tmp_path):
 
     from minitron.eval.tasks import BIGBENCH_TASK
 
-    task = {"examples": [{"input": "w", "target": [
-        "Sentence 1: One _ here. \nAnswer1: cat. \nSentence 2: Two _ there. \nAnswer2: dog."]}]}
+    task = {
+        "examples": [
+            {
+                "input": "w",
+                "target": [
+                    "Sentence 1: One _ here. \nAnswer1: cat. \nSentence 2: Two _ there. \nAnswer2: dog."
+                ],
+            }
+        ]
+    }
     raw = json.dumps(task).encode()
     tar = tmp_path / "bigbench-1.0.0.tar.gz"
     with tarfile.open(tar, "w:gz") as tf:

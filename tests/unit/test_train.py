@@ -12,8 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import clean_env, minitron
 from minitron.train.schedule import lr_at
+
+from helpers import clean_env, minitron
 
 
 def test_cosine_schedule_with_warmup():
@@ -26,11 +27,18 @@ def test_cosine_schedule_with_warmup():
 
 
 def common(calib, steps=4):
-    return [f"data.paths=[{calib}]", "data.seq_length=16", "data.split=90,10,0",
-            f"schedule.steps={steps}", "schedule.global_batch_size=4",
-            "schedule.micro_batch_size=2", "optim.warmup_steps=2", "progress=false",
-            "validation.loss={name: v, data: {paths: [" + str(calib) + "], seq_length: 16, "
-            "split: '90,10,0'}, num_samples: 4}"]
+    return [
+        f"data.paths=[{calib}]",
+        "data.seq_length=16",
+        "data.split=90,10,0",
+        f"schedule.steps={steps}",
+        "schedule.global_batch_size=4",
+        "schedule.micro_batch_size=2",
+        "optim.warmup_steps=2",
+        "progress=false",
+        "validation.loss={name: v, data: {paths: [" + str(calib) + "], seq_length: 16, "
+        "split: '90,10,0'}, num_samples: 4}",
+    ]
 
 
 def read_metrics(run):
@@ -41,10 +49,28 @@ def read_metrics(run):
 @pytest.mark.parametrize("mode", ["norm", "lora"])
 def test_light_correction_leaves_other_weights_bit_identical(mode, tiny_models, calib, tmp_path):
     src = tiny_models["llama-untied"]
-    minitron(["correct", "--model", str(src), "--out", str(tmp_path / "run"), f"mode={mode}",
-              "lora_rank=2", "optim.lr=1e-2", *common(calib)])
-    minitron(["export", "--ckpt", str(tmp_path / "run" / "final" / "teacher"), "--out",
-              str(tmp_path / "hf")])
+    minitron(
+        [
+            "correct",
+            "--model",
+            str(src),
+            "--out",
+            str(tmp_path / "run"),
+            f"mode={mode}",
+            "lora_rank=2",
+            "optim.lr=1e-2",
+            *common(calib),
+        ]
+    )
+    minitron(
+        [
+            "export",
+            "--ckpt",
+            str(tmp_path / "run" / "final" / "teacher"),
+            "--out",
+            str(tmp_path / "hf"),
+        ]
+    )
     before = load_file(str(src / "model.safetensors"))
     after = load_file(str(tmp_path / "hf" / "model.safetensors"))
     changed = [k for k in before if not torch.equal(before[k], after[k])]
@@ -58,31 +84,72 @@ def test_light_correction_leaves_other_weights_bit_identical(mode, tiny_models, 
 
 
 def test_full_correction_lowers_training_loss(tiny_models, calib, tmp_path):
-    minitron(["correct", "--model", str(tiny_models["llama-untied"]), "--out", str(tmp_path / "r"),
-              "optim.lr=3e-3", *common(calib, steps=8)])
+    minitron(
+        [
+            "correct",
+            "--model",
+            str(tiny_models["llama-untied"]),
+            "--out",
+            str(tmp_path / "r"),
+            "optim.lr=3e-3",
+            *common(calib, steps=8),
+        ]
+    )
     rows = read_metrics(tmp_path / "r")
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
-    again = minitron(["correct", "--model", str(tiny_models["llama-untied"]), "--out",
-                      str(tmp_path / "r"), "optim.lr=3e-3", *common(calib, steps=8)])
+    again = minitron(
+        [
+            "correct",
+            "--model",
+            str(tiny_models["llama-untied"]),
+            "--out",
+            str(tmp_path / "r"),
+            "optim.lr=3e-3",
+            *common(calib, steps=8),
+        ]
+    )
     assert "nothing to do" in again.stdout
 
 
 def _distill_args(student, teacher, run, calib, steps):
-    return ["distill", "--student", str(student), "--teacher", str(teacher), "--out", str(run),
-            "schedule.save_every=2", "optim.lr=1e-3", *common(calib, steps)]
+    return [
+        "distill",
+        "--student",
+        str(student),
+        "--teacher",
+        str(teacher),
+        "--out",
+        str(run),
+        "schedule.save_every=2",
+        "optim.lr=1e-3",
+        *common(calib, steps),
+    ]
 
 
 def test_kill_9_and_resume_reproduces_the_uninterrupted_run(tiny_models, calib, tmp_path):
     teacher = tiny_models["llama-untied"]
     student = tmp_path / "student"
-    minitron(["prune", "--model", str(teacher), "--out", str(student), "width_method=magnitude",
-              "target.ffn_hidden_size=64", "target.hidden_size=48"])
+    minitron(
+        [
+            "prune",
+            "--model",
+            str(teacher),
+            "--out",
+            str(student),
+            "width_method=magnitude",
+            "target.ffn_hidden_size=64",
+            "target.hidden_size=48",
+        ]
+    )
     minitron(_distill_args(student, teacher, tmp_path / "full", calib, 10))
     # the same run, killed with SIGKILL once step 5 is logged, then rerun to the end
     run = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "minitron",
-                             *_distill_args(student, teacher, run, calib, 10)],
-                            env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minitron", *_distill_args(student, teacher, run, calib, 10)],
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline:
         if (run / "metrics.csv").is_file() and len(read_metrics(run)) >= 5:
@@ -108,8 +175,9 @@ def load_file_from_ckpt(ckpt, out):
     return load_file(str(out / "model.safetensors"))
 
 
-def test_non_finite_gradient_skips_the_step_then_stops_after_max_skipped(tiny_models, calib,
-                                                                         tmp_path, world):
+def test_non_finite_gradient_skips_the_step_then_stops_after_max_skipped(
+    tiny_models, calib, tmp_path, world
+):
     """An inf injected into the gradient buffer: that step leaves weights and Adam state as
     they were and is counted; max_skipped_steps skips in a row stop the run, naming the last
     good checkpoint."""
@@ -122,17 +190,19 @@ def test_non_finite_gradient_skips_the_step_then_stops_after_max_skipped(tiny_mo
     src = str(tiny_models["llama-untied"])
     arch, hf, tok = describe_source(src)
     model, _, _ = load_model(src)
-    t = Trained("student", model, OptimConfig(lr=1e-3, warmup_steps=0),
-                (arch, hf, tok, "float32"))
+    t = Trained("student", model, OptimConfig(lr=1e-3, warmup_steps=0), (arch, hf, tok, "float32"))
     sched = ScheduleConfig(steps=8, global_batch_size=2, micro_batch_size=2, save_every=2)
-    opts = CorrectConfig(model=src, out=str(tmp_path), max_skipped_steps=2, tensorboard=False,
-                         progress=False)
+    opts = CorrectConfig(
+        model=src, out=str(tmp_path), max_skipped_steps=2, tensorboard=False, progress=False
+    )
     seen = {"n": 0}
 
     def snapshot():
         opt = t.engine.optimizer.chained_optimizers[0].optimizer
-        return ([p.detach().clone() for p in model.parameters()],
-                [s["exp_avg"].clone() for s in opt.state.values()])
+        return (
+            [p.detach().clone() for p in model.parameters()],
+            [s["exp_avg"].clone() for s in opt.state.values()],
+        )
 
     def make_step():
         def step(batches):
@@ -147,13 +217,25 @@ def test_non_finite_gradient_skips_the_step_then_stops_after_max_skipped(tiny_mo
                     seen["before"] = snapshot()
                 t.ddp.buffers[0].grad_data[0] = float("inf")
             return out
+
         return step
 
     data = DataConfig(paths=[str(calib)], seq_length=16)
     with pytest.raises(NonFiniteLoss) as e:
-        run(tmp_path / "run", [t], gpt_batches(data, sched, 300), sched, make_step, lambda: {},
-            {}, opts, log=lambda s: None)
+        run(
+            tmp_path / "run",
+            [t],
+            gpt_batches(data, sched, 300),
+            sched,
+            make_step,
+            lambda: {},
+            {},
+            opts,
+            log=lambda s: None,
+        )
     assert seen["n"] == 4 and "step 4" in str(e.value) and "step_000002" in str(e.value)
     rows = read_metrics(tmp_path / "run")
     assert [int(float(r["skipped_steps"])) for r in rows] == [0, 0, 1, 2]
-    assert math.isfinite(float(rows[1]["grad_norm"])) and not math.isfinite(float(rows[2]["grad_norm"]))
+    assert math.isfinite(float(rows[1]["grad_norm"])) and not math.isfinite(
+        float(rows[2]["grad_norm"])
+    )

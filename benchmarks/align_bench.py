@@ -26,11 +26,11 @@ def preference_metrics(models: dict, reference: str) -> dict:
     from minitron.align import builtin
     from minitron.align.data import ChatRenderer, load_pairs, pair_rows
     from minitron.align.steps import PreferenceStep
+    from minitron.checkpoint.load import load_model
     from minitron.cli import quiet_megatron
     from minitron.config import loader
     from minitron.config.align import AlignConfig
     from minitron.data.tokenizer import load_tokenizer
-    from minitron.models.load import load_model
     from minitron.parallel import runtime
     from minitron.train import trainable
 
@@ -68,11 +68,11 @@ def step_times(model: str, repeats: int = 3) -> dict:
     from minitron.align import builtin
     from minitron.align.data import ChatRenderer, load_pairs, load_sft, pack, pair_rows
     from minitron.align.steps import PreferenceStep, sft_step
+    from minitron.checkpoint.load import load_model
     from minitron.cli import quiet_megatron
     from minitron.config import loader
     from minitron.config.align import AlignConfig
     from minitron.data.tokenizer import load_tokenizer
-    from minitron.models.load import load_model
     from minitron.parallel import runtime
     from minitron.train import trainable
 

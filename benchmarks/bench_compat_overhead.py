@@ -23,8 +23,8 @@ def main():
     p.add_argument("--repeats", type=int, default=7)
     args = p.parse_args()
 
+    from minitron.checkpoint.load import load_model
     from minitron.cli import quiet_megatron
-    from minitron.models.load import load_model
     from minitron.parallel import cpu_compat, runtime
 
     quiet_megatron()

@@ -149,11 +149,11 @@ def worker_optim(student: str, out: str) -> None:
     distributed optimizer, after one step."""
     import torch
 
+    from minitron.checkpoint.load import load_model
     from minitron.config.schema import DataConfig
     from minitron.config.train import OptimConfig
     from minitron.data.datasets import samples
     from minitron.models.builder import DTYPES
-    from minitron.models.load import load_model
     from minitron.parallel import runtime
     from minitron.parallel.engine import Engine, EngineOptions
     from minitron.train.steps import lm_step
@@ -208,10 +208,10 @@ def worker_optim(student: str, out: str) -> None:
 def worker_pp(student: str, data: str, out: str, repeats: int) -> None:
     """Under torchrun (2 ranks, PP=2): 8 micro-batches per step in one schedule call against
     8 calls of one micro-batch each."""
+    from minitron.checkpoint.load import load_model
     from minitron.config.schema import DataConfig
     from minitron.config.train import OptimConfig
     from minitron.data.datasets import samples
-    from minitron.models.load import load_model
     from minitron.parallel import runtime
     from minitron.parallel.engine import Engine, EngineOptions
     from minitron.train.loop import split_micro

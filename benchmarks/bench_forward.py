@@ -42,8 +42,8 @@ def main():
 
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from minitron.checkpoint.load import load_model
     from minitron.cli import quiet_megatron
-    from minitron.models.load import load_model
     from minitron.models.sources import resolve_model
     from minitron.parallel import runtime
 

@@ -45,10 +45,10 @@ def main():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from minitron.bench.summary import round_order, spread
+    from minitron.checkpoint.load import load_model
     from minitron.cli import quiet_megatron
     from minitron.config.generate import SamplingConfig
     from minitron.generate.engine import Generator
-    from minitron.models.load import load_model
     from minitron.models.sources import resolve_model
     from minitron.parallel import runtime
 

@@ -29,11 +29,11 @@ def main():
     p.add_argument("--out", default="benchmarks/results/kd_speed.json")
     args = p.parse_args()
 
+    from minitron.checkpoint.load import load_model
     from minitron.cli import quiet_megatron
     from minitron.config.schema import DataConfig
     from minitron.config.train import DistillLossConfig
     from minitron.data.datasets import samples
-    from minitron.models.load import load_model
     from minitron.parallel import runtime
     from minitron.parallel.schedule import pipeline_forward
     from minitron.train import trainable

@@ -41,12 +41,12 @@ def main():
 
     from transformers import AutoModelForCausalLM
 
+    from minitron.checkpoint.load import load_model
     from minitron.cli import quiet_megatron
     from minitron.config.schema import MCTaskConfig
     from minitron.data.tokenizer import load_tokenizer
     from minitron.eval.evaluator import Evaluator
     from minitron.eval.scoring import score_requests
-    from minitron.models.load import load_model
     from minitron.models.sources import resolve_model
     from minitron.parallel import runtime
 

@@ -34,7 +34,7 @@ TEACHER_FORWARD = """
 import sys, time, statistics, torch
 from minitron.cli import quiet_megatron
 quiet_megatron()
-from minitron.models.load import load_model
+from minitron.checkpoint.load import load_model
 from minitron.parallel import runtime
 runtime.init(1, 1)
 torch.manual_seed(0)

@@ -38,10 +38,10 @@ def main():
     p.add_argument("--data", default="runs/bench/data")
     args = p.parse_args()
 
+    from minitron.checkpoint.load import load_model
     from minitron.cli import quiet_megatron
     from minitron.config import loader, schema
     from minitron.data.datasets import microbatches, samples
-    from minitron.models.load import load_model
     from minitron.parallel import runtime
     from minitron.parallel.schedule import pipeline_forward
     from minitron.prune.collect import Collector

@@ -21,10 +21,10 @@ def main():
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from minitron.checkpoint.load import load_model
     from minitron.cli import quiet_megatron
     from minitron.data.builtin import builtin_documents
     from minitron.eval.logits import full_logits
-    from minitron.models.load import load_model
     from minitron.models.sources import resolve_model
     from minitron.parallel import runtime
 

@@ -74,13 +74,13 @@ def main():
         plot(res, Path(args.plot))
         return
 
+    from minitron.checkpoint.load import load_model
     from minitron.cli import quiet_megatron
     from minitron.config import loader, schema
     from minitron.data.prepare import prepare
     from minitron.data.tokenizer import load_tokenizer
     from minitron.eval.evaluator import Evaluator
     from minitron.eval.layer_skip import skip_layers
-    from minitron.models.load import load_model
     from minitron.parallel import runtime
 
     quiet_megatron()

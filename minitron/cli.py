@@ -10,7 +10,6 @@ overrides. ``minitron <command> --help-config`` lists every key with its doc.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import os
 import sys
@@ -18,205 +17,9 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from minitron.config import align, generate, loader, prune, run, schema, train
+from minitron.config import loader
+from minitron.config.commands import COMMANDS
 from minitron.errors import MinitronError
-
-
-@dataclasses.dataclass(frozen=True)
-class Command:
-    schema: type
-    recipe: str  # module under minitron.recipes with main(cfg)
-    help: str
-    flags: tuple = ()  # (flag, key, kind) with kind in value | true | append | task | csv
-    replaces: Optional[str] = None  # the output kind ``overwrite`` may replace at ``out``
-
-
-COMMANDS: dict[str, Command] = {
-    "import": Command(
-        schema.ImportConfig,
-        "import_hf",
-        "HF, Megatron-LM, Megatron-Bridge or NeMo 2 checkpoint -> megatron-core "
-        "checkpoint (any TP/PP)",
-        (
-            ("--hf", "hf", "value"),
-            ("--megatron", "megatron", "value"),
-            ("--tokenizer", "tokenizer", "value"),
-            ("--out", "out", "value"),
-            ("--tp", "tp", "value"),
-            ("--pp", "pp", "value"),
-            ("--dtype", "dtype", "value"),
-            ("--overwrite", "overwrite", "true"),
-        ),
-        replaces="checkpoint",
-    ),
-    "export": Command(
-        schema.ExportConfig,
-        "export",
-        "checkpoint (any saved layout) -> HF directory, TensorRT-LLM or Megatron-LM checkpoint",
-        (
-            ("--ckpt", "ckpt", "value"),
-            ("--format", "format", "value"),
-            ("--out", "out", "value"),
-            ("--tp", "tp", "value"),
-            ("--dtype", "dtype", "value"),
-            ("--overwrite", "overwrite", "true"),
-        ),
-        replaces="export",
-    ),
-    "params": Command(
-        schema.ParamsConfig,
-        "params",
-        "exact total / non-embedding parameter counts of a HF config",
-        (("--hf-config", "hf_config", "value"), ("--json", "json", "true")),
-    ),
-    "data prepare": Command(
-        schema.PrepareConfig,
-        "prepare",
-        "tokenize corpora into megatron-core indexed datasets",
-        (
-            ("--input", "inputs", "append"),
-            ("--tokenizer", "tokenizer", "value"),
-            ("--out", "out", "value"),
-            ("--overwrite", "overwrite", "true"),
-        ),
-    ),
-    "loss": Command(
-        schema.LossConfig,
-        "loss",
-        "held-out LM loss of a model (any TP/PP)",
-        (("--model", "model", "value"), ("--tp", "tp", "value"), ("--pp", "pp", "value")),
-    ),
-    "eval": Command(
-        schema.EvalConfig,
-        "evaluate",
-        "LM loss and multiple-choice accuracy (Winogrande, jsonl tasks), any TP/PP",
-        (
-            ("--model", "model", "value"),
-            ("--task", "tasks", "task"),
-            ("--limit", "limit", "value"),
-            ("--tp", "tp", "value"),
-            ("--pp", "pp", "value"),
-            ("--out", "out", "value"),
-        ),
-    ),
-    "generate": Command(
-        generate.GenerateConfig,
-        "generate",
-        "completions on megatron-core's inference engine (greedy or sampled, "
-        "stop strings, chat templates), any TP/PP, resumable",
-        (
-            ("--model", "model", "value"),
-            ("--prompt", "prompt", "value"),
-            ("--input", "input", "value"),
-            ("--out", "out", "value"),
-            ("--tp", "tp", "value"),
-            ("--pp", "pp", "value"),
-        ),
-    ),
-    "lm-eval": Command(
-        schema.LmEvalConfig,
-        "lm_eval",
-        "lm-evaluation-harness tasks on a minitron model (needs lm-eval)",
-        (
-            ("--model", "model", "value"),
-            ("--tasks", "tasks", "csv"),
-            ("--include-path", "include_path", "value"),
-            ("--num-fewshot", "num_fewshot", "value"),
-            ("--limit", "limit", "value"),
-            ("--apply_chat_template", "apply_chat_template", "true"),
-            ("--apply-chat-template", "apply_chat_template", "true"),
-            ("--fewshot_as_multiturn", "fewshot_as_multiturn", "true"),
-            ("--confirm_run_unsafe_code", "confirm_run_unsafe_code", "true"),
-            ("--tp", "tp", "value"),
-            ("--pp", "pp", "value"),
-            ("--out", "out", "value"),
-        ),
-    ),
-    "score": Command(
-        prune.ScoreConfig,
-        "score",
-        "importance of heads, neurons, channels and layers on calibration data",
-        (
-            ("--model", "model", "value"),
-            ("--out", "out", "value"),
-            ("--tp", "tp", "value"),
-            ("--pp", "pp", "value"),
-        ),
-        replaces="scores",
-    ),
-    "prune": Command(
-        prune.PruneConfig,
-        "prune",
-        "width and depth pruning to a target architecture, any TP/PP",
-        (
-            ("--model", "model", "value"),
-            ("--scores", "scores", "value"),
-            ("--out", "out", "value"),
-            ("--dry-run", "dry_run", "true"),
-            ("--tp", "tp", "value"),
-            ("--pp", "pp", "value"),
-            ("--overwrite", "overwrite", "true"),
-        ),
-        replaces="checkpoint",
-    ),
-    "correct": Command(
-        train.CorrectConfig,
-        "correct",
-        "teacher correction: light fine-tune on the distillation data (full, LoRA, "
-        "norm-only), resumable",
-        (
-            ("--model", "model", "value"),
-            ("--out", "out", "value"),
-            ("--tp", "tp", "value"),
-            ("--pp", "pp", "value"),
-            ("--dry-run", "dry_run", "true"),
-        ),
-    ),
-    "distill": Command(
-        train.DistillConfig,
-        "distill",
-        "logit KL distillation of a student from a teacher, any TP/PP, resumable",
-        (
-            ("--student", "students", "append"),
-            ("--teacher", "teacher", "value"),
-            ("--out", "out", "value"),
-            ("--tp", "tp", "value"),
-            ("--pp", "pp", "value"),
-            ("--dry-run", "dry_run", "true"),
-        ),
-    ),
-    "align": Command(
-        align.AlignConfig,
-        "align",
-        "alignment: SFT, DPO, IPO or RPO (rounds), any TP/PP, resumable",
-        (
-            ("--model", "model", "value"),
-            ("--out", "out", "value"),
-            ("--data", "data", "value"),
-            ("--algorithm", "algorithm", "value"),
-            ("--tp", "tp", "value"),
-            ("--pp", "pp", "value"),
-            ("--dry-run", "dry_run", "true"),
-        ),
-    ),
-    "bench": Command(
-        schema.BenchConfig,
-        "bench",
-        "prefill/decode throughput of several models side by side, with a chart",
-        (("--out", "out", "value"),),
-    ),
-    "run": Command(
-        run.RunConfig,
-        "run",
-        "the whole pipeline in one experiment directory, resumable (default: SmolLM2)",
-        (("--workdir", "workdir", "value"), ("--dry-run", "dry_run", "true")),
-    ),
-    "demo": Command(
-        schema.DemoConfig,
-        "demo",
-        "the embedded default: import SmolLM2, prepare the corpora, held-out loss",
-    ),
-}
 
 
 def quiet_megatron() -> None:
@@ -301,7 +104,7 @@ def run(argv: Sequence[str], log: Callable[[str], None] = print):
         from minitron.checkpoint.atomic import check_replace
 
         check_replace(Path(out), cmd.replaces)  # before any work
-    recipe = importlib.import_module(f"minitron.recipes.{cmd.recipe}")
+    recipe = importlib.import_module(cmd.recipe)
     if out is None or getattr(cfg, "dry_run", False) or os.environ.get("RANK", "0") != "0":
         return recipe.main(cfg, log)
     from minitron.checkpoint.lock import DirLock

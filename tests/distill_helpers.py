@@ -1,6 +1,7 @@
 """Shared by the multi-student distillation tests (in-process world and torchrun)."""
 
 import csv
+import json
 
 from safetensors.torch import load_file
 
@@ -52,13 +53,18 @@ def together_args(pair, run, calib, steps=4, extra=()):
     ]
 
 
-def assert_equal_to_alone(pair, run, tmp_path, tol=1e-6):
-    """Each student's metrics every step and its final weights equal its solo run's."""
+def assert_equal_to_alone(pair, run, tmp_path, tol=1e-6, layout=None):
+    """Each student's metrics every step and its final weights equal its solo run's; with
+    ``layout`` ({"tp", "pp", "dp"}), every final checkpoint was saved at that layout."""
     _, _, _, alone = pair
     joint = rows(run)
     for name, single in alone.items():
         ref = rows(single)
-        assert [r["step"] for r in ref] == [r["step"] for r in joint]
+        assert ref and [r["step"] for r in ref] == [r["step"] for r in joint]
+        if layout is not None:
+            for ck in (single / "final" / "student", run / "final" / name):
+                saved = json.loads((ck / "manifest.json").read_text())["saved_layout"]
+                assert {k: saved[k] for k in layout} == layout, (ck, saved)
         for a, b in zip(ref, joint):
             for key in ("kd", "loss", "grad_norm", "lr"):
                 x, y = float(a[key]), float(b[f"{key}_{name}"])

@@ -12,17 +12,9 @@ peaks are the model's own (``python -m minitron.bench.worker``).
 
 from __future__ import annotations
 
-import importlib.util
 import resource
 import statistics
 import time
-
-BACKENDS = ("transformers", "vllm", "trtllm")
-MODULE = {"transformers": "transformers", "vllm": "vllm", "trtllm": "tensorrt_llm"}
-
-
-def available(backend: str) -> bool:
-    return importlib.util.find_spec(MODULE[backend]) is not None
 
 
 def _rss_mb() -> float:

@@ -26,11 +26,11 @@ from typing import Optional
 
 from minitron.checkpoint import gate
 from minitron.errors import CheckpointError, ConfigError
+from minitron.formats import ITERATION_DIR as _ITER
+from minitron.formats import TRACKER
 
-TRACKER = "latest_checkpointed_iteration.txt"
 RUN_CONFIG = "run_config.yaml"
 KINDS = ("megatron-lm", "megatron-bridge", "nemo2")
-_ITER = re.compile(r"^(iter_\d+|release)$")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
 
@@ -54,19 +54,6 @@ class Source:
     """An HF tokenizer directory found with the checkpoint, if any."""
     content_metadata: dict
     """megatron-core content metadata the checkpoint was saved with (sharding options)."""
-
-
-def is_megatron(path: str | Path) -> bool:
-    """Whether ``path`` looks like a Megatron-LM, Megatron-Bridge or NeMo 2 checkpoint (by
-    its file names only; nothing is read)."""
-    p = Path(path).expanduser()
-    if not p.is_dir():
-        return False
-    if (p / TRACKER).is_file():
-        return True
-    if _ITER.match(p.name) and (p / "metadata.json").is_file():
-        return True
-    return (p / "weights" / "metadata.json").is_file() and (p / "context").is_dir()
 
 
 def _iteration_dir(root: Path) -> Path:
@@ -291,9 +278,14 @@ def load_weights(model, src: Source) -> None:
 def tokenizer_tokens(tok_dir: Path) -> dict:
     """bos/eos ids and vocabulary size of an HF tokenizer directory (read once per process:
     a stage describes its model, then loads it). Callers copy the dict."""
-    from minitron.data.tokenizer import load_tokenizer
+    from transformers import AutoTokenizer
 
-    tok = load_tokenizer(str(tok_dir))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(tok_dir))
+    except Exception as e:
+        raise ConfigError(
+            "tokenizer", f"no usable tokenizer in {tok_dir} ({type(e).__name__}: {e})"
+        ) from None
     out = {"vocab_size": len(tok)}
     for key in ("bos_token_id", "eos_token_id"):
         if getattr(tok, key, None) is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 
-from minitron.cli import COMMANDS
+from minitron.config.commands import COMMANDS
 from minitron.config.loader import describe
 
 HEADER = """# Configuration reference

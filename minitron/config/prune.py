@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
+from minitron.choices import BATCH_AGG, DEPTH_CRITERIA, SEQ_AGG
 from minitron.config.checks import DTYPE_CHOICES, choice, layout, out_free, positive
 from minitron.config.loader import REQUIRED, doc
 from minitron.config.schema import DataConfig, LossTaskConfig, MCTaskConfig
@@ -49,8 +50,6 @@ class ScoreConfig:
     progress: bool = doc(True, "Show a progress bar (rank 0).")
 
     def validate(self):
-        from minitron.prune.importance import BATCH_AGG, SEQ_AGG
-
         layout(self)
         choice(self.method, WIDTH_METHODS, "method")
         choice(self.seq_aggregation, SEQ_AGG, "seq_aggregation")
@@ -97,9 +96,7 @@ class DepthConfig:
     loss: Optional[LossTaskConfig] = doc(None, "The held-out loss for criterion=lm_loss.")
 
     def validate(self):
-        from minitron.prune.depth import CRITERIA
-
-        choice(self.criterion, CRITERIA, "criterion")
+        choice(self.criterion, DEPTH_CRITERIA, "criterion")
 
 
 @dataclass

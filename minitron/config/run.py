@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional
 
+from minitron.choices import BATCH_AGG, SEQ_AGG
 from minitron.config.checks import choice, positive
 from minitron.config.loader import doc
 from minitron.config.prune import WIDTH_METHODS, DepthConfig, TargetConfig
@@ -78,8 +79,6 @@ class RunScoreConfig:
     batch_aggregation: str = doc("l2", "l2, mean or max.")
 
     def validate(self):
-        from minitron.prune.importance import BATCH_AGG, SEQ_AGG
-
         positive(self.num_samples, "num_samples")
         positive(self.micro_batch_size, "micro_batch_size")
         choice(self.seq_aggregation, SEQ_AGG, "seq_aggregation")

@@ -12,6 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from minitron.choices import (
+    BENCH_BACKENDS,
+    CORPORA,
+    TASK_FORMATS,
+    TEXT_UNITS,
+    bench_backend_available,
+    builtin_name,
+    is_builtin,
+)
 from minitron.config.checks import (
     DTYPE_CHOICES,
     IMPL_CHOICES,
@@ -24,12 +33,11 @@ from minitron.config.checks import (
 )
 from minitron.config.loader import REQUIRED, doc
 from minitron.errors import ConfigError
+from minitron.formats import is_megatron
 
 
 def check_inputs(inputs: List[str], field: str = "inputs") -> None:
     """Corpora to prepare: every file exists and every builtin:NAME is a built-in corpus."""
-    from minitron.data.builtin import CORPORA, builtin_name, is_builtin
-
     if not inputs:
         raise ConfigError(field, "is empty; give at least one file or builtin:NAME")
     for i, spec in enumerate(inputs):
@@ -52,12 +60,10 @@ def check_split(split: str, field: str = "split") -> list[float]:
 
 def check_backends(backends: List[str], field: str = "backends") -> None:
     """Benchmark backends: known names, and each one named explicitly is installed."""
-    from minitron.bench.backends import BACKENDS, available
-
     for b in backends:
         if b != "auto":
-            choice(b, BACKENDS + ("auto",), field)
-            if not available(b):
+            choice(b, BENCH_BACKENDS + ("auto",), field)
+            if not bench_backend_available(b):
                 pkg = {
                     "vllm": "vllm",
                     "trtllm": "tensorrt-llm (NVIDIA's container)",
@@ -155,8 +161,6 @@ class ImportConfig:
                 "megatron=DIR (Megatron-LM, Megatron-Bridge, NeMo 2)",
             )
         if self.megatron:
-            from minitron.checkpoint.megatron import is_megatron
-
             if not is_megatron(self.megatron):
                 raise ConfigError(
                     "megatron",
@@ -173,8 +177,6 @@ class ImportConfig:
 
 
 def is_megatron_source(spec: str) -> bool:
-    from minitron.checkpoint.megatron import is_megatron
-
     return bool(spec) and is_megatron(spec)
 
 
@@ -275,8 +277,6 @@ class PrepareConfig:
     overwrite: bool = doc(False, "Re-tokenize datasets that already exist in ``out``.")
 
     def validate(self):
-        from minitron.data.readers import TEXT_UNITS
-
         check_inputs(self.inputs, "inputs")
         choice(self.text_unit, TEXT_UNITS, "text_unit")
         positive(self.batch_docs, "batch_docs")
@@ -415,9 +415,7 @@ class MCTaskConfig:
     seed: int = doc(1234, "Seed for the subset and the few-shot draws.")
 
     def validate(self):
-        from minitron.eval.tasks import FORMATS
-
-        choice(self.format, FORMATS, "format")
+        choice(self.format, TASK_FORMATS, "format")
         if self.num_fewshot < 0:
             raise ConfigError("num_fewshot", f"must be >= 0, got {self.num_fewshot}")
         if self.limit is not None:

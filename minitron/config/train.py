@@ -215,9 +215,9 @@ class DistillLossConfig:
     chunk_size: int = doc(4096, "Tokens per chunk of the loss (bounds its fp32 memory).")
 
     def validate(self):
-        from minitron.distill.losses import KINDS
+        from minitron.choices import DISTILL_LOSSES
 
-        choice(self.kind, KINDS, "kind")
+        choice(self.kind, DISTILL_LOSSES, "kind")
         number(self.temperature, "temperature", gt=0)
         number(
             self.beta,

@@ -17,10 +17,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterator
 
+from minitron.choices import CORPORA, builtin_name, is_builtin
 from minitron.errors import ConfigError
 from minitron.models.sources import package_file
 
-CORPORA = ("wiki", "news", "shakespeare")
 _WIKI = "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 _NEWS = "gensim/test/test_data/lee_background.cor"
 
@@ -76,14 +76,6 @@ def builtin_documents(name: str) -> Iterator[str]:
             + ", ".join(f"builtin:{c}" for c in CORPORA),
         )
     return _READERS[name]()
-
-
-def is_builtin(spec: str) -> bool:
-    return spec.startswith("builtin:")
-
-
-def builtin_name(spec: str) -> str:
-    return spec.split(":", 1)[1]
 
 
 def dataset_name(spec: str) -> str:

@@ -14,9 +14,8 @@ import json
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from minitron.choices import TEXT_UNITS  # noqa: F401  (its own list, shared with config)
 from minitron.errors import DataError
-
-TEXT_UNITS = ("file", "paragraph", "line")
 
 
 def _decode_lines(path: Path) -> list[str]:

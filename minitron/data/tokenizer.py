@@ -13,9 +13,12 @@ def tokenizer_dir(spec: str) -> Path:
     p = Path(spec).expanduser()
     if (p / "manifest.json").is_file():  # a minitron checkpoint
         return p / "tokenizer"
-    from minitron.checkpoint import megatron
+    from minitron.formats import is_megatron
 
-    if megatron.is_megatron(p):  # Megatron-LM, Megatron-Bridge, NeMo 2
+    if is_megatron(p):
+        from minitron.checkpoint import megatron
+
+        # Megatron-LM, Megatron-Bridge, NeMo 2
         return megatron.describe(megatron.open_source(p))[2]
     if p.is_dir():  # a HF model or tokenizer directory
         return p

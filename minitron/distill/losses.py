@@ -30,7 +30,9 @@ from typing import Callable, Optional
 
 import torch
 
-KINDS = ("forward_kl", "reverse_kl", "jsd", "topk_kl")
+from minitron.choices import DISTILL_LOSSES
+
+KINDS = DISTILL_LOSSES
 Reduce = Callable[[torch.Tensor], torch.Tensor]
 
 

@@ -65,9 +65,9 @@ class MinitronLM(LM):
         max_length: int = 2048,
     ) -> MinitronLM:
         """From a minitron checkpoint or HF source (initialises the TP/PP runtime)."""
+        from minitron.checkpoint.load import load_model
         from minitron.data.tokenizer import load_tokenizer, tokenizer_dir
         from minitron.generate.engine import generation_eos
-        from minitron.models.load import load_model
         from minitron.parallel import runtime
 
         runtime.init(int(tp), int(pp))

@@ -30,6 +30,7 @@ import tarfile
 from pathlib import Path
 from typing import Iterable, Optional
 
+from minitron.choices import TASK_FORMATS as FORMATS
 from minitron.data.readers import json_rows
 from minitron.errors import ConfigError, DataError
 
@@ -39,7 +40,6 @@ BUILTIN_WINOGRANDE = (
 BIGBENCH_TASK = (
     "bigbench/benchmark_tasks/natural_instructions/subtask029_winogrande_full_object/task.json"
 )
-FORMATS = ("auto", "winogrande", "generic")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from pathlib import Path
 
 import torch
 
@@ -146,24 +145,18 @@ class Engine:
         return bool(opt.step_with_ready_grads()), norm
 
     # ---- checkpoints: megatron-core dist_checkpointing, reshardable over data parallelism
-    def _sharded_state_dict(self, is_loading: bool) -> dict:
+    def sharded_state_dict(self, is_loading: bool) -> dict:
+        """The optimizer's reshardable state (fp32 main weights, Adam moments, steps), for
+        ``dist_checkpointing``; ``is_loading`` allocates it first so its entries exist."""
         if is_loading:  # allocate Adam's state so that its sharded entries exist
             _init_optimizer_state(self.optimizer)
         return self.optimizer.sharded_state_dict(
             self.model.sharded_state_dict(), is_loading, metadata=SHARDING
         )
 
-    def save_optimizer(self, path: Path) -> None:
-        """Collective: the optimizer state (fp32 main weights, Adam moments, steps) of every
-        rank into one layout-independent checkpoint directory."""
-        from minitron.checkpoint.dist_save import dist_save
-
-        dist_save(self._sharded_state_dict(False), str(path))
-
-    def load_optimizer(self, path: Path) -> None:
-        from minitron.checkpoint.gate import dist_load
-
-        state = dist_load(self._sharded_state_dict(True), path)
+    def load_optimizer_state(self, state: dict) -> None:
+        """Load what ``dist_load`` read into ``sharded_state_dict(True)`` (the file I/O is the
+        caller's: ``minitron/train/state.py``)."""
         with _torch_adam_loading(self.optimizer):
             self.optimizer.load_state_dict(state)
 

@@ -1,10 +1,9 @@
-"""Whole tensors and score vectors from a TP/PP-split model, delivered to every rank.
+"""Collectives that assemble whole tensors and score vectors from TP/PP-split pieces.
 
-``full_tensor`` is collective: every rank calls it with the same name in the same
-order. The owning PP stage all-gathers the TP shards and unshards them
-(``shard.tp_unshard``, SwiGLU-aware); the result is broadcast from that stage's
-first rank to the whole world. One tensor at a time: memory stays at the model
-plus one whole tensor.
+They take tensors, shapes and process groups, never a model: which parameter is split
+along which dimension, and which stage owns it, is the caller's knowledge
+(``minitron/models/full_tensors.py`` for weights, ``minitron/prune/collect.py`` for
+importance scores).
 """
 
 from __future__ import annotations
@@ -12,68 +11,39 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from minitron.models.convert import canonical_shape, owner_stage
-from minitron.parallel.shard import split_dim, tp_unshard
+from minitron.parallel.shard import tp_unshard
 
 
-def _params_by_canonical(model) -> dict[str, torch.nn.Parameter]:
-    from minitron.models.weights import local_parameters
+def first_rank_of_each_stage(pp: int, pp_rank: int, tp_rank: int, dp_rank: int) -> list[int]:
+    """Global rank of (pp = s, tp = 0, dp = 0) for every stage s (collective)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return [0] * pp
+    where = [None] * dist.get_world_size()
+    dist.all_gather_object(where, (pp_rank, tp_rank, dp_rank))
+    return [where.index((s, 0, 0)) for s in range(pp)]
 
-    return {c: p for c, _, p in local_parameters(model)}
+
+def all_gather_tp(local: torch.Tensor, dim: int, group, gated: bool) -> torch.Tensor:
+    """The whole tensor from this TP group's shards along ``dim`` (SwiGLU-aware when
+    ``gated``: the fused gate/up rows are unsharded as two halves)."""
+    world = dist.get_world_size(group) if dist.is_initialized() else 1
+    if world == 1:
+        return local
+    parts = [torch.empty_like(local) for _ in range(world)]
+    dist.all_gather(parts, local.contiguous(), group=group)
+    return tp_unshard(parts, dim, gated=gated)
 
 
-class FullTensors:
-    """``FullTensors(model)(name)`` -> the whole canonical tensor, on every rank (collective)."""
-
-    def __init__(self, model):
-        from megatron.core import parallel_state as ps
-
-        self.model = model
-        self.arch = model.minitron_arch
-        self.params = _params_by_canonical(model)
-        self.tp = ps.get_tensor_model_parallel_world_size()
-        self.pp = ps.get_pipeline_model_parallel_world_size()
-        self.pp_rank = ps.get_pipeline_model_parallel_rank()
-        self.tp_group = ps.get_tensor_model_parallel_group()
-        self.dtype = next(model.parameters()).dtype
-        self.device = next(model.parameters()).device
-        self.stage_src = self._first_rank_of_each_stage()
-
-    def _first_rank_of_each_stage(self) -> list[int]:
-        """Global rank of (pp = s, tp = 0, dp = 0) for every stage s."""
-        from megatron.core import parallel_state as ps
-
-        if not dist.is_initialized() or dist.get_world_size() == 1:
-            return [0] * self.pp
-        where = [None] * dist.get_world_size()
-        dist.all_gather_object(
-            where, (self.pp_rank, ps.get_tensor_model_parallel_rank(), ps.get_data_parallel_rank())
-        )
-        return [where.index((s, 0, 0)) for s in range(self.pp)]
-
-    def _local_full(self, name: str) -> torch.Tensor:
-        p = self.params[name].detach()
-        shape = canonical_shape(self.arch, name)
-        dim = split_dim(shape, tuple(p.shape), self.tp)
-        if dim is None or self.tp == 1:
-            return p
-        parts = [torch.empty_like(p) for _ in range(self.tp)]
-        dist.all_gather(parts, p.contiguous(), group=self.tp_group)
-        return tp_unshard(parts, dim, gated=name.endswith("mlp.linear_fc1.weight"))
-
-    def __call__(self, name: str) -> torch.Tensor:
-        owner = owner_stage(self.arch, name, self.pp)
-        if self.arch.tie_word_embeddings and name == "output_layer.weight":
-            name, owner = "embedding.word_embeddings.weight", 0
-        full = self._local_full(name) if owner == self.pp_rank else None
-        if dist.is_initialized() and dist.get_world_size() > 1:
-            if full is None:
-                full = torch.empty(
-                    canonical_shape(self.arch, name), dtype=self.dtype, device=self.device
-                )
-            full = full.contiguous()
-            dist.broadcast(full, src=self.stage_src[owner])
-        return full
+def broadcast_whole(t: torch.Tensor | None, shape, dtype, device, src: int) -> torch.Tensor:
+    """``t`` from global rank ``src`` on every rank (the others pass None)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        assert t is not None
+        return t
+    if t is None:
+        t = torch.empty(shape, dtype=dtype, device=device)
+    t = t.contiguous()
+    dist.broadcast(t, src=src)
+    return t
 
 
 def gather_tp_vector(local: torch.Tensor, group) -> torch.Tensor:

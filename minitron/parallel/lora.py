@@ -64,8 +64,6 @@ class LoRA:
     ):
         from megatron.core import parallel_state as ps
 
-        from minitron.models.weights import layer_offset
-
         self.model, self.rank, self.scale = model, rank, alpha / rank
         self.tp, self.tp_rank = (
             ps.get_tensor_model_parallel_world_size(),
@@ -73,14 +71,13 @@ class LoRA:
         )
         self.adapters = Adapters()
         self.handles = []
-        offset = layer_offset(model)
-        for i, layer in enumerate(model.decoder.layers):
+        for layer in model.decoder.layers:  # layer_number: megatron-core's global, 1-based
             for path in targets:
                 module = layer.get_submodule(path)
-                key = f"{offset + i}.{path}".replace(".", "_")
+                key = f"{layer.layer_number - 1}.{path}".replace(".", "_")
                 row = path.endswith(ROW_PARALLEL)
                 self.adapters[key] = self._make(
-                    module.weight, row, seed + 1000 * (offset + i) + TARGETS.index(path)
+                    module.weight, row, seed + 1000 * (layer.layer_number - 1) + TARGETS.index(path)
                 )
                 self.handles.append(module.register_forward_hook(self._hook(key, row)))
         model.lora = self.adapters
@@ -129,12 +126,9 @@ class LoRA:
     @torch.no_grad()
     def merge(self) -> None:
         """Fold the adapters into the weights (``W += scale * B A``) and detach the hooks."""
-        from minitron.models.weights import layer_offset
-
-        offset = layer_offset(self.model)
-        for i, layer in enumerate(self.model.decoder.layers):
+        for layer in self.model.decoder.layers:
             for path in TARGETS:
-                key = f"{offset + i}.{path}".replace(".", "_")
+                key = f"{layer.layer_number - 1}.{path}".replace(".", "_")
                 if key in self.adapters:
                     ad = self.adapters[key]
                     w = layer.get_submodule(path).weight

@@ -84,7 +84,7 @@ def recovered_fraction(pruned: float, distilled: float, teacher: float) -> float
 
 
 def _heldout_loss(ctx, name: str):
-    from minitron.pipeline.stages import eval_file
+    from minitron.pipeline.workdir import eval_file
 
     f = eval_file(ctx, name)
     if not f.is_file():
@@ -129,7 +129,7 @@ def recovery_lines(ctx) -> list[str]:
 def instruction_lines(ctx) -> list[str]:
     """The instruction-following table (``ifeval_mini`` through lm-eval's IFEval checkers)."""
     from minitron.eval.lm_tasks import IFEVAL_METRICS
-    from minitron.pipeline.stages import instruction_models, instructions_file
+    from minitron.pipeline.workdir import instruction_models, instructions_file
 
     rows = []
     for name in instruction_models(ctx):
@@ -164,7 +164,7 @@ def instruction_lines(ctx) -> list[str]:
 
 
 def write_report(ctx) -> Path:
-    from minitron.pipeline.stages import eval_file, models_to_evaluate
+    from minitron.pipeline.workdir import eval_file, models_to_evaluate
 
     work, cfg = ctx.work, ctx.cfg
     manifest = json.loads((work / "manifest.json").read_text())

@@ -1,7 +1,7 @@
 """Baseline importance for honest comparison, in the same score format: random and
 weight magnitude (LLM-Pruner's L2 criterion: the L2 norm of all weights a unit owns).
 
-Both read whole tensors through ``read(canonical_name)`` (``parallel.gather.FullTensors``
+Both read whole tensors through ``read(canonical_name)`` (``models.full_tensors.FullTensors``
 for a split model), so they run at any TP/PP. Pure otherwise.
 """
 

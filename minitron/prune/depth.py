@@ -22,7 +22,7 @@ from typing import Callable, Optional
 
 import torch
 
-CRITERIA = ("task", "lm_loss", "block_influence")
+from minitron.choices import DEPTH_CRITERIA as CRITERIA
 
 
 def contiguous_blocks(num_layers: int, k: int) -> list[list[int]]:

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import torch
 
-SEQ_AGG = ("mean", "l2", "max")
-BATCH_AGG = ("l2", "mean", "max")
+from minitron.choices import BATCH_AGG, SEQ_AGG
 
 
 def reduce_sequence(x: torch.Tensor, how: str) -> torch.Tensor:

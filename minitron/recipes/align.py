@@ -28,10 +28,10 @@ from minitron.align.data import (
     read_rows,
 )
 from minitron.align.steps import PreferenceStep, sft_step
+from minitron.checkpoint.load import describe_source, load_model
 from minitron.config.align import AlignConfig
 from minitron.data.tokenizer import load_tokenizer
 from minitron.models.builder import DTYPE_NAMES, Execution
-from minitron.models.load import describe_source, load_model
 from minitron.parallel import runtime
 from minitron.parallel.schedule import from_last_stage, pipeline_forward
 from minitron.train import settings as run_settings

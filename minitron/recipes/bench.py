@@ -21,9 +21,9 @@ from pathlib import Path
 from minitron.bench import summary
 from minitron.bench.backends import BACKENDS, available
 from minitron.bench.chart import speedup_chart
+from minitron.checkpoint.load import is_checkpoint
 from minitron.config.schema import BenchConfig, ExportConfig
 from minitron.errors import ConfigError, MinitronError
-from minitron.models.load import is_checkpoint
 
 
 def hf_dir(path: str, out: Path, name: str, log) -> str:

@@ -8,6 +8,7 @@ norm-only mode. Resumable; the corrected teacher is ``<out>/final/teacher``.
 
 from __future__ import annotations
 
+from minitron.checkpoint.load import describe_source, load_model
 from minitron.config.schema import LossTaskConfig
 from minitron.config.train import CorrectConfig
 from minitron.data.datasets import resolve_prefixes
@@ -15,7 +16,6 @@ from minitron.data.tokenizer import load_tokenizer
 from minitron.errors import ConfigError
 from minitron.eval.evaluator import Evaluator
 from minitron.models.builder import DTYPE_NAMES, Execution
-from minitron.models.load import describe_source, load_model
 from minitron.parallel import runtime
 from minitron.train import settings as run_settings
 from minitron.train import trainable

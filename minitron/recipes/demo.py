@@ -14,11 +14,11 @@ import json
 import time
 from pathlib import Path
 
+from minitron.checkpoint.load import load_model
 from minitron.checkpoint.mcore import read_manifest, verify_files
 from minitron.config.schema import DataConfig, DemoConfig, ImportConfig, PrepareConfig
 from minitron.data.builtin import dataset_name
 from minitron.errors import CheckpointError
-from minitron.models.load import load_model
 from minitron.parallel import runtime
 from minitron.recipes import import_hf, prepare
 from minitron.recipes.loss import held_out_loss

@@ -15,10 +15,10 @@ checkpoint; the distilled students are ``<out>/final/student`` (one student) or
 
 from __future__ import annotations
 
+from minitron.checkpoint.load import describe_source, load_model
 from minitron.config.train import DistillConfig
 from minitron.errors import ConfigError
 from minitron.models.builder import DTYPE_NAMES, Execution
-from minitron.models.load import describe_source, load_model
 from minitron.parallel import runtime
 from minitron.recipes.correct import check_data, validator
 from minitron.train import settings as run_settings

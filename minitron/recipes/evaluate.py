@@ -12,13 +12,13 @@ import json
 import time
 from pathlib import Path
 
+from minitron.checkpoint.load import describe_source, load_model
 from minitron.config.schema import EvalConfig
 from minitron.data.datasets import resolve_prefixes
 from minitron.data.tokenizer import load_tokenizer
 from minitron.errors import ConfigError
 from minitron.eval.evaluator import Evaluator, records, table
 from minitron.eval.layer_skip import skip_layers
-from minitron.models.load import describe_source, load_model
 from minitron.parallel import runtime
 
 

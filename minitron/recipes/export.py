@@ -19,6 +19,7 @@ from pathlib import Path
 
 from minitron.checkpoint import atomic
 from minitron.checkpoint.hf_io import copy_tokenizer, write_safetensors
+from minitron.checkpoint.load import load_model
 from minitron.checkpoint.mcore import non_finite, read_manifest, tokenizer_path
 from minitron.config.schema import ExportConfig
 from minitron.errors import CheckpointError
@@ -26,7 +27,6 @@ from minitron.export import trtllm
 from minitron.models.arch import ModelArch, hf_config_for
 from minitron.models.builder import parse_dtype
 from minitron.models.convert import hf_shapes, mcore_to_hf
-from minitron.models.load import load_model
 from minitron.models.weights import full_tensors
 from minitron.parallel import runtime
 

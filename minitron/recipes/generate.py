@@ -87,9 +87,9 @@ def _write(out: Path, rows: list[dict]) -> None:
 
 def load(cfg: GenerateConfig):
     """(generator, tokenizer) for ``cfg.model`` (initialises the TP/PP runtime)."""
+    from minitron.checkpoint.load import load_model
     from minitron.data.tokenizer import load_tokenizer, tokenizer_dir
     from minitron.generate.engine import Generator, generation_eos
-    from minitron.models.load import load_model
 
     tok_spec = cfg.tokenizer or cfg.model
     tok = load_tokenizer(tok_spec)  # a missing tokenizer fails before the model loads

@@ -10,11 +10,11 @@ import json
 import time
 from pathlib import Path
 
+from minitron.checkpoint.load import load_model
 from minitron.config.schema import DataConfig, LossConfig
 from minitron.data.datasets import resolve_prefixes, samples
 from minitron.eval.evaluator import require_finite
 from minitron.eval.lm_loss import lm_loss
-from minitron.models.load import load_model
 from minitron.parallel import runtime
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from minitron.checkpoint.load import describe_source, load_model
 from minitron.checkpoint.mcore import save_checkpoint
 from minitron.config.prune import PruneConfig
 from minitron.data.tokenizer import load_tokenizer
@@ -29,11 +30,10 @@ from minitron.eval.layer_skip import skip_layers
 from minitron.models.arch import ModelArch
 from minitron.models.builder import DTYPE_NAMES, build_model, check_layout
 from minitron.models.convert import canonical_names
-from minitron.models.load import describe_source, load_model
+from minitron.models.full_tensors import FullTensors
 from minitron.models.params import count_params, describe_arch, human
 from minitron.models.weights import is_gated, local_parameters
 from minitron.parallel import runtime
-from minitron.parallel.gather import FullTensors
 from minitron.parallel.shard import tp_shard
 from minitron.prune import depth as depth_search
 from minitron.prune.baselines import magnitude_scores, random_scores

@@ -16,11 +16,11 @@ import time
 
 import torch
 
+from minitron.checkpoint.load import load_model
 from minitron.config.prune import ScoreConfig
 from minitron.data.datasets import microbatches, resolve_prefixes, samples
-from minitron.models.load import load_model
+from minitron.models.full_tensors import FullTensors
 from minitron.parallel import runtime
-from minitron.parallel.gather import FullTensors
 from minitron.parallel.schedule import pipeline_forward
 from minitron.prune.baselines import magnitude_scores, random_scores
 from minitron.prune.collect import Collector

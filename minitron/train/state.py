@@ -28,6 +28,8 @@ from typing import Optional
 import torch
 
 from minitron.checkpoint import atomic
+from minitron.checkpoint.dist_save import dist_save
+from minitron.checkpoint.gate import dist_load
 from minitron.checkpoint.mcore import load_weights, save_checkpoint
 from minitron.errors import CheckpointError, ConfigError, MinitronError
 from minitron.parallel import collectives, runtime
@@ -98,7 +100,7 @@ def save(
         if lay.is_main:
             (tmp / "optim" / t.name).mkdir()
         runtime.barrier()
-        t.engine.save_optimizer(tmp / "optim" / t.name)
+        dist_save(t.engine.sharded_state_dict(False), str(tmp / "optim" / t.name))
     save_file(_rng_state(), str(tmp / "rng" / f"rank_{lay.rank}.safetensors"))
     runtime.barrier()
     if lay.is_main:
@@ -249,7 +251,9 @@ def restore(ckpt: Path, info: dict, trained: list, seed: int) -> None:
         )
     for t in trained:
         load_weights(t.model, ckpt / t.name)
-        t.engine.load_optimizer(ckpt / "optim" / t.name)
+        t.engine.load_optimizer_state(
+            dist_load(t.engine.sharded_state_dict(True), ckpt / "optim" / t.name)
+        )
     saved = info["layout"]
     same = (saved["tp"], saved["pp"], saved["dp"]) == (lay.tp, lay.pp, lay.dp)
     rng = ckpt / "rng" / f"rank_{lay.rank}.safetensors"

@@ -70,7 +70,16 @@ def main():
         out[kind] = (loss.detach(), torch.cat(grads, -1))
     if rank == 0:
         torch.save(
-            {"out": out, "s": s_full, "t": t_full, "t_tied": t_tied, "mask": mask}, sys.argv[1]
+            {
+                "out": out,
+                "s": s_full,
+                "t": t_full,
+                "t_tied": t_tied,
+                "mask": mask,
+                "world": world,  # the vocab-parallel group the losses were reduced over
+                "slice": per,
+            },
+            sys.argv[1],
         )
     dist.destroy_process_group()
 

@@ -4,6 +4,7 @@ sequence parallelism; PP=2 with 4 micro-batches per schedule call; resuming a DP
 distributed-optimizer checkpoint at DP=1 and a DP=1 checkpoint at DP=2."""
 
 import csv
+import json
 import shutil
 
 import pytest
@@ -83,9 +84,13 @@ def weights(ckpt, out):
     return load_file(str(out / "model.safetensors"))
 
 
-def assert_same(ref_run, run, stage, tmp, w_tol):
+def assert_same(ref_run, run, stage, tmp, w_tol, layout):
+    """Same metrics every step and final weights as the reference run; ``run`` saved its final
+    checkpoint at ``layout`` ({"tp", "pp", "dp"}: a dropped override would change it)."""
+    saved = json.loads((run / "final" / FINAL[stage] / "manifest.json").read_text())
+    assert {k: saved["saved_layout"][k] for k in layout} == layout, saved["saved_layout"]
     a, b = metrics(ref_run), metrics(run)
-    assert [r[0] for r in a] == [r[0] for r in b]
+    assert a and [r[0] for r in a] == [r[0] for r in b]
     for (_, la, ga), (_, lb, gb) in zip(a, b):
         assert abs(la - lb) <= 1e-5 and abs(ga - gb) <= 1e-5 * max(1.0, ga), (a, b)
     wa = weights(ref_run / "final" / FINAL[stage], tmp / "wa")
@@ -147,7 +152,7 @@ def setup(tiny_models, calib, tmp_path_factory):
 def test_dp2_equals_dp1(stage, layout, setup, calib, tmp_path):
     models, sft, refs = setup
     launch(2, stage_args(stage, models, calib, sft, tmp_path / "run") + layout)
-    assert_same(refs[stage], tmp_path / "run", stage, tmp_path, 1e-5)
+    assert_same(refs[stage], tmp_path / "run", stage, tmp_path, 1e-5, {"tp": 1, "pp": 1, "dp": 2})
 
 
 @pytest.mark.parametrize("layout", [["tp=2", "sequence_parallel=true"], ["pp=2"]])
@@ -158,7 +163,8 @@ def test_tp2_sequence_parallel_and_pp2_with_4_micro_batches_equal_tp1(
     launch(2, stage_args("distill", models, calib, sft, tmp_path / "run") + layout)
     # Adam divides by sqrt(v): ~1e-8 differences in the summation order of near-zero
     # gradients become ~1e-5 differences of a few weights after 4 steps at lr 1e-3
-    assert_same(refs["distill"], tmp_path / "run", "distill", tmp_path, 1e-4)
+    expect = {"tp": 2, "pp": 1, "dp": 1} if "tp=2" in layout else {"tp": 1, "pp": 2, "dp": 1}
+    assert_same(refs["distill"], tmp_path / "run", "distill", tmp_path, 1e-4, expect)
 
 
 def _truncate_to(run, step):
@@ -185,4 +191,4 @@ def test_resume_at_another_data_parallel_size(first, then, setup, calib, tmp_pat
     args = stage_args("distill", models, calib, sft, run)
     res = launch(2, args) if then == 2 else minitron(args)
     assert "resumed from" in res.stdout + res.stderr
-    assert_same(refs["distill"], run, "distill", tmp_path, 1e-5)
+    assert_same(refs["distill"], run, "distill", tmp_path, 1e-5, {"tp": 1, "pp": 1, "dp": then})

@@ -53,6 +53,8 @@ def test_layout_equals_transformers_and_round_trips(tp, pp, tiny_models, tp1_ckp
         ],
     )
     res = torch.load(tmp_path / "r.pt")
+    assert res["layout"] == {"tp": tp, "pp": pp, "dp": 1}
+    assert sum(k.startswith("ckpt:") for k in res) == len(VARIANTS)
     for v in VARIANTS:
         ref = hf_logits(tiny_models[v], TOKENS)
         for kind in ("mem", "ckpt"):

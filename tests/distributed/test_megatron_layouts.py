@@ -79,6 +79,8 @@ def test_megatron_sources_at_every_layout_give_the_source_logits(tp, pp, sources
         ],
     )
     res = torch.load(tmp_path / "r.pt")
+    assert res["layout"] == {"tp": tp, "pp": pp, "dp": 1}
+    assert sum(k.startswith("megck:") for k in res) == len(sources)
     for name, (src, ref) in sources.items():
         for kind in ("meg", "megck"):
             diff = (res[f"{kind}:{src.name}"] - ref).abs().max().item()

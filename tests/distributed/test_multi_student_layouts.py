@@ -38,4 +38,5 @@ def test_students_together_equal_each_alone_at_layout(layout, students, calib, t
         )
     pair = (teacher, width, depth, alone)
     launch(2, together_args(pair, tmp_path / "together", calib, extra=(layout,)))
-    assert_equal_to_alone(pair, tmp_path / "together", tmp_path)
+    expect = {"tp": 2, "pp": 1, "dp": 1} if layout == "tp=2" else {"tp": 1, "pp": 2, "dp": 1}
+    assert_equal_to_alone(pair, tmp_path / "together", tmp_path, layout=expect)

@@ -5,9 +5,11 @@ import torch
 from safetensors.torch import load_file
 from test_cli_torchrun import launch
 
-from helpers import minitron
+from helpers import minitron, read_json
 
 pytestmark = pytest.mark.distributed
+# what a 2-rank run must report for each override (a dropped override would run DP=2)
+LAYOUTS = {"tp=2": {"tp": 2, "pp": 1, "dp": 1}, "pp=2": {"tp": 1, "pp": 2, "dp": 1}}
 TARGET = [
     "target.hidden_size=48",
     "target.ffn_hidden_size=64",
@@ -69,7 +71,8 @@ def test_scores_and_pruned_model_equal_tp1(layout, tp1, calib, tmp_path):
     )
     a = load_file(str(root / "scores" / "scores.safetensors"))
     b = load_file(str(tmp_path / "scores" / "scores.safetensors"))
-    assert sorted(a) == sorted(b)
+    assert read_json(tmp_path / "scores" / "scores.json")["scored_layout"] == LAYOUTS[layout]
+    assert sorted(a) == sorted(b) and len(a) > 10
     for k in a:
         if k == "blocks.block_influence":
             continue  # only the diagonal is measured without block_scores
@@ -89,6 +92,8 @@ def test_scores_and_pruned_model_equal_tp1(layout, tp1, calib, tmp_path):
             *TARGET,
         ],
     )
+    saved = read_json(tmp_path / "pruned" / "manifest.json")["saved_layout"]
+    assert {k: saved[k] for k in ("tp", "pp", "dp")} == LAYOUTS[layout]
     minitron(["export", "--ckpt", str(tmp_path / "pruned"), "--out", str(tmp_path / "hf")])
     want = load_file(str(root / "pruned_hf" / "model.safetensors"))
     got = load_file(str(tmp_path / "hf" / "model.safetensors"))
@@ -100,8 +105,8 @@ def test_width_and_depth_pruned_at_layout_exports_to_hf(layout, tp1, tmp_path, w
     """Pruned at TP=2 / PP=2, exported: transformers' logits equal megatron-core's."""
     from transformers import AutoModelForCausalLM
 
+    from minitron.checkpoint.load import load_model
     from minitron.eval.logits import full_logits
-    from minitron.models.load import load_model
 
     src, root = tp1
     launch(
@@ -121,6 +126,8 @@ def test_width_and_depth_pruned_at_layout_exports_to_hf(layout, tp1, tmp_path, w
             "depth.contiguous=false",
         ],
     )
+    saved = read_json(tmp_path / "p" / "manifest.json")["saved_layout"]
+    assert {k: saved[k] for k in ("tp", "pp", "dp")} == LAYOUTS[layout]
     minitron(["export", "--ckpt", str(tmp_path / "p"), "--out", str(tmp_path / "hf")])
     hf = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
     assert (hf.config.hidden_size, hf.config.num_hidden_layers) == (48, 2)

@@ -26,6 +26,8 @@ def topk_reference(s, t, mask, k):
 def test_vocab_parallel_equals_single_process(world, tmp_path):
     torchrun(world, [str(Path(__file__).with_name("kl_worker.py")), str(tmp_path / "r.pt")])
     r = torch.load(tmp_path / "r.pt")
+    assert (r["world"], r["slice"] * world) == (world, r["s"].shape[-1])
+    assert len(r["out"]) == 6
     extras = {
         "topk_kl": {"topk": 7},
         "topk_kl_tied": {"topk": 3},

@@ -36,18 +36,28 @@ def main():
 
     quiet_megatron()
     from minitron.checkpoint.hf_io import HFReader
+    from minitron.checkpoint.load import load_model
     from minitron.config import loader, schema
     from minitron.eval.logits import full_logits
     from minitron.models.arch import load_arch
     from minitron.models.builder import build_model
-    from minitron.models.load import load_model
     from minitron.models.weights import load_hf_weights
     from minitron.parallel import runtime
     from minitron.recipes import import_hf
 
     lay = runtime.init(args.tp, args.pp)
     tokens = torch.load(args.tokens)
-    results = {}
+    # the layout megatron-core was initialised with, as the process groups report it
+    from megatron.core import parallel_state as ps
+
+    results = {
+        "layout": {
+            "tp": ps.get_tensor_model_parallel_world_size(),
+            "pp": ps.get_pipeline_model_parallel_world_size(),
+            "dp": ps.get_data_parallel_world_size(),
+        }
+    }
+    assert (lay.tp, lay.pp) == (results["layout"]["tp"], results["layout"]["pp"])
     for hf in args.hf:
         name = Path(hf).name
         arch = load_arch(hf)

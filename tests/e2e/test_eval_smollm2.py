@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow
 def smol(smollm2_dir, world):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from minitron.checkpoint.load import load_model
     from minitron.eval.evaluator import Evaluator
-    from minitron.models.load import load_model
 
     model, arch, _ = load_model("smollm2-135m")
     tok = AutoTokenizer.from_pretrained(smollm2_dir)

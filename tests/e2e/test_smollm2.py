@@ -31,8 +31,8 @@ def tokens(smollm2_dir):
 
 
 def test_tp1_logits_equal_transformers_on_real_text(smol_ckpt, smollm2_dir, tokens, world):
+    from minitron.checkpoint.load import load_model
     from minitron.eval.logits import full_logits
-    from minitron.models.load import load_model
 
     model, arch, _ = load_model(str(smol_ckpt))
     ours = full_logits(model, tokens, arch.vocab_size)
@@ -43,8 +43,8 @@ def test_tp1_logits_equal_transformers_on_real_text(smol_ckpt, smollm2_dir, toke
 
 @pytest.mark.distributed
 def test_tp1_checkpoint_loads_at_pp2(smol_ckpt, smollm2_dir, tokens, tmp_path, world):
+    from minitron.checkpoint.load import load_model
     from minitron.eval.logits import full_logits
-    from minitron.models.load import load_model
 
     torch.save(tokens, tmp_path / "t.pt")
     torchrun(
@@ -87,8 +87,8 @@ def test_pruned_smollm2_exports_and_matches_transformers(
     """Width (magnitude) and depth (lm_loss) pruning of the real model, exported to HF."""
     from transformers import AutoModelForCausalLM
 
+    from minitron.checkpoint.load import load_model
     from minitron.eval.logits import full_logits
-    from minitron.models.load import load_model
 
     data = tmp_path / "data"
     minitron(

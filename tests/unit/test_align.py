@@ -163,7 +163,7 @@ def test_sft_reduction_is_checked_at_load(tmp_path):
 def test_response_only_mask_gives_prompt_tokens_zero_gradient(tiny_models, tiny_tokenizer, world):
     from transformers import AutoTokenizer
 
-    from minitron.models.load import load_model
+    from minitron.checkpoint.load import load_model
     from minitron.train.steps import cross_entropy, lm_loss_from_ce
 
     tok = AutoTokenizer.from_pretrained(tiny_tokenizer)
@@ -193,8 +193,8 @@ def test_response_only_mask_gives_prompt_tokens_zero_gradient(tiny_models, tiny_
 def test_packing_is_equivalent_to_separate_sequences(tiny_models, tiny_tokenizer, world):
     from transformers import AutoTokenizer
 
+    from minitron.checkpoint.load import load_model
     from minitron.eval.logits import full_logits
-    from minitron.models.load import load_model
 
     tok = AutoTokenizer.from_pretrained(tiny_tokenizer)
     r = ChatRenderer(tok, "plain")
@@ -321,9 +321,9 @@ def test_preference_training_raises_reward_accuracy(algorithm, tiny_models, tmp_
 def test_reference_has_no_grads_and_no_optimizer_state(tiny_models, tmp_path, world):
     from minitron.align.data import pair_rows
     from minitron.align.steps import PreferenceStep
+    from minitron.checkpoint.load import load_model
     from minitron.config import loader
     from minitron.config.align import AlignConfig
-    from minitron.models.load import load_model
     from minitron.train import trainable
 
     cfg = loader.load(

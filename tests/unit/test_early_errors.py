@@ -11,7 +11,7 @@ from minitron import cli
 from minitron.align.data import preference_messages, read_rows, sft_messages
 from minitron.config import loader, run, schema, train
 from minitron.errors import ConfigError, DataError
-from minitron.recipes import run as run_recipe
+from minitron.pipeline import run as run_recipe
 
 from helpers import make_tiny_model, minitron
 
@@ -336,8 +336,8 @@ def test_training_stages_check_sources_data_and_sizes_before_loading(
 ):
     """distill / correct / align: a missing source is named by its key, missing data and
     impossible sizes fail before any model loads (load_model is made to fail the test)."""
+    from minitron.checkpoint import load
     from minitron.config import align as align_cfg
-    from minitron.models import load
     from minitron.recipes import correct, distill
 
     def no_load(*a, **k):

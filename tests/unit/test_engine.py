@@ -17,8 +17,8 @@ def _batch(n=4, s=16, lengths=(16, 2, 9, 5), seed=0):
 
 
 def _engine(src, dtype="float32", execution=None, **optim):
+    from minitron.checkpoint.load import load_model
     from minitron.models.builder import DTYPES, Execution
-    from minitron.models.load import load_model
     from minitron.parallel.engine import Engine, EngineOptions
 
     model, _, _ = load_model(src, dtype, execution=execution or Execution())
@@ -79,7 +79,7 @@ def _norm_weights(model):
 def test_bf16_small_updates_move_weights_through_fp32_main_weights(tiny_models, world):
     """lr 1e-4 on norm weights near 1 (bf16 spacing 2^-7): pure bf16 AdamW rounds every
     update away; megatron-core's optimizer accumulates them in fp32 main weights."""
-    from minitron.models.load import load_model
+    from minitron.checkpoint.load import load_model
     from minitron.parallel.schedule import pipeline_train_step
     from minitron.train.steps import lm_loss_from_ce
 

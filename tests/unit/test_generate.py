@@ -32,8 +32,8 @@ NEW = 12
 def smol(world, smollm2_dir):
     from transformers import AutoTokenizer
 
+    from minitron.checkpoint.load import load_model
     from minitron.generate.engine import Generator
-    from minitron.models.load import load_model
 
     model, arch, _ = load_model(str(smollm2_dir), "float32")
     tok = AutoTokenizer.from_pretrained(smollm2_dir)

@@ -30,8 +30,8 @@ class Req:  # the part of lm-eval's Instance the model reads
 def tiny_lm(world, tiny_models):
     from transformers import AutoTokenizer
 
+    from minitron.checkpoint.load import load_model
     from minitron.eval.lm_eval_adapter import MinitronLM
-    from minitron.models.load import load_model
 
     path = tiny_models["llama-tied"]
     model, arch, _ = load_model(str(path))

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from minitron.checkpoint import gate, megatron
+from minitron.checkpoint.load import describe_source, load_model
 from minitron.config import loader, schema
 from minitron.errors import CheckpointError, ConfigError
 from minitron.eval.logits import full_logits
-from minitron.models.load import describe_source, load_model
 from minitron.models.weights import full_tensors
 from minitron.recipes import export, import_hf
 

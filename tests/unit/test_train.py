@@ -181,9 +181,9 @@ def test_non_finite_gradient_skips_the_step_then_stops_after_max_skipped(
     """An inf injected into the gradient buffer: that step leaves weights and Adam state as
     they were and is counted; max_skipped_steps skips in a row stop the run, naming the last
     good checkpoint."""
+    from minitron.checkpoint.load import describe_source, load_model
     from minitron.config.schema import DataConfig
     from minitron.config.train import CorrectConfig, OptimConfig, ScheduleConfig
-    from minitron.models.load import describe_source, load_model
     from minitron.train.loop import NonFiniteLoss, Trained, gpt_batches, run
     from minitron.train.steps import lm_step
 

@@ -21,7 +21,7 @@ def is_checkpoint(spec: str) -> bool:
 
 def is_megatron(spec: str) -> bool:
     """A Megatron-LM, Megatron-Bridge or NeMo 2 checkpoint directory (never a minitron one)."""
-    from minitron.checkpoint.megatron import is_megatron as found
+    from minitron.formats import is_megatron as found
 
     return not is_checkpoint(spec) and found(spec)
 

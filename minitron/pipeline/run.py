@@ -18,12 +18,13 @@ import dataclasses
 import time
 from pathlib import Path
 
+from minitron.checkpoint.load import describe_source
 from minitron.config.run import STAGES, RunConfig
-from minitron.models.load import describe_source
 from minitron.models.params import count_params, describe_arch, human
 from minitron.parallel import runtime
 from minitron.pipeline import stages as S
 from minitron.pipeline.manifest import Manifest, now, stage_hash
+from minitron.pipeline.workdir import Ctx
 
 DISABLED = {
     "correct": lambda c: not c.correct.enabled,
@@ -164,7 +165,7 @@ def check_stage_configs(cfg: RunConfig) -> list:
     from minitron.config.loader import validate
     from minitron.errors import ConfigError
 
-    ctx = S.Ctx(cfg=cfg, work=Path(cfg.workdir), log=lambda s: None, main=False)
+    ctx = Ctx(cfg=cfg, work=Path(cfg.workdir), log=lambda s: None, main=False)
     out = []
     for name, stage_cfg in S.training_configs(ctx):
         try:
@@ -255,7 +256,7 @@ def main(cfg: RunConfig, log=print) -> dict:
     runtime.check_world(cfg.tp, cfg.pp)
     preflight(cfg, steps)
     lay = runtime.init(cfg.tp, cfg.pp)
-    ctx = S.Ctx(cfg=cfg, work=work, log=log if lay.is_main else (lambda s: None), main=lay.is_main)
+    ctx = Ctx(cfg=cfg, work=work, log=log if lay.is_main else (lambda s: None), main=lay.is_main)
     ran = []
     for st, h, action in steps:
         if action in ("done", "not selected"):

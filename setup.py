@@ -15,7 +15,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["minitron", "minitron.*"]),
-    package_data={"minitron.data": ["tasks/*.jsonl", "tasks/*.jsonl.gz"]},
+    package_data={"minitron.data": ["tasks/*.jsonl", "tasks/*.jsonl.gz", "embedded_run.yaml"]},
     install_requires=[
         # a range, never a pin: GPU containers keep their own torch build
         "torch>=2.4",

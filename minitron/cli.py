@@ -15,7 +15,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from minitron.config import loader
 from minitron.config.commands import COMMANDS
@@ -90,7 +90,10 @@ def parse(argv: Sequence[str]):
             values[key] = [_task_preset(v) for v in values[key]]
         elif kind == "csv" and key in values:  # --tasks a,b
             values[key] = [v for v in values[key].split(",") if v]
-    cfg = loader.load(cmd.schema, args.config, overrides, values)
+    config = args.config
+    if config is None and cmd.default_config:  # `minitron run`: the embedded default
+        config = str(Path(__file__).parent / cmd.default_config)
+    cfg: Any = loader.load(cmd.schema, config, overrides, values)  # an instance of cmd.schema
     return name, cfg
 
 

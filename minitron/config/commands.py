@@ -20,6 +20,8 @@ class Command:
     help: str
     flags: tuple = ()  # (flag, key, kind) with kind in value | true | append | task | csv
     replaces: Optional[str] = None  # the output kind ``overwrite`` may replace at ``out``
+    # a YAML file inside the package, read when no --config is given
+    default_config: Optional[str] = None
 
 
 COMMANDS: dict[str, Command] = {
@@ -201,6 +203,7 @@ COMMANDS: dict[str, Command] = {
         "minitron.pipeline.run",
         "the whole pipeline in one experiment directory, resumable (default: SmolLM2)",
         (("--workdir", "workdir", "value"), ("--dry-run", "dry_run", "true")),
+        default_config="data/embedded_run.yaml",  # examples/smollm2/run.yaml
     ),
     "demo": Command(
         schema.DemoConfig,

@@ -11,6 +11,7 @@ import inspect
 
 from minitron.config.commands import COMMANDS
 from minitron.config.loader import describe
+from minitron.config.sections import sections_in
 
 HEADER = """# Configuration reference
 
@@ -41,6 +42,18 @@ def render() -> str:
         out.append("| key | type | default | meaning |\n|---|---|---|---|")
         for key, typ, default, text in describe(cmd.schema):
             out.append(f"| `{key}` | {typ} | `{default}` | {text} |")
+        owned = sections_in(cmd.schema)
+        if owned:
+            out.append(
+                "\nEach section below is that stage's own config; these of its keys are set by "
+                "the run itself (the paths between stages, the run's layout):\n"
+            )
+            for key, sec in owned:
+                by_reason: dict[str, list[str]] = {}
+                for k, why in sec.owned.items():
+                    by_reason.setdefault(why, []).append(f"`{k}`")
+                keys = "; ".join(f"{', '.join(ks)}: {why}" for why, ks in by_reason.items())
+                out.append(f"- `{key}` (`{sec.stage.__name__}`): {keys}.")
     return "\n".join(out) + "\n"
 
 

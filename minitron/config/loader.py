@@ -126,22 +126,47 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def describe(schema: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
-    """(key, type, default, doc) for every field, nested configs flattened."""
+def _default(f: dataclasses.Field, instance: Any = None) -> Any:
+    """A field's default: from ``instance`` (the parent's default of this nested config, which
+    may differ from the class defaults) when given, else the field's own; MISSING if none."""
+    if instance is not None:
+        return getattr(instance, f.name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _list_item(t) -> Any:
+    """The dataclass of a ``List[<dataclass>]`` annotation, else None."""
+    args = typing.get_args(t)
+    if typing.get_origin(t) is list and args and dataclasses.is_dataclass(args[0]):
+        return args[0]
+    return None
+
+
+def describe(
+    schema: type, prefix: str = "", instance: Any = None
+) -> list[tuple[str, str, str, str]]:
+    """(key, type, default, doc) for every field, nested configs flattened (with the defaults
+    their parent gives them), and the fields of a list's items as ``key[i].field``."""
     rows = []
     nested = _nested(schema)
     hints = typing.get_type_hints(schema)
     for f in dataclasses.fields(schema):
+        value = _default(f, instance)
         if f.name in nested:
-            rows += describe(nested[f.name], f"{prefix}{f.name}.")
+            sub = value if value is not dataclasses.MISSING and value != REQUIRED else None
+            rows += describe(nested[f.name], f"{prefix}{f.name}.", sub)
             continue
-        if f.default is not dataclasses.MISSING:
-            default = "(required)" if f.default == REQUIRED else repr(f.default)
-        elif f.default_factory is not dataclasses.MISSING:
-            default = repr(f.default_factory())
-        else:
-            default = "(required)"
+        default = "(required)" if value is dataclasses.MISSING or value == REQUIRED else repr(value)
         t = hints[f.name]
         tname = t.__name__ if isinstance(t, type) else str(t).replace("typing.", "")
+        item = _list_item(t)
+        if item is not None:
+            tname = f"List[{item.__name__}]"
         rows.append((prefix + f.name, tname, default, f.metadata.get("doc", "")))
+        if item is not None:
+            rows += describe(item, f"{prefix}{f.name}[i].")
     return rows

@@ -1,19 +1,39 @@
-"""Config of ``minitron run``: the whole pipeline in one file. The defaults are the
-embedded default (SmolLM2-135M on the built-in corpora, sized for 2 CPU cores)."""
+"""Config of ``minitron run``: the whole pipeline in one file.
+
+Each stage's section is that stage's own config (``minitron correct``, ``score``, ``prune``,
+``distill``, ``align``, ``eval``, ``lm-eval``, ``export``, ``bench``) less the fields the run
+sets itself (``config/sections.py``), so every hyperparameter of every stage is a key here,
+with the stage's default. The embedded default's own choices (SmolLM2-135M, its students,
+its learning rate and token budget) are in ``examples/smollm2/run.yaml``, which
+``minitron run`` reads when no ``--config`` is given.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import List, Optional
 
-from minitron.choices import BATCH_AGG, SEQ_AGG
-from minitron.config.checks import choice, positive
-from minitron.config.loader import doc
-from minitron.config.prune import WIDTH_METHODS, DepthConfig, TargetConfig
-from minitron.config.schema import MCTaskConfig, check_split
-from minitron.config.train import DistillLossConfig, OptimConfig, ScheduleConfig, TrainingBase
+from minitron.config.align import AlignConfig
+from minitron.config.checks import DTYPE_CHOICES, choice, positive
+from minitron.config.loader import REQUIRED, doc
+from minitron.config.prune import PruneConfig, ScoreConfig
+from minitron.config.schema import (
+    BenchConfig,
+    BenchModelConfig,
+    DataConfig,
+    EvalConfig,
+    ExportConfig,
+    LmEvalConfig,
+    LossTaskConfig,
+    PrepareConfig,
+    check_split,
+)
+from minitron.config.sections import SECTIONS, field, section, stage_config
+from minitron.config.train import CorrectConfig, DistillConfig, TrainingBase
 from minitron.errors import ConfigError
 
+EXPORT_FORMATS = ("hf", "trtllm", "megatron")
 STAGES = (
     "import",
     "prepare",
@@ -29,196 +49,337 @@ STAGES = (
 )
 
 
-@dataclass
-class RunDataConfig:
-    """The distillation data: prepared once into <workdir>/data."""
-
-    inputs: List[str] = doc(
-        factory=lambda: ["builtin:wiki", "builtin:news", "builtin:shakespeare"],
-        text="Files or builtin:NAME corpora (checked before the first stage "
-        "when prepare will run).",
-    )
-    eod_token: Optional[str] = doc(
-        "<|endoftext|>",
-        "Document separator (default: SmolLM2's); must be a token of the model's tokenizer.",
-    )
-    seq_length: int = doc(256, "Tokens per training / held-out sample.")
-    split: str = doc(
-        "96,2,2",
-        "Train, validation, test shares of the documents. Training reads "
-        "the train share; the depth search and validation during training the "
-        "validation share; the eval stage's held-out loss the test share (the "
-        "validation share when the test share is 0). Train and validation must "
-        "not be 0.",
-    )
+RUN_TRAINING = {f.name: "the run's top-level value" for f in dataclasses.fields(TrainingBase)} | {
+    "dry_run": "false (the run's dry_run plans every stage)",
+    "progress": "false",
+}
 
 
-@dataclass
-class RunCorrectConfig:
-    """Teacher correction before pruning (the paper's recipe; off by default on CPU)."""
-
-    enabled: bool = doc(False, "Correct the teacher on the data first.")
-    mode: str = doc("full", "full, lora or norm.")
-    optim: OptimConfig = doc(
-        factory=lambda: OptimConfig(lr=6e-5, min_lr=6e-6, warmup_steps=5),
-        text="A fifth of the distillation peak LR (paper).",
-    )
-    schedule: ScheduleConfig = doc(
-        factory=lambda: ScheduleConfig(steps=40, global_batch_size=4, micro_batch_size=4),
-        text="Correction length.",
-    )
-
-
-@dataclass
-class RunScoreConfig:
-    """Importance estimation on calibration samples of the training split."""
-
-    num_samples: int = doc(64, "Calibration samples, >= 1 (paper: 1024).")
-    micro_batch_size: int = doc(4, "Samples per forward, >= 1.")
-    seq_aggregation: str = doc("mean", "mean, l2 or max.")
-    batch_aggregation: str = doc("l2", "l2, mean or max.")
+def _section_validate(placeholders: dict):
+    """A section's ``validate``: its stage config, built with ``placeholders`` for the fields
+    the run sets, checked as the stage checks it (errors name the section's own keys)."""
 
     def validate(self):
-        positive(self.num_samples, "num_samples")
-        positive(self.micro_batch_size, "micro_batch_size")
-        choice(self.seq_aggregation, SEQ_AGG, "seq_aggregation")
-        choice(self.batch_aggregation, BATCH_AGG, "batch_aggregation")
+        from minitron.config.loader import validate as check
+
+        info = SECTIONS[type(self)]
+        owned = {k: placeholders.get(k, _stage_default(info.stage, k)) for k in info.owned}
+        check(stage_config(self, **owned))
+        if hasattr(self, "validate_own"):
+            self.validate_own()
+
+    return validate
 
 
-@dataclass
-class StudentConfig:
-    """One pruned student: its target and how it is chosen."""
-
-    name: str = doc("width", "Name (a directory name in the run).")
-    target: TargetConfig = doc(factory=TargetConfig, text="The pruned architecture.")
-    width_method: str = doc("activation", "activation, magnitude or random.")
-    depth: DepthConfig = doc(
-        factory=DepthConfig, text="Depth selection, when the target drops layers."
-    )
-
-    def validate(self):
-        choice(self.width_method, WIDTH_METHODS, "width_method")
-        if not self.target.sizes():
-            raise ConfigError("target", "set at least one size")
+def _stage_default(stage: type, name: str):
+    f = next(f for f in dataclasses.fields(stage) if f.name == name)
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
 
 
-def _default_students():
-    # width keeps every attention head and 75% of the hidden size, as the paper's Llama 3.1
-    # width student does (Table 3); hidden stays a multiple of the 9 heads (transformers' check)
-    return [
-        StudentConfig(name="width", target=TargetConfig(hidden_size=432, ffn_hidden_size=832)),
-        StudentConfig(
-            name="depth", target=TargetConfig(num_layers=15), depth=DepthConfig(criterion="lm_loss")
+PLACEHOLDER_DATA = DataConfig(paths=["<workdir>/data"])
+TRAINED = {"model": "<checkpoint>", "out": "<workdir>/<stage>", "data": PLACEHOLDER_DATA}
+
+
+def _validate_data(self):
+    positive(self.seq_length, "seq_length")
+    positive(self.heldout_samples, "heldout_samples")
+    train, valid, _ = check_split(self.split, "split")
+    if train <= 0 or valid <= 0:
+        raise ConfigError(
+            "split",
+            f"{self.split!r}: the run trains on the first share and measures held-out loss "
+            "on the second; give both a share, e.g. 98,2,0",
+        )
+
+
+RunDataConfig = section(
+    PrepareConfig,
+    "RunDataConfig",
+    """The distillation data: prepared once into <workdir>/data (``minitron data prepare``),
+    then cut into samples for every stage.""",
+    owned={
+        "tokenizer": "the imported teacher's",
+        "out": "<workdir>/data",
+        "overwrite": "false",
+        # checked when prepare will run (``pipeline/run.py``): a finished run needs no corpus
+        "inputs": "data.inputs",
+    },
+    extra=(
+        (
+            "inputs",
+            List[str],
+            field(
+                factory=list,
+                text="Files or builtin:NAME corpora, at least one (checked before the first "
+                "stage when prepare will run).",
+            ),
         ),
-    ]
-
-
-@dataclass
-class RunDistillConfig:
-    """Distillation of every student from the (corrected) teacher."""
-
-    loss: DistillLossConfig = doc(
-        factory=DistillLossConfig, text="The KD loss (paper: forward KL)."
-    )
-    optim: OptimConfig = doc(
-        factory=lambda: OptimConfig(lr=1e-3, min_lr=1e-4, warmup_steps=5),
-        text="Student optimizer (the embedded default's learning rate was "
-        "chosen on validation loss: docs/benchmarks.md).",
-    )
-    schedule: ScheduleConfig = doc(
-        factory=lambda: ScheduleConfig(
-            steps=80, global_batch_size=4, micro_batch_size=4, eval_every=40, save_every=20
+        ("seq_length", int, field(512, "Tokens per training / held-out sample.")),
+        (
+            "split",
+            str,
+            field(
+                "96,2,2",
+                "Train, validation, test shares of the documents. Training reads the train "
+                "share; the depth search and validation during training the validation "
+                "share; the eval stage's held-out loss the test share (the validation share "
+                "when the test share is 0). Train and validation must not be 0.",
+            ),
         ),
-        text="Steps and batch sizes (the token budget).",
-    )
-    together: bool = doc(
-        True,
-        "Distil all students in one run that computes the teacher's "
-        "forward once per micro-batch for all of them (distill/final/<name>); "
-        "false: one run per student (distill/<name>/final/student), which needs "
-        "memory for one student at a time only.",
-    )
+        (
+            "heldout_samples",
+            int,
+            field(
+                8,
+                "Held-out windows of the validation share for the depth search's LM loss "
+                "and the validation during training, unless a stage sets its own.",
+            ),
+        ),
+    ),
+    validate=_section_validate(
+        {"tokenizer": "<teacher>", "out": "<workdir>/data", "inputs": ["builtin:wiki"]}
+    ),
+)
+RunDataConfig.validate_own = _validate_data
+
+RunCorrectConfig = section(
+    CorrectConfig,
+    "RunCorrectConfig",
+    """Teacher correction before pruning (``minitron correct``; off unless enabled).""",
+    owned=RUN_TRAINING
+    | {"model": "the imported teacher", "out": "<workdir>/correct", "data": "the run's data"},
+    extra=(("enabled", bool, field(False, "Correct the teacher on the data first.")),),
+    validate=_section_validate(TRAINED),
+)
+
+RunScoreConfig = section(
+    ScoreConfig,
+    "RunScoreConfig",
+    """Importance estimation on calibration samples of the train share (``minitron score``).""",
+    owned={
+        "model": "the (corrected) teacher",
+        "out": "<workdir>/scores",
+        "data": "the run's data",
+        "tp": "the run's",
+        "pp": "the run's",
+        "dtype": "the run's",
+        "overwrite": "true",
+        "progress": "false",
+        "block_scores": "true when pp=1 (every contiguous block's Block Influence)",
+    },
+    validate=_section_validate(TRAINED),
+)
+
+StudentConfig = section(
+    PruneConfig,
+    "StudentConfig",
+    """One pruned student (``minitron prune``): its target and how it is chosen.""",
+    owned={
+        "model": "the (corrected) teacher",
+        "out": "<workdir>/checkpoints/<name>",
+        "scores": "<workdir>/scores",
+        "tp": "the run's",
+        "pp": "the run's",
+        "dry_run": "false",
+        "overwrite": "true",
+        "progress": "false",
+    },
+    extra=(("name", str, field(REQUIRED, "Name (a directory name in the run).")),),
+    validate=_section_validate(
+        {"model": "<teacher>", "out": "<workdir>/checkpoints/x", "scores": "<workdir>/scores"}
+    ),
+)
+
+RunDistillConfig = section(
+    DistillConfig,
+    "RunDistillConfig",
+    """Distillation of every student from the (corrected) teacher (``minitron distill``).
+    ``validation.loss`` unset: the held-out LM loss on data.heldout_samples windows.""",
+    owned=RUN_TRAINING
+    | {
+        "student": "each student (together=false)",
+        "students": "every student (together=true)",
+        "names": "the students' names",
+        "teacher": "the (corrected) teacher",
+        "out": "<workdir>/distill",
+        "data": "the run's data",
+    },
+    extra=(
+        (
+            "together",
+            bool,
+            field(
+                True,
+                "Distil all students in one run that computes the teacher's forward once "
+                "per micro-batch for all of them (distill/final/<name>); false: one run per "
+                "student (distill/<name>/final/student), which needs memory for one student "
+                "at a time only.",
+            ),
+        ),
+    ),
+    validate=_section_validate(TRAINED | {"student": "<student>", "teacher": "<teacher>"}),
+)
+
+ALIGN_OWNED = RUN_TRAINING | {
+    "model": "the distilled student (SFT), the SFT model (preference)",
+    "out": "<workdir>/align/<name>/{sft,pref}",
+}
+
+RunSFTConfig = section(
+    AlignConfig,
+    "RunSFTConfig",
+    """Supervised fine-tuning of every distilled student (``minitron align algorithm=sft``).""",
+    owned=ALIGN_OWNED | {"algorithm": "sft (this is the SFT stage)", "rounds": "1 (SFT runs once)"},
+    defaults={"data": "builtin:sft"},
+    validate=_section_validate(
+        {"model": "<student>", "out": "<workdir>/align/sft", "algorithm": "sft"}
+    ),
+)
+
+
+def _validate_preference(self):
+    choice(self.algorithm, ("dpo", "ipo", "rpo"), "algorithm")
+
+
+RunPreferenceConfig = section(
+    AlignConfig,
+    "RunPreferenceConfig",
+    """Preference optimisation after SFT (``minitron align``; the paper: two rounds of RPO).""",
+    owned=ALIGN_OWNED,
+    defaults={"algorithm": "rpo", "data": "builtin:preferences", "rounds": 2},
+    validate=_section_validate({"model": "<sft>", "out": "<workdir>/align/pref"}),
+)
+RunPreferenceConfig.validate_own = _validate_preference
 
 
 @dataclass
 class RunAlignConfig:
-    """Alignment of every distilled student (off by default)."""
+    """Alignment of every distilled student: SFT, then preference optimisation (off by default)."""
 
     enabled: bool = doc(False, "SFT then preference optimisation after distillation.")
-    sft_data: str = doc("builtin:sft", "SFT rows: builtin:sft or a jsonl of {prompt, response}.")
-    preference_data: str = doc(
-        "builtin:preferences",
-        "Preference rows: builtin:preferences or a jsonl of {prompt, chosen, rejected}.",
+    sft: RunSFTConfig = doc(factory=RunSFTConfig, text="The SFT stage.")  # type: ignore[valid-type]
+    preference: RunPreferenceConfig = doc(  # type: ignore[valid-type]
+        factory=RunPreferenceConfig, text="The preference stage."
     )
-    algorithm: str = doc("rpo", "dpo, ipo or rpo (after SFT).")
-    rounds: int = doc(2, "Preference rounds (paper: two of RPO).")
-    sft_steps: int = doc(40, "Optimizer steps of the SFT stage.")
-    preference_steps: int = doc(40, "Steps per preference round.")
 
 
-@dataclass
-class RunEvalConfig:
-    """Evaluation of the teacher, the pruned students and the final students."""
-
-    tasks: List[MCTaskConfig] = doc(
-        factory=lambda: [MCTaskConfig(limit=300, seed=42)],
-        text="Multiple-choice tasks (default: 300 Winogrande items).",
-    )
-    loss_samples: int = doc(16, "Held-out windows for the LM loss, >= 1.")
-    instructions: str = doc(
-        "auto",
-        "The built-in instruction-following set (ifeval_mini, scored "
-        "by lm-eval's IFEval checkers, prompts in each model's chat "
-        "template) on the teacher, the distilled and the aligned students: "
-        "auto (when align is enabled), always or never. Needs lm-eval.",
-    )
-    instructions_limit: Optional[int] = doc(None, "Prompts of that set to use (default: all 135).")
-    instructions_max_tokens: int = doc(256, "Most new tokens per prompt of that set.")
-
-    def validate(self):
-        choice(self.instructions, ("auto", "always", "never"), "instructions")
-        positive(self.instructions_max_tokens, "instructions_max_tokens")
-        if self.instructions_limit is not None:
-            positive(self.instructions_limit, "instructions_limit")
+RunInstructionsConfig = section(
+    LmEvalConfig,
+    "RunInstructionsConfig",
+    """The instruction-following evaluation (``minitron lm-eval``; default: the built-in
+    ifeval_mini set, prompts in each model's chat template, greedy).""",
+    owned={
+        "model": "each evaluated model",
+        "tp": "the run's",
+        "pp": "the run's",
+        "dtype": "the run's",
+        "out": "<workdir>/eval/<model>.ifeval.json",
+        "samples": "none",
+    },
+    defaults={
+        "tasks": ["ifeval_mini"],
+        "apply_chat_template": True,
+        "batch_size": 8,
+        "gen_kwargs": "max_gen_toks=256",
+    },
+    validate=_section_validate({"model": "<model>"}),
+)
 
 
-@dataclass
-class RunExportConfig:
-    """Deployable copies of the final students."""
-
-    formats: List[str] = doc(
-        factory=lambda: ["hf"],
-        text="Export formats: hf, trtllm and/or megatron (Megatron-LM / Megatron-Bridge).",
-    )
-    trtllm_tp: int = doc(1, "Ranks of the TensorRT-LLM checkpoint, >= 1.")
+def _validate_eval(self):
+    positive(self.loss_samples, "loss_samples")
+    choice(self.instructions, ("auto", "always", "never"), "instructions")
 
 
-@dataclass
-class RunBenchConfig:
-    """Throughput of the teacher and the final students."""
+RunEvalConfig = section(
+    EvalConfig,
+    "RunEvalConfig",
+    """Evaluation of the teacher, the pruned and the final students (``minitron eval``).""",
+    owned={
+        "model": "each evaluated model",
+        "loss": "the held-out LM loss on loss_samples windows of the test share",
+        "skip_layers": "none",
+        "tp": "the run's",
+        "pp": "the run's",
+        "dtype": "the run's",
+        "out": "<workdir>/eval/<model>.json",
+        "progress": "false",
+    },
+    extra=(
+        ("loss_samples", int, field(16, "Held-out windows for the LM loss, >= 1.")),
+        (
+            "instructions",
+            str,
+            field(
+                "auto",
+                "The instruction-following evaluation (eval.lm_eval) on the teacher, the "
+                "distilled and the aligned students: auto (when align is enabled), always or "
+                "never. Needs lm-eval.",
+            ),
+        ),
+        (
+            "lm_eval",
+            RunInstructionsConfig,
+            field(factory=RunInstructionsConfig, text="That evaluation."),
+        ),
+    ),
+    validate=_section_validate(
+        {"model": "<model>", "loss": [LossTaskConfig(name="heldout", data=PLACEHOLDER_DATA)]}
+    ),
+)
+RunEvalConfig.validate_own = _validate_eval
 
-    enabled: bool = doc(True, "Run the throughput benchmark stage.")
-    backends: List[str] = doc(
-        factory=lambda: ["auto"],
-        text="transformers, vllm, trtllm or auto "
-        "(one named explicitly must be installed; checked at load when "
-        "enabled).",
-    )
-    batch_sizes: List[int] = doc(factory=lambda: [1, 4], text="Batch sizes to measure (each >= 1).")
-    prompt_length: int = doc(64, "Prompt tokens (prefill length), >= 1.")
-    decode_tokens: int = doc(16, "Generated tokens (decode length), >= 1.")
-    repeats: int = doc(2, "Timed repetitions after a warm-up, >= 1.")
 
-    def validate(self):
-        from minitron.config.schema import check_backends
+def _validate_export(self):
+    # ExportConfig's own checks need the checkpoint on disk; these are its value checks
+    for i, f in enumerate(self.formats):
+        choice(f, EXPORT_FORMATS, f"formats[{i}]")
+    positive(self.tp, "tp")
+    choice(self.dtype, ("auto",) + DTYPE_CHOICES, "dtype")
 
-        if not self.enabled:
-            return
-        check_backends(self.backends, "backends")
-        if not self.batch_sizes or min(self.batch_sizes) < 1:
-            raise ConfigError("batch_sizes", f"{list(self.batch_sizes)}: give batch sizes >= 1")
-        for f in ("prompt_length", "decode_tokens", "repeats"):
-            positive(getattr(self, f), f)
+
+RunExportConfig = section(
+    ExportConfig,
+    "RunExportConfig",
+    """Deployable copies of the final students (``minitron export``, once per format).""",
+    owned={
+        "ckpt": "each final student",
+        "out": "<workdir>/export/<name>/<format>",
+        "format": "each of formats",
+        "overwrite": "true",
+    },
+    extra=(
+        (
+            "formats",
+            List[str],
+            field(
+                factory=lambda: ["hf"],
+                text="Export formats: hf, trtllm and/or megatron (Megatron-LM / Megatron-Bridge).",
+            ),
+        ),
+    ),
+    validate=_validate_export,
+)
+
+
+def _validate_bench(self):
+    if self.enabled:
+        _section_validate(
+            {
+                "models": [BenchModelConfig(name="teacher", path="<teacher>")],
+                "out": "<workdir>/bench",
+            }
+        )(self)
+
+
+RunBenchConfig = section(
+    BenchConfig,
+    "RunBenchConfig",
+    """Throughput of the teacher and the final students (``minitron bench``).""",
+    owned={"models": "the teacher and the final students", "out": "<workdir>/bench"},
+    extra=(("enabled", bool, field(True, "Run the throughput benchmark stage.")),),
+    validate=_validate_bench,
+)
 
 
 @dataclass
@@ -227,7 +388,7 @@ class RunConfig(TrainingBase):
     export -> bench -> report, in one experiment directory, resumable."""
 
     model: str = doc(
-        "smollm2-135m",
+        REQUIRED,
         "The teacher: HF directory, Hub id, embedded name, or a "
         "Megatron-LM / Megatron-Bridge / NeMo 2 checkpoint directory (imported "
         "into the experiment directory).",
@@ -237,12 +398,14 @@ class RunConfig(TrainingBase):
         "The teacher's HF tokenizer (directory or Hub id), for a Megatron "
         "checkpoint that carries none; empty: the one found with it.",
     )
-    workdir: str = doc("runs/smollm2-default", "The experiment directory.")
+    workdir: str = doc(REQUIRED, "The experiment directory.")
     stages: Optional[List[str]] = doc(None, "Run only these stages (their inputs must exist).")
     data: RunDataConfig = doc(factory=RunDataConfig, text="Data.")
     correct: RunCorrectConfig = doc(factory=RunCorrectConfig, text="Teacher correction.")
     score: RunScoreConfig = doc(factory=RunScoreConfig, text="Importance estimation.")
-    students: List[StudentConfig] = doc(factory=_default_students, text="The students to make.")
+    students: List[StudentConfig] = doc(  # type: ignore[valid-type]
+        factory=list, text="The students to make (at least one)."
+    )
     distill: RunDistillConfig = doc(factory=RunDistillConfig, text="Distillation.")
     align: RunAlignConfig = doc(factory=RunAlignConfig, text="Alignment.")
     eval: RunEvalConfig = doc(factory=RunEvalConfig, text="Evaluation.")
@@ -272,8 +435,6 @@ class RunConfig(TrainingBase):
             raise ConfigError("students", "give at least one student")
         if len(set(names)) != len(names):
             raise ConfigError("students", f"names must be unique: {names}")
-        for f in self.export.formats:
-            choice(f, ("hf", "trtllm", "megatron"), "export.formats")
         if self.evaluates_instructions():
             try:
                 import langdetect  # noqa: F401
@@ -285,15 +446,3 @@ class RunConfig(TrainingBase):
                     "needs lm-eval with its IFEval scorer: pip install -e '.[lm-eval]'"
                     ", or set eval.instructions=never",
                 ) from None
-        positive(self.export.trtllm_tp, "export.trtllm_tp")
-        positive(self.eval.loss_samples, "eval.loss_samples")
-        positive(self.data.seq_length, "data.seq_length")
-        train, valid, _ = check_split(self.data.split, "data.split")
-        if train <= 0 or valid <= 0:
-            raise ConfigError(
-                "data.split",
-                f"{self.data.split!r}: the run trains on the first share "
-                "and measures held-out loss on the second; give both a share, e.g. "
-                "98,2,0",
-            )
-        choice(self.align.algorithm, ("dpo", "ipo", "rpo"), "align.algorithm")

@@ -146,13 +146,15 @@ def instruction_lines(ctx) -> list[str]:
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     if not rows:
         return []
-    n = ctx.cfg.eval.instructions_limit or "all 135"
+    lm = ctx.cfg.eval.lm_eval
+    n = lm.limit or "all"
+    template = "each in the model's chat template" if lm.apply_chat_template else "plain"
     return [
         "",
         "### Instruction following",
         "",
-        f"`ifeval_mini` ({n} prompts, each in the model's chat template, greedy, at most "
-        f"{ctx.cfg.eval.instructions_max_tokens} new tokens), scored by lm-eval's own IFEval "
+        f"`{', '.join(lm.tasks)}` ({n} prompts, {template}, generation `{lm.gen_kwargs}`), "
+        "scored by lm-eval's own IFEval "
         "checkers: the share of prompts whose every instruction is followed (prompt) and of "
         "instructions followed (instruction); loose also accepts the answer without its "
         "first or last line or markdown emphasis.",

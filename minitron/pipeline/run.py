@@ -98,15 +98,15 @@ def check_inputs(cfg: RunConfig, steps: list) -> None:
     if "prepare" in runs:
         check_corpora(cfg.data.inputs, "data.inputs")
     if "align" in runs:
-        for field, kind in (("sft_data", "sft"), ("preference_data", "preferences")):
-            check_rows(getattr(cfg.align, field), kind, f"align.{field}")
+        for key, kind in (("sft", "sft"), ("preference", "preferences")):
+            check_rows(getattr(cfg.align, key).data, kind, f"align.{key}.data")
 
 
 def preflight(cfg: RunConfig, steps: list) -> tuple:
     """Inputs, stage configs, the teacher's and every student's architecture, checked before
     any stage runs: a missing input or an impossible target fails here, naming the key
     (``data.inputs[i]``, ``students[i].target.<field>``)."""
-    from minitron.config.prune import PruneConfig
+    from minitron.config.sections import stage_config
     from minitron.errors import ConfigError
     from minitron.models.builder import check_layout
     from minitron.recipes.prune import check_target
@@ -132,8 +132,16 @@ def preflight(cfg: RunConfig, steps: list) -> tuple:
         )
     students = {}
     for i, s in enumerate(cfg.students):
-        pc = PruneConfig(
-            model=cfg.model, out="-", target=s.target, tp=cfg.tp, pp=cfg.pp, dry_run=True
+        pc = stage_config(
+            s,
+            model=cfg.model,
+            out="-",
+            scores=None,
+            tp=cfg.tp,
+            pp=cfg.pp,
+            dry_run=True,
+            overwrite=True,
+            progress=False,
         )
         try:
             students[s.name] = check_target(teacher, pc)
@@ -167,11 +175,11 @@ def check_stage_configs(cfg: RunConfig) -> list:
 
     ctx = Ctx(cfg=cfg, work=Path(cfg.workdir), log=lambda s: None, main=False)
     out = []
-    for name, stage_cfg in S.training_configs(ctx):
+    for key, name, stage_cfg in S.training_configs(ctx):
         try:
             out.append((name, validate(stage_cfg)))
         except ConfigError as e:
-            raise ConfigError(f"{name.split('.')[0]}.{e.field}", f"({name}) {e.message}") from None
+            raise ConfigError(f"{key}.{e.field}", f"({name}) {e.message}") from None
     return out
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from minitron.config.loader import validate
 from minitron.config.run import RunConfig
+from minitron.config.sections import stage_config
 from minitron.pipeline.workdir import (
     Ctx,
     eval_file,
@@ -47,17 +48,17 @@ def stage_import(ctx: Ctx) -> dict:
 
 
 def stage_prepare(ctx: Ctx) -> dict:
-    from minitron.config.schema import PrepareConfig
     from minitron.parallel import runtime
     from minitron.recipes import prepare
 
     d = ctx.cfg.data
     cfg = validate(
-        PrepareConfig(
+        stage_config(
+            d,
             inputs=list(d.inputs),
             tokenizer=str(ctx.imported),
             out=str(ctx.data_dir),
-            eod_token=d.eod_token,
+            overwrite=False,
         )
     )
     index = runtime.on_main(prepare.main, cfg, ctx.log)
@@ -67,18 +68,18 @@ def stage_prepare(ctx: Ctx) -> dict:
     }
 
 
-def correct_config(ctx: Ctx):
-    from minitron.config.train import CorrectConfig
+def _training(ctx: Ctx) -> dict:
+    """The run-level fields every training stage takes from the run."""
+    return ctx.cfg.training_values(dry_run=False, progress=False)
 
-    c = ctx.cfg
-    return CorrectConfig(
+
+def correct_config(ctx: Ctx):
+    return stage_config(
+        ctx.cfg.correct,
         model=str(ctx.imported),
         out=str(ctx.work / "correct"),
         data=ctx.data(),
-        mode=c.correct.mode,
-        optim=c.correct.optim,
-        schedule=c.correct.schedule,
-        **c.training_values(dry_run=False, progress=False),
+        **_training(ctx),
     )
 
 
@@ -92,88 +93,79 @@ def stage_correct(ctx: Ctx) -> dict:
 
 
 def stage_score(ctx: Ctx) -> dict:
-    from minitron.config.prune import ScoreConfig
     from minitron.recipes import score
 
-    c, s = ctx.cfg, ctx.cfg.score
-    _run(
-        score,
-        ScoreConfig(
-            model=str(ctx.teacher()),
-            out=str(ctx.work / "scores"),
-            data=ctx.data(),
-            num_samples=s.num_samples,
-            micro_batch_size=s.micro_batch_size,
-            seq_aggregation=s.seq_aggregation,
-            batch_aggregation=s.batch_aggregation,
-            block_scores=c.pp == 1,
-            tp=c.tp,
-            pp=c.pp,
-            dtype=c.dtype,
-            overwrite=True,
-            progress=False,
-        ),
-        ctx,
+    c = ctx.cfg
+    cfg = stage_config(
+        c.score,
+        model=str(ctx.teacher()),
+        out=str(ctx.work / "scores"),
+        data=ctx.data(),
+        tp=c.tp,
+        pp=c.pp,
+        dtype=c.dtype,
+        overwrite=True,
+        progress=False,
+        block_scores=c.pp == 1,
     )
+    _run(score, cfg, ctx)
     return {"outputs": [str(ctx.work / "scores")]}
 
 
+def prune_config(ctx: Ctx, st):
+    c = ctx.cfg
+    cfg = stage_config(
+        st,
+        model=str(ctx.teacher()),
+        out=str(ctx.pruned(st.name)),
+        scores=str(ctx.work / "scores"),
+        tp=c.tp,
+        pp=c.pp,
+        dry_run=False,
+        overwrite=True,
+        progress=False,
+    )
+    if cfg.depth.criterion == "lm_loss" and cfg.depth.loss is None:
+        cfg.depth.loss = ctx.heldout(c.data.heldout_samples, seed=1234)
+    return cfg
+
+
 def stage_prune(ctx: Ctx) -> dict:
-    from minitron.config.prune import PruneConfig
     from minitron.recipes import prune
 
-    c = ctx.cfg
     out = {}
-    for st in c.students:
-        depth = dataclasses.replace(st.depth)
-        if depth.criterion == "lm_loss" and depth.loss is None:
-            depth.loss = ctx.heldout(8, seed=1234)
-        record = _run(
-            prune,
-            PruneConfig(
-                model=str(ctx.teacher()),
-                out=str(ctx.pruned(st.name)),
-                target=st.target,
-                scores=str(ctx.work / "scores"),
-                width_method=st.width_method,
-                depth=depth,
-                tp=c.tp,
-                pp=c.pp,
-                overwrite=True,
-                progress=False,
-            ),
-            ctx,
-        )
+    for st in ctx.cfg.students:
+        record = _run(prune, prune_config(ctx, st), ctx)
         out[st.name] = {
             "dropped_layers": record["depth"]["drop"],
             "candidates": record["depth"].get("candidates", []),
         }
-    return {"outputs": [str(ctx.pruned(s.name)) for s in c.students], "metrics": out}
+    return {"outputs": [str(ctx.pruned(s.name)) for s in ctx.cfg.students], "metrics": out}
 
 
 def distill_config(ctx: Ctx, st=None):
     """One student's run (``st``), or every student's in one run (``st=None``)."""
-    from minitron.config.train import DistillConfig, ValidationConfig
-
     c = ctx.cfg
     if st is None:
         who = dict(
+            student="",
             students=[str(ctx.pruned(s.name)) for s in c.students],
             names=[s.name for s in c.students],
             out=str(ctx.work / "distill"),
         )
     else:
-        who = dict(student=str(ctx.pruned(st.name)), out=str(ctx.work / "distill" / st.name))
-    return DistillConfig(
-        **who,
-        teacher=str(ctx.teacher()),
-        data=ctx.data(),
-        loss=c.distill.loss,
-        optim=c.distill.optim,
-        schedule=c.distill.schedule,
-        validation=ValidationConfig(loss=ctx.heldout(8, seed=1234)),
-        **c.training_values(dry_run=False, progress=False),
+        who = dict(
+            student=str(ctx.pruned(st.name)),
+            students=[],
+            names=[],
+            out=str(ctx.work / "distill" / st.name),
+        )
+    cfg = stage_config(
+        c.distill, **who, teacher=str(ctx.teacher()), data=ctx.data(), **_training(ctx)
     )
+    if cfg.validation.loss is None:
+        cfg.validation.loss = ctx.heldout(c.data.heldout_samples, seed=1234)
+    return cfg
 
 
 def stage_distill(ctx: Ctx) -> dict:
@@ -189,29 +181,21 @@ def stage_distill(ctx: Ctx) -> dict:
 
 def align_configs(ctx: Ctx, st) -> tuple:
     """(SFT config, preference config) of one student."""
-    from minitron.config.align import AlignConfig
-    from minitron.config.train import OptimConfig, ScheduleConfig
-
-    c, a = ctx.cfg, ctx.cfg.align
+    a = ctx.cfg.align
     base = ctx.work / "align" / st.name
-    common = c.training_values(dry_run=False, progress=False)
-    sft = AlignConfig(
+    sft = stage_config(
+        a.sft,
         model=str(ctx.distilled(st.name)),
         out=str(base / "sft"),
         algorithm="sft",
-        data=a.sft_data,
-        optim=OptimConfig(lr=1e-4, min_lr=1e-5, warmup_steps=5),
-        schedule=ScheduleConfig(steps=a.sft_steps, global_batch_size=8, micro_batch_size=4),
-        **common,
+        rounds=1,
+        **_training(ctx),
     )
-    pref = AlignConfig(
+    pref = stage_config(
+        a.preference,
         model=str(base / "sft" / "final" / "policy"),
         out=str(base / "pref"),
-        algorithm=a.algorithm,
-        data=a.preference_data,
-        rounds=a.rounds,
-        schedule=ScheduleConfig(steps=a.preference_steps, global_batch_size=8, micro_batch_size=4),
-        **common,
+        **_training(ctx),
     )
     return sft, pref
 
@@ -228,90 +212,74 @@ def stage_align(ctx: Ctx) -> dict:
 
 
 def training_configs(ctx: Ctx) -> list:
-    """Every training stage's config, built as the stages will build them (validated by the
-    caller before the first stage runs)."""
+    """(the run's key of the section, a label, the config) of every training stage, built as
+    the stages will build them (validated by the caller before the first stage runs)."""
     c = ctx.cfg
-    out = [("correct", correct_config(ctx))] if c.correct.enabled else []
+    out = [("correct", "correct", correct_config(ctx))] if c.correct.enabled else []
     if c.distill.together:
-        out += [("distill", distill_config(ctx))]
+        out += [("distill", "distill", distill_config(ctx))]
     else:
-        out += [(f"distill.{st.name}", distill_config(ctx, st)) for st in c.students]
+        out += [("distill", f"distill.{st.name}", distill_config(ctx, st)) for st in c.students]
     if c.align.enabled:
         for st in c.students:
             sft, pref = align_configs(ctx, st)
-            out += [(f"align.{st.name}.sft", sft), (f"align.{st.name}.{pref.algorithm}", pref)]
+            out += [
+                ("align.sft", f"align.{st.name}.sft", sft),
+                ("align.preference", f"align.{st.name}.{pref.algorithm}", pref),
+            ]
     return out
 
 
 def stage_eval(ctx: Ctx) -> dict:
-    from minitron.config.schema import EvalConfig
     from minitron.recipes import evaluate
 
-    c = ctx.cfg
+    c, e = ctx.cfg, ctx.cfg.eval
+    layout = dict(tp=c.tp, pp=c.pp, dtype=c.dtype)
     for name, path in models_to_evaluate(ctx).items():
-        _run(
-            evaluate,
-            EvalConfig(
-                model=str(path),
-                tasks=list(c.eval.tasks),
-                loss=[ctx.heldout(c.eval.loss_samples, split=ctx.eval_split)],
-                tp=c.tp,
-                pp=c.pp,
-                dtype=c.dtype,
-                out=str(eval_file(ctx, name)),
-                progress=False,
-            ),
-            ctx,
+        cfg = stage_config(
+            e,
+            model=str(path),
+            loss=[ctx.heldout(e.loss_samples, split=ctx.eval_split)],
+            skip_layers=[],
+            out=str(eval_file(ctx, name)),
+            progress=False,
+            **layout,
         )
+        _run(evaluate, cfg, ctx)
     if c.evaluates_instructions():
-        from minitron.config.schema import LmEvalConfig
         from minitron.recipes import lm_eval
 
         for name, path in instruction_models(ctx).items():
-            _run(
-                lm_eval,
-                LmEvalConfig(
-                    model=str(path),
-                    tasks=["ifeval_mini"],
-                    limit=c.eval.instructions_limit,
-                    apply_chat_template=True,
-                    batch_size=8,
-                    tp=c.tp,
-                    pp=c.pp,
-                    dtype=c.dtype,
-                    gen_kwargs=f"max_gen_toks={c.eval.instructions_max_tokens}",
-                    out=str(instructions_file(ctx, name)),
-                ),
-                ctx,
+            cfg = stage_config(
+                e.lm_eval,
+                model=str(path),
+                out=str(instructions_file(ctx, name)),
+                samples=None,
+                **layout,
             )
+            _run(lm_eval, cfg, ctx)
     return {"outputs": [str(ctx.work / "eval")]}
 
 
 def stage_export(ctx: Ctx) -> dict:
-    from minitron.config.schema import ExportConfig
     from minitron.recipes import export
 
     c, outs = ctx.cfg, []
     for st in c.students:
         for fmt in c.export.formats:
             out = ctx.work / "export" / st.name / fmt
-            _run(
-                export,
-                ExportConfig(
-                    ckpt=str(ctx.final(st.name)),
-                    out=str(out),
-                    format=fmt,
-                    tp=c.export.trtllm_tp if fmt == "trtllm" else 1,
-                    overwrite=True,
-                ),
-                ctx,
+            cfg = stage_config(
+                c.export, ckpt=str(ctx.final(st.name)), out=str(out), format=fmt, overwrite=True
             )
+            if fmt != "trtllm":  # tp: the TensorRT-LLM checkpoint's ranks
+                cfg.tp = 1
+            _run(export, cfg, ctx)
             outs.append(str(out))
     return {"outputs": outs}
 
 
 def stage_bench(ctx: Ctx) -> dict:
-    from minitron.config.schema import BenchConfig, BenchModelConfig
+    from minitron.config.schema import BenchModelConfig
     from minitron.parallel import runtime
     from minitron.recipes import bench
 
@@ -320,17 +288,7 @@ def stage_bench(ctx: Ctx) -> dict:
         return {"skipped": True}
     models = [BenchModelConfig(name="teacher", path=str(ctx.imported))]
     models += [BenchModelConfig(name=st.name, path=str(ctx.final(st.name))) for st in c.students]
-    cfg = validate(
-        BenchConfig(
-            models=models,
-            out=str(ctx.work / "bench"),
-            backends=list(b.backends),
-            batch_sizes=list(b.batch_sizes),
-            prompt_length=b.prompt_length,
-            decode_tokens=b.decode_tokens,
-            repeats=b.repeats,
-        )
-    )
+    cfg = validate(stage_config(b, models=models, out=str(ctx.work / "bench")))
     runtime.on_main(bench.main, cfg, ctx.log)  # subprocesses per model: once, not per rank
     return {"outputs": [str(ctx.work / "bench")]}
 

@@ -59,7 +59,7 @@ class Ctx:
         return self.work / "distill" / s / "metrics.csv", ""
 
     def aligned(self, s: str) -> Path:
-        a = self.cfg.align
+        a = self.cfg.align.preference
         pref = self.work / "align" / s / "pref"
         return (pref / f"round_{a.rounds}" if a.rounds > 1 else pref) / "final" / "policy"
 

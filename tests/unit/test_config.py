@@ -6,6 +6,8 @@ from minitron import cli
 from minitron.config import loader, schema
 from minitron.errors import ConfigError
 
+from helpers import ROOT
+
 
 def err(fn, *a, **k) -> ConfigError:
     with pytest.raises(ConfigError) as e:
@@ -134,3 +136,88 @@ def test_run_checks_every_stage_config_before_the_first_stage(tiny_models, tmp_p
     assert res.returncode == 2
     assert "correct.mode" in res.stderr and "bogus" in res.stderr
     assert not (work / "checkpoints").exists() and not (work / "data").exists()
+
+
+def test_run_tree_is_the_union_of_the_stage_configs():
+    """Every section of `minitron run`'s config is a stage's own config: the same fields, types,
+    docs and defaults, less the fields the run sets (each with what it sets them to), plus the
+    run's own; and every key of every stage it runs is either in the tree or set by the run."""
+    import dataclasses
+    import typing
+
+    from minitron.config.run import RunConfig
+    from minitron.config.sections import SECTIONS, sections_in
+
+    found = dict(sections_in(RunConfig))
+    assert set(map(id, found.values())) == {id(s) for s in SECTIONS.values()}  # all reachable
+    stages = {s.stage.__name__ for s in SECTIONS.values()}
+    assert stages >= {
+        "CorrectConfig",
+        "ScoreConfig",
+        "PruneConfig",
+        "DistillConfig",
+        "AlignConfig",
+        "EvalConfig",
+        "LmEvalConfig",
+        "ExportConfig",
+        "BenchConfig",
+        "PrepareConfig",
+    }
+    for cls, sec in SECTIONS.items():
+        mine = {f.name: f for f in dataclasses.fields(cls)}
+        theirs = {f.name: f for f in dataclasses.fields(sec.stage)}
+        assert set(mine) == (set(theirs) - set(sec.owned)) | set(sec.extra), cls.__name__
+        assert all(len(why) > 2 for why in sec.owned.values())
+        h_mine, h_theirs = typing.get_type_hints(cls), typing.get_type_hints(sec.stage)
+        for name in set(mine) & set(theirs) - set(sec.extra):
+            assert h_mine[name] == h_theirs[name], (cls.__name__, name)
+            assert mine[name].metadata == theirs[name].metadata, (cls.__name__, name)
+            if name not in sec.defaults:
+                assert loader._default(mine[name]) == loader._default(theirs[name]), name
+
+
+def test_a_stage_hyperparameter_is_a_run_key(tmp_path):
+    """Keys no run field used to expose (the SFT learning rate, the preference beta, the eval
+    batch size, the KD chunk) are set from the run's YAML and reach the stage configs."""
+    from pathlib import Path
+
+    from minitron.config.run import RunConfig
+    from minitron.pipeline import stages as S
+    from minitron.pipeline.workdir import Ctx
+
+    cfg = loader.load(
+        RunConfig,
+        str(ROOT / "examples/smollm2/run.yaml"),
+        [
+            "align.enabled=true",
+            "align.sft.optim.lr=3e-4",
+            "align.preference.beta=0.3",
+            "eval.batch_size=5",
+            "distill.loss.chunk_size=512",
+            "data.heldout_samples=3",
+            "score.seed=7",
+        ],
+    )
+    ctx = Ctx(cfg=cfg, work=Path(tmp_path), log=lambda s: None, main=True)
+    sft, pref = S.align_configs(ctx, cfg.students[0])
+    assert (sft.optim.lr, sft.algorithm, pref.beta, pref.algorithm) == (3e-4, "sft", 0.3, "rpo")
+    d = S.distill_config(ctx)
+    assert d.loss.chunk_size == 512 and d.validation.loss.num_samples == 3
+    assert S.prune_config(ctx, cfg.students[1]).depth.loss.num_samples == 3
+
+
+def test_minitron_run_without_config_is_the_embedded_default():
+    """`minitron run` with no --config reads examples/smollm2/run.yaml (through the package's
+    link to it), whose values are the embedded default's."""
+    from pathlib import Path
+
+    import yaml
+
+    name, cfg = cli.parse(["run", "--dry-run"])
+    spelled = yaml.safe_load((ROOT / "examples/smollm2/run.yaml").read_text())
+    assert cfg.model == spelled["model"] == "smollm2-135m"
+    assert [s.name for s in cfg.students] == [s["name"] for s in spelled["students"]]
+    assert cfg.distill.optim.lr == spelled["distill"]["optim"]["lr"]
+    assert cfg.distill.schedule.steps == spelled["distill"]["schedule"]["steps"]
+    link = Path(cli.__file__).parent / cli.COMMANDS["run"].default_config
+    assert link.resolve() == (ROOT / "examples/smollm2/run.yaml").resolve()

@@ -13,7 +13,9 @@ from minitron.config import loader, run, schema, train
 from minitron.errors import ConfigError, DataError
 from minitron.pipeline import run as run_recipe
 
-from helpers import make_tiny_model, minitron
+from helpers import ROOT, make_tiny_model, minitron
+
+EMBEDDED = str(ROOT / "examples" / "smollm2" / "run.yaml")  # what `minitron run` reads
 
 
 def err(fn, *a, **k) -> ConfigError:
@@ -46,10 +48,17 @@ def run_yaml(tmp_path, teacher) -> str:
 
 
 def run_error(tmp_path, teacher, *overrides, dry_run=True) -> ConfigError:
-    """The ConfigError of ``minitron run`` (in process) with these overrides; nothing written."""
-    cfg = loader.load(
-        run.RunConfig, run_yaml(tmp_path, teacher), [*overrides, f"dry_run={str(dry_run).lower()}"]
-    )
+    """The ConfigError of ``minitron run`` (in process) with these overrides, raised when the
+    config loads (a section's values, checked as its stage checks them) or by the run's
+    checks before the first stage; nothing written."""
+    try:
+        cfg = loader.load(
+            run.RunConfig,
+            run_yaml(tmp_path, teacher),
+            [*overrides, f"dry_run={str(dry_run).lower()}"],
+        )
+    except ConfigError as e:
+        return e
     e = err(run_recipe.main, cfg, log=lambda s: None)
     assert not (tmp_path / "work").exists(), "a stage ran before the error"
     return e
@@ -71,10 +80,10 @@ def test_run_checks_its_inputs_before_the_first_stage(tmp_path, teacher):
     assert e.field == "data.inputs[0]" and "does not exist" in e.message
     e = run_error(tmp_path, teacher, "data.inputs=[builtin:nope]")
     assert e.field == "data.inputs[0] (builtin:NAME)"
-    e = run_error(tmp_path, teacher, "align.enabled=true", "align.preference_data=/missing.jsonl")
-    assert e.field == "align.preference_data" and "does not exist" in e.message
-    e = run_error(tmp_path, teacher, "align.enabled=true", "align.sft_data=builtin:preferences")
-    assert e.field == "align.sft_data" and "builtin:sft" in e.message
+    e = run_error(tmp_path, teacher, "align.enabled=true", "align.preference.data=/missing.jsonl")
+    assert e.field == "align.preference.data" and "does not exist" in e.message
+    e = run_error(tmp_path, teacher, "align.enabled=true", "align.sft.data=builtin:preferences")
+    assert e.field == "align.sft.data" and "builtin:sft" in e.message
     e = run_error(tmp_path, teacher, "data.eod_token=NOPE")
     assert e.field == "data.eod_token" and "not a token" in e.message
     e = run_error(tmp_path, teacher, "model=/missing")
@@ -139,7 +148,8 @@ def test_optimizer_ranges_fail_at_load(override, field, text):
 
 def test_optimizer_ranges_in_run_and_correct():
     assert (
-        err(loader.load, run.RunConfig, None, ["distill.optim.eps=0"]).field == "distill.optim.eps"
+        err(loader.load, run.RunConfig, EMBEDDED, ["distill.optim.eps=0"]).field
+        == "distill.optim.eps"
     )
     e = err(
         loader.load,
@@ -169,7 +179,7 @@ def test_loss_ranges_fail_at_load(overrides, field, text):
     e = err(loader.load, train.DistillConfig, None, [*DISTILL, *overrides])
     assert e.field == field and text in e.message, e
     assert err(cli.parse, ["distill", "--dry-run", *DISTILL, *overrides]).field == field
-    e = err(loader.load, run.RunConfig, None, [f"distill.{o}" for o in overrides])
+    e = err(loader.load, run.RunConfig, EMBEDDED, [f"distill.{o}" for o in overrides])
     assert e.field == f"distill.{field}"
 
 
@@ -219,7 +229,7 @@ def test_run_preflight_reads_the_alignment_rows(tmp_path, teacher):
     cfg = loader.load(
         run.RunConfig,
         run_yaml(tmp_path, teacher),
-        ["align.enabled=true", f"align.preference_data={f}", "dry_run=true"],
+        ["align.enabled=true", f"align.preference.data={f}", "dry_run=true"],
     )
     with pytest.raises(DataError, match=f"{f}:1: empty rejected answer"):
         run_recipe.main(cfg, log=lambda s: None)
@@ -272,7 +282,7 @@ def test_values_that_crashed_late_or_did_nothing_fail_early(tmp_path, teacher):
         (run.RunConfig, ["bench.batch_sizes=[0]"], "bench.batch_sizes"),
         (run.RunConfig, ["bench.repeats=0"], "bench.repeats"),
         (run.RunConfig, ["eval.loss_samples=0"], "eval.loss_samples"),
-        (run.RunConfig, ["export.trtllm_tp=0"], "export.trtllm_tp"),
+        (run.RunConfig, ["export.tp=0"], "export.tp"),
         (run.RunConfig, ["data.split=100,0,0"], "data.split"),
         (run.RunConfig, ["data.split=a,b"], "data.split"),
         (train.DistillConfig, [*DISTILL, "schedule.eval_every=-1"], "schedule.eval_every"),
@@ -296,7 +306,8 @@ def test_values_that_crashed_late_or_did_nothing_fail_early(tmp_path, teacher):
         ),
     ]
     for schema_cls, overrides, field in cases:
-        assert err(loader.load, schema_cls, None, overrides).field == field, overrides
+        base = EMBEDDED if schema_cls is run.RunConfig else None
+        assert err(loader.load, schema_cls, base, overrides).field == field, overrides
     # bench checks every model before exporting or measuring the first one
     from minitron.recipes import bench
 

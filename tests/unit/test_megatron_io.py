@@ -317,7 +317,10 @@ def test_run_tokenizer_is_only_for_megatron_models(hf):
     from minitron.config.run import RunConfig
 
     with pytest.raises(ConfigError) as e:
-        loader.load(RunConfig, values={"model": str(hf["llama-tied"]), "tokenizer": "x"})
+        loader.load(
+            RunConfig,
+            values={"model": str(hf["llama-tied"]), "tokenizer": "x", "workdir": "w"},
+        )
     assert e.value.field == "tokenizer"
 
 

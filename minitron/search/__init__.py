@@ -1,0 +1,1 @@
+"""Architecture search under a parameter budget (issue 16)."""

@@ -35,7 +35,7 @@ def render() -> str:
     out = [HEADER]
     for name, cmd in COMMANDS.items():
         out.append(f"\n## `minitron {name}`\n")
-        out.append(inspect.getdoc(cmd.schema).strip() + "\n")
+        out.append((inspect.getdoc(cmd.schema) or "").strip() + "\n")
         flags = ", ".join(f"`{f}` = `{k}`" for f, k, _ in cmd.flags)
         if flags:
             out.append(f"Flags: {flags}.\n")

@@ -29,7 +29,7 @@ from minitron.config.schema import (
     PrepareConfig,
     check_split,
 )
-from minitron.config.sections import SECTIONS, field, section, stage_config
+from minitron.config.sections import check_as_stage, section
 from minitron.config.train import CorrectConfig, DistillConfig, TrainingBase
 from minitron.errors import ConfigError
 
@@ -53,127 +53,92 @@ RUN_TRAINING = {f.name: "the run's top-level value" for f in dataclasses.fields(
     "dry_run": "false (the run's dry_run plans every stage)",
     "progress": "false",
 }
-
-
-def _section_validate(placeholders: dict):
-    """A section's ``validate``: its stage config, built with ``placeholders`` for the fields
-    the run sets, checked as the stage checks it (errors name the section's own keys)."""
-
-    def validate(self):
-        from minitron.config.loader import validate as check
-
-        info = SECTIONS[type(self)]
-        owned = {k: placeholders.get(k, _stage_default(info.stage, k)) for k in info.owned}
-        check(stage_config(self, **owned))
-        if hasattr(self, "validate_own"):
-            self.validate_own()
-
-    return validate
-
-
-def _stage_default(stage: type, name: str):
-    f = next(f for f in dataclasses.fields(stage) if f.name == name)
-    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
-
-
+LAYOUT = {"tp": "the run's", "pp": "the run's", "dtype": "the run's"}
 PLACEHOLDER_DATA = DataConfig(paths=["<workdir>/data"])
 TRAINED = {"model": "<checkpoint>", "out": "<workdir>/<stage>", "data": PLACEHOLDER_DATA}
 
-
-def _validate_data(self):
-    positive(self.seq_length, "seq_length")
-    positive(self.heldout_samples, "heldout_samples")
-    train, valid, _ = check_split(self.split, "split")
-    if train <= 0 or valid <= 0:
-        raise ConfigError(
-            "split",
-            f"{self.split!r}: the run trains on the first share and measures held-out loss "
-            "on the second; give both a share, e.g. 98,2,0",
-        )
+# Each section below is declared as a subclass of its stage's config so that a type checker
+# sees the stage's fields; @section replaces it with the stage's fields less the owned ones,
+# plus the fields declared here (config/sections.py).
 
 
-RunDataConfig = section(
+@section(
     PrepareConfig,
-    "RunDataConfig",
-    """The distillation data: prepared once into <workdir>/data (``minitron data prepare``),
-    then cut into samples for every stage.""",
     owned={
         "tokenizer": "the imported teacher's",
         "out": "<workdir>/data",
         "overwrite": "false",
         # checked when prepare will run (``pipeline/run.py``): a finished run needs no corpus
-        "inputs": "data.inputs",
+        "inputs": "data.inputs, below",
     },
-    extra=(
-        (
-            "inputs",
-            List[str],
-            field(
-                factory=list,
-                text="Files or builtin:NAME corpora, at least one (checked before the first "
-                "stage when prepare will run).",
-            ),
-        ),
-        ("seq_length", int, field(512, "Tokens per training / held-out sample.")),
-        (
-            "split",
-            str,
-            field(
-                "96,2,2",
-                "Train, validation, test shares of the documents. Training reads the train "
-                "share; the depth search and validation during training the validation "
-                "share; the eval stage's held-out loss the test share (the validation share "
-                "when the test share is 0). Train and validation must not be 0.",
-            ),
-        ),
-        (
-            "heldout_samples",
-            int,
-            field(
-                8,
-                "Held-out windows of the validation share for the depth search's LM loss "
-                "and the validation during training, unless a stage sets its own.",
-            ),
-        ),
-    ),
-    validate=_section_validate(
-        {"tokenizer": "<teacher>", "out": "<workdir>/data", "inputs": ["builtin:wiki"]}
-    ),
+    placeholders={"tokenizer": "<teacher>", "out": "<workdir>/data", "inputs": ["builtin:wiki"]},
 )
-RunDataConfig.validate_own = _validate_data
+class RunDataConfig(PrepareConfig):
+    """The distillation data: prepared once into <workdir>/data (``minitron data prepare``),
+    then cut into samples for every stage."""
 
-RunCorrectConfig = section(
+    inputs: List[str] = doc(
+        factory=list,
+        text="Files or builtin:NAME corpora, at least one (checked before the first stage "
+        "when prepare will run).",
+    )
+    seq_length: int = doc(512, "Tokens per training / held-out sample.")
+    split: str = doc(
+        "96,2,2",
+        "Train, validation, test shares of the documents. Training reads the train share; "
+        "the depth search and validation during training the validation share; the eval "
+        "stage's held-out loss the test share (the validation share when the test share is "
+        "0). Train and validation must not be 0.",
+    )
+    heldout_samples: int = doc(
+        8,
+        "Held-out windows of the validation share for the depth search's LM loss and the "
+        "validation during training, unless a stage sets its own.",
+    )
+
+    def validate_own(self):
+        positive(self.seq_length, "seq_length")
+        positive(self.heldout_samples, "heldout_samples")
+        train, valid, _ = check_split(self.split, "split")
+        if train <= 0 or valid <= 0:
+            raise ConfigError(
+                "split",
+                f"{self.split!r}: the run trains on the first share and measures held-out "
+                "loss on the second; give both a share, e.g. 98,2,0",
+            )
+
+
+@section(
     CorrectConfig,
-    "RunCorrectConfig",
-    """Teacher correction before pruning (``minitron correct``; off unless enabled).""",
     owned=RUN_TRAINING
     | {"model": "the imported teacher", "out": "<workdir>/correct", "data": "the run's data"},
-    extra=(("enabled", bool, field(False, "Correct the teacher on the data first.")),),
-    validate=_section_validate(TRAINED),
+    placeholders=TRAINED,
 )
+class RunCorrectConfig(CorrectConfig):
+    """Teacher correction before pruning (``minitron correct``; off unless enabled)."""
 
-RunScoreConfig = section(
+    enabled: bool = doc(False, "Correct the teacher on the data first.")
+
+
+@section(
     ScoreConfig,
-    "RunScoreConfig",
-    """Importance estimation on calibration samples of the train share (``minitron score``).""",
     owned={
         "model": "the (corrected) teacher",
         "out": "<workdir>/scores",
         "data": "the run's data",
-        "tp": "the run's",
-        "pp": "the run's",
-        "dtype": "the run's",
+        **LAYOUT,
         "overwrite": "true",
         "progress": "false",
         "block_scores": "true when pp=1 (every contiguous block's Block Influence)",
     },
-    validate=_section_validate(TRAINED),
+    placeholders=TRAINED,
 )
+class RunScoreConfig(ScoreConfig):
+    """Importance estimation on calibration samples of the train share (``minitron score``)."""
 
-StudentConfig = section(
+
+@section(
     PruneConfig,
-    "StudentConfig",
-    """One pruned student (``minitron prune``): its target and how it is chosen.""",
     owned={
         "model": "the (corrected) teacher",
         "out": "<workdir>/checkpoints/<name>",
@@ -184,17 +149,20 @@ StudentConfig = section(
         "overwrite": "true",
         "progress": "false",
     },
-    extra=(("name", str, field(REQUIRED, "Name (a directory name in the run).")),),
-    validate=_section_validate(
-        {"model": "<teacher>", "out": "<workdir>/checkpoints/x", "scores": "<workdir>/scores"}
-    ),
+    placeholders={
+        "model": "<teacher>",
+        "out": "<workdir>/checkpoints/x",
+        "scores": "<workdir>/scores",
+    },
 )
+class StudentConfig(PruneConfig):
+    """One pruned student (``minitron prune``): its target and how it is chosen."""
 
-RunDistillConfig = section(
+    name: str = doc(REQUIRED, "Name (a directory name in the run).")
+
+
+@section(
     DistillConfig,
-    "RunDistillConfig",
-    """Distillation of every student from the (corrected) teacher (``minitron distill``).
-    ``validation.loss`` unset: the held-out LM loss on data.heldout_samples windows.""",
     owned=RUN_TRAINING
     | {
         "student": "each student (together=false)",
@@ -204,52 +172,47 @@ RunDistillConfig = section(
         "out": "<workdir>/distill",
         "data": "the run's data",
     },
-    extra=(
-        (
-            "together",
-            bool,
-            field(
-                True,
-                "Distil all students in one run that computes the teacher's forward once "
-                "per micro-batch for all of them (distill/final/<name>); false: one run per "
-                "student (distill/<name>/final/student), which needs memory for one student "
-                "at a time only.",
-            ),
-        ),
-    ),
-    validate=_section_validate(TRAINED | {"student": "<student>", "teacher": "<teacher>"}),
+    placeholders=TRAINED | {"student": "<student>", "teacher": "<teacher>"},
 )
+class RunDistillConfig(DistillConfig):
+    """Distillation of every student from the (corrected) teacher (``minitron distill``).
+    ``validation.loss`` unset: the held-out LM loss on data.heldout_samples windows."""
+
+    together: bool = doc(
+        True,
+        "Distil all students in one run that computes the teacher's forward once per "
+        "micro-batch for all of them (distill/final/<name>); false: one run per student "
+        "(distill/<name>/final/student), which needs memory for one student at a time only.",
+    )
+
 
 ALIGN_OWNED = RUN_TRAINING | {
     "model": "the distilled student (SFT), the SFT model (preference)",
     "out": "<workdir>/align/<name>/{sft,pref}",
 }
 
-RunSFTConfig = section(
+
+@section(
     AlignConfig,
-    "RunSFTConfig",
-    """Supervised fine-tuning of every distilled student (``minitron align algorithm=sft``).""",
     owned=ALIGN_OWNED | {"algorithm": "sft (this is the SFT stage)", "rounds": "1 (SFT runs once)"},
     defaults={"data": "builtin:sft"},
-    validate=_section_validate(
-        {"model": "<student>", "out": "<workdir>/align/sft", "algorithm": "sft"}
-    ),
+    placeholders={"model": "<student>", "out": "<workdir>/align/sft", "algorithm": "sft"},
 )
+class RunSFTConfig(AlignConfig):
+    """Supervised fine-tuning of every distilled student (``minitron align algorithm=sft``)."""
 
 
-def _validate_preference(self):
-    choice(self.algorithm, ("dpo", "ipo", "rpo"), "algorithm")
-
-
-RunPreferenceConfig = section(
+@section(
     AlignConfig,
-    "RunPreferenceConfig",
-    """Preference optimisation after SFT (``minitron align``; the paper: two rounds of RPO).""",
     owned=ALIGN_OWNED,
     defaults={"algorithm": "rpo", "data": "builtin:preferences", "rounds": 2},
-    validate=_section_validate({"model": "<sft>", "out": "<workdir>/align/pref"}),
+    placeholders={"model": "<sft>", "out": "<workdir>/align/pref"},
 )
-RunPreferenceConfig.validate_own = _validate_preference
+class RunPreferenceConfig(AlignConfig):
+    """Preference optimisation after SFT (``minitron align``; the paper: two rounds of RPO)."""
+
+    def validate_own(self):
+        choice(self.algorithm, ("dpo", "ipo", "rpo"), "algorithm")
 
 
 @dataclass
@@ -257,22 +220,15 @@ class RunAlignConfig:
     """Alignment of every distilled student: SFT, then preference optimisation (off by default)."""
 
     enabled: bool = doc(False, "SFT then preference optimisation after distillation.")
-    sft: RunSFTConfig = doc(factory=RunSFTConfig, text="The SFT stage.")  # type: ignore[valid-type]
-    preference: RunPreferenceConfig = doc(  # type: ignore[valid-type]
-        factory=RunPreferenceConfig, text="The preference stage."
-    )
+    sft: RunSFTConfig = doc(factory=RunSFTConfig, text="The SFT stage.")
+    preference: RunPreferenceConfig = doc(factory=RunPreferenceConfig, text="The preference stage.")
 
 
-RunInstructionsConfig = section(
+@section(
     LmEvalConfig,
-    "RunInstructionsConfig",
-    """The instruction-following evaluation (``minitron lm-eval``; default: the built-in
-    ifeval_mini set, prompts in each model's chat template, greedy).""",
     owned={
         "model": "each evaluated model",
-        "tp": "the run's",
-        "pp": "the run's",
-        "dtype": "the run's",
+        **LAYOUT,
         "out": "<workdir>/eval/<model>.ifeval.json",
         "samples": "none",
     },
@@ -282,104 +238,83 @@ RunInstructionsConfig = section(
         "batch_size": 8,
         "gen_kwargs": "max_gen_toks=256",
     },
-    validate=_section_validate({"model": "<model>"}),
+    placeholders={"model": "<model>"},
 )
+class RunInstructionsConfig(LmEvalConfig):
+    """The instruction-following evaluation (``minitron lm-eval``; default: the built-in
+    ifeval_mini set, prompts in each model's chat template, greedy)."""
 
 
-def _validate_eval(self):
-    positive(self.loss_samples, "loss_samples")
-    choice(self.instructions, ("auto", "always", "never"), "instructions")
-
-
-RunEvalConfig = section(
+@section(
     EvalConfig,
-    "RunEvalConfig",
-    """Evaluation of the teacher, the pruned and the final students (``minitron eval``).""",
     owned={
         "model": "each evaluated model",
         "loss": "the held-out LM loss on loss_samples windows of the test share",
         "skip_layers": "none",
-        "tp": "the run's",
-        "pp": "the run's",
-        "dtype": "the run's",
+        **LAYOUT,
         "out": "<workdir>/eval/<model>.json",
         "progress": "false",
     },
-    extra=(
-        ("loss_samples", int, field(16, "Held-out windows for the LM loss, >= 1.")),
-        (
-            "instructions",
-            str,
-            field(
-                "auto",
-                "The instruction-following evaluation (eval.lm_eval) on the teacher, the "
-                "distilled and the aligned students: auto (when align is enabled), always or "
-                "never. Needs lm-eval.",
-            ),
-        ),
-        (
-            "lm_eval",
-            RunInstructionsConfig,
-            field(factory=RunInstructionsConfig, text="That evaluation."),
-        ),
-    ),
-    validate=_section_validate(
-        {"model": "<model>", "loss": [LossTaskConfig(name="heldout", data=PLACEHOLDER_DATA)]}
-    ),
+    placeholders={
+        "model": "<model>",
+        "loss": [LossTaskConfig(name="heldout", data=PLACEHOLDER_DATA)],
+    },
 )
-RunEvalConfig.validate_own = _validate_eval
+class RunEvalConfig(EvalConfig):
+    """Evaluation of the teacher, the pruned and the final students (``minitron eval``)."""
+
+    loss_samples: int = doc(16, "Held-out windows for the LM loss, >= 1.")
+    instructions: str = doc(
+        "auto",
+        "The instruction-following evaluation (eval.lm_eval) on the teacher, the distilled "
+        "and the aligned students: auto (when align is enabled), always or never. Needs "
+        "lm-eval.",
+    )
+    lm_eval: RunInstructionsConfig = doc(factory=RunInstructionsConfig, text="That evaluation.")
+
+    def validate_own(self):
+        positive(self.loss_samples, "loss_samples")
+        choice(self.instructions, ("auto", "always", "never"), "instructions")
 
 
-def _validate_export(self):
-    # ExportConfig's own checks need the checkpoint on disk; these are its value checks
-    for i, f in enumerate(self.formats):
-        choice(f, EXPORT_FORMATS, f"formats[{i}]")
-    positive(self.tp, "tp")
-    choice(self.dtype, ("auto",) + DTYPE_CHOICES, "dtype")
-
-
-RunExportConfig = section(
+@section(
     ExportConfig,
-    "RunExportConfig",
-    """Deployable copies of the final students (``minitron export``, once per format).""",
     owned={
         "ckpt": "each final student",
         "out": "<workdir>/export/<name>/<format>",
         "format": "each of formats",
         "overwrite": "true",
     },
-    extra=(
-        (
-            "formats",
-            List[str],
-            field(
-                factory=lambda: ["hf"],
-                text="Export formats: hf, trtllm and/or megatron (Megatron-LM / Megatron-Bridge).",
-            ),
-        ),
-    ),
-    validate=_validate_export,
 )
+class RunExportConfig(ExportConfig):
+    """Deployable copies of the final students (``minitron export``, once per format)."""
+
+    formats: List[str] = doc(
+        factory=lambda: ["hf"],
+        text="Export formats: hf, trtllm and/or megatron (Megatron-LM / Megatron-Bridge).",
+    )
+
+    def validate(self):
+        # ExportConfig's own checks need the checkpoint on disk; these are its value checks
+        for i, f in enumerate(self.formats):
+            choice(f, EXPORT_FORMATS, f"formats[{i}]")
+        positive(self.tp, "tp")
+        choice(self.dtype, ("auto",) + DTYPE_CHOICES, "dtype")
 
 
-def _validate_bench(self):
-    if self.enabled:
-        _section_validate(
-            {
-                "models": [BenchModelConfig(name="teacher", path="<teacher>")],
-                "out": "<workdir>/bench",
-            }
-        )(self)
-
-
-RunBenchConfig = section(
+@section(
     BenchConfig,
-    "RunBenchConfig",
-    """Throughput of the teacher and the final students (``minitron bench``).""",
     owned={"models": "the teacher and the final students", "out": "<workdir>/bench"},
-    extra=(("enabled", bool, field(True, "Run the throughput benchmark stage.")),),
-    validate=_validate_bench,
 )
+class RunBenchConfig(BenchConfig):
+    """Throughput of the teacher and the final students (``minitron bench``)."""
+
+    enabled: bool = doc(True, "Run the throughput benchmark stage.")
+
+    def validate(self):
+        if self.enabled:
+            models = [BenchModelConfig(name="teacher", path="<teacher>")]
+            check_as_stage(self, {"models": models, "out": "<workdir>/bench"})
 
 
 @dataclass
@@ -403,9 +338,7 @@ class RunConfig(TrainingBase):
     data: RunDataConfig = doc(factory=RunDataConfig, text="Data.")
     correct: RunCorrectConfig = doc(factory=RunCorrectConfig, text="Teacher correction.")
     score: RunScoreConfig = doc(factory=RunScoreConfig, text="Importance estimation.")
-    students: List[StudentConfig] = doc(  # type: ignore[valid-type]
-        factory=list, text="The students to make (at least one)."
-    )
+    students: List[StudentConfig] = doc(factory=list, text="The students to make (at least one).")
     distill: RunDistillConfig = doc(factory=RunDistillConfig, text="Distillation.")
     align: RunAlignConfig = doc(factory=RunAlignConfig, text="Alignment.")
     eval: RunEvalConfig = doc(factory=RunEvalConfig, text="Evaluation.")

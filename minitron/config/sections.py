@@ -6,7 +6,10 @@ plus a few fields of the run's own (``enabled``, a student's ``name``). Every ot
 with its type, default and documentation, is the stage's: a hyperparameter added to a stage
 appears in the run's YAML and in docs/configuration.md without being copied.
 
-    DistillSection = section(DistillConfig, owned=RUN_TRAINING | {"teacher": "..."}, ...)
+    @section(DistillConfig, owned=RUN_TRAINING | {"teacher": "the (corrected) teacher", ...})
+    class RunDistillConfig(DistillConfig):  # the base: for type checkers only
+        together: bool = doc(True, "...")  # a field of the run's own
+
     cfg = stage_config(run_cfg.distill, teacher=..., out=..., tp=run_cfg.tp, ...)
 
 :data:`SECTIONS` records, for every section class, its stage class, the owned fields with
@@ -17,8 +20,9 @@ run tree against the stage configs with it).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,52 +36,96 @@ class Section:
 SECTIONS: dict[type, Section] = {}
 
 
+T = TypeVar("T")
+
+
 def section(
     stage: type,
-    name: str,
-    doc: str,
     owned: dict[str, str],
-    extra: tuple = (),
     defaults: dict[str, Any] | None = None,
-    validate=None,
-) -> type:
-    """A dataclass with ``stage``'s fields less ``owned``, then ``extra`` fields, each given as
-    ``(name, type, dataclasses.field(...))``. ``defaults`` replaces a stage default where the
-    run needs another one to be valid at all (a preference section's algorithm); the
-    embedded default's choices live in its YAML, not here. ``validate(self)``, when given,
-    checks the section's own fields."""
-    unknown = set(owned) - {f.name for f in dataclasses.fields(stage)}
-    if unknown:
-        raise TypeError(f"{name}: {stage.__name__} has no field(s) {sorted(unknown)}")
-    hints = typing.get_type_hints(stage)
-    fields = []
-    for f in dataclasses.fields(stage):
-        if f.name in owned:
-            continue
-        spec = dataclasses.field(metadata=f.metadata)
-        if defaults and f.name in defaults:
-            value = defaults[f.name]
-            if isinstance(value, (list, dict)) or dataclasses.is_dataclass(value):
-                spec = dataclasses.field(
-                    default_factory=lambda v=value: _copy(v), metadata=f.metadata
-                )
-            else:
-                spec = dataclasses.field(default=value, metadata=f.metadata)
-        elif f.default is not dataclasses.MISSING:
-            spec = dataclasses.field(default=f.default, metadata=f.metadata)
-        elif f.default_factory is not dataclasses.MISSING:
-            spec = dataclasses.field(default_factory=f.default_factory, metadata=f.metadata)
-        fields.append((f.name, hints[f.name], spec))
-    fields += [tuple(e) for e in extra]
-    namespace = {"__doc__": doc, "__module__": __name__}
-    if validate is not None:
-        namespace["validate"] = validate
-    cls = dataclasses.make_dataclass(name, fields, namespace=namespace)
-    globals()[name] = cls  # importable by name (OmegaConf and pickling look it up)
-    SECTIONS[cls] = Section(
-        stage, dict(owned), tuple(e[0] for e in extra), tuple(sorted(defaults or {}))
-    )
-    return cls
+    placeholders: dict[str, Any] | None = None,
+) -> Callable[[type[T]], type[T]]:
+    """Class decorator: the decorated class (declared as a subclass of ``stage``, so that a
+    type checker sees the stage's fields) becomes a dataclass with ``stage``'s fields less
+    ``owned``, then the class's own annotated fields (the run's: ``enabled``, ``name``) and
+    its methods. ``defaults`` replaces a stage default where the run needs another one to
+    be valid at all (a preference section's algorithm); the embedded default's choices live
+    in its YAML, not here. Unless the class defines ``validate``, the section is checked as
+    its stage checks its config, with ``placeholders`` (and the stage's defaults) for the
+    owned fields, then by the class's ``validate_own`` if any."""
+
+    def wrap(cls: type[T]) -> type[T]:
+        name = cls.__name__
+        unknown = set(owned) - {f.name for f in dataclasses.fields(stage)}
+        if unknown:
+            raise TypeError(f"{name}: {stage.__name__} has no field(s) {sorted(unknown)}")
+        hints = typing.get_type_hints(cls)
+        fields: list[tuple[str, Any, Any]] = []
+        for f in dataclasses.fields(stage):
+            if f.name in owned:
+                continue
+            spec = dataclasses.field(metadata=f.metadata)
+            if defaults and f.name in defaults:
+                value = defaults[f.name]
+                if isinstance(value, (list, dict)) or dataclasses.is_dataclass(value):
+                    spec = dataclasses.field(
+                        default_factory=functools.partial(_copy, value), metadata=f.metadata
+                    )
+                else:
+                    spec = dataclasses.field(default=value, metadata=f.metadata)
+            elif f.default is not dataclasses.MISSING:
+                spec = dataclasses.field(default=f.default, metadata=f.metadata)
+            elif f.default_factory is not dataclasses.MISSING:
+                spec = dataclasses.field(default_factory=f.default_factory, metadata=f.metadata)
+            fields.append((f.name, hints[f.name], spec))
+        own = list(cls.__dict__.get("__annotations__", {}))
+        for n in own:
+            value = cls.__dict__.get(n, dataclasses.MISSING)
+            spec = (
+                value if isinstance(value, dataclasses.Field) else dataclasses.field(default=value)
+            )
+            fields = [f for f in fields if f[0] != n] + [(n, hints[n], spec)]
+        namespace = {
+            k: v
+            for k, v in cls.__dict__.items()
+            if callable(v) and not k.startswith("__") and k not in own
+        }
+        namespace.update(__doc__=cls.__doc__, __module__=cls.__module__)
+        if "validate" not in namespace:
+            namespace["validate"] = _stage_validate(placeholders or {})
+        new = dataclasses.make_dataclass(name, fields, namespace=namespace)
+        new.__qualname__ = cls.__qualname__
+        SECTIONS[new] = Section(stage, dict(owned), tuple(own), tuple(sorted(defaults or {})))
+        return typing.cast(type[T], new)
+
+    return wrap
+
+
+def _stage_validate(placeholders: dict):
+    def validate(self):
+        check_as_stage(self, placeholders)
+        if hasattr(self, "validate_own"):
+            self.validate_own()
+
+    return validate
+
+
+def check_as_stage(sec: Any, placeholders: dict) -> None:
+    """Check a section as its stage checks its config: the stage config built with
+    ``placeholders`` (else the stage's defaults) for the owned fields, validated."""
+    from minitron.config.loader import validate
+
+    info = SECTIONS[type(sec)]
+    values = {k: placeholders.get(k, _stage_default(info.stage, k)) for k in info.owned}
+    validate(stage_config(sec, **values))
+
+
+def _stage_default(stage: type, name: str) -> Any:
+    f = next(f for f in dataclasses.fields(stage) if f.name == name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    assert f.default_factory is not dataclasses.MISSING, f"{stage.__name__}.{name}: no default"
+    return f.default_factory()
 
 
 def _copy(value):
@@ -102,13 +150,6 @@ def stage_config(sec: Any, **owned: Any) -> Any:
         if f.name not in info.owned
     }
     return info.stage(**values, **owned)
-
-
-def field(default: Any = dataclasses.MISSING, text: str = "", *, factory: Any = None):
-    """A run-own field of a section (same as ``loader.doc``)."""
-    from minitron.config.loader import doc
-
-    return doc(default, text, factory=factory)
 
 
 def sections_in(schema: type, prefix: str = "") -> list[tuple[str, Section]]:

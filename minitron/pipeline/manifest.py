@@ -44,7 +44,7 @@ def git_commit() -> Optional[str]:
 def versions() -> dict:
     import importlib.metadata as md
 
-    out = {"python": platform.python_version()}
+    out: dict[str, str | None] = {"python": platform.python_version()}
     for dist in ("torch", "megatron-core", "transformers", "minitron"):
         try:
             out[dist] = md.version(dist)

@@ -215,6 +215,7 @@ def dry_run(cfg: RunConfig, steps: list, log) -> dict:
 def memory_plans(cfg: RunConfig, teacher, students: dict, log) -> dict:
     """The memory plan per GPU of every training stage (printed), each checked against
     ``gpu_memory_gb``: the first that does not fit is refused, naming its largest part."""
+    from minitron.errors import ConfigError
     from minitron.train import memory
     from minitron.train.plan import stage_plan
 
@@ -246,11 +247,9 @@ def memory_plans(cfg: RunConfig, teacher, students: dict, log) -> dict:
         out[name] = p.to_dict()
         try:
             memory.check(p, cfg.gpu_memory_gb)
-        except Exception as e:
+        except ConfigError as e:
             refused = refused or (name, e)
     if refused is not None:
-        from minitron.errors import ConfigError
-
         raise ConfigError(refused[1].field, f"({refused[0]}) {refused[1].message}")
     return out
 

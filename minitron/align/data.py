@@ -253,7 +253,8 @@ def pack(examples: list[Example], seq_length: int, pad_id: int = 0) -> list[dict
     """Greedy packing of examples into rows of ``seq_length`` tokens. Each row: tokens,
     labels, loss_mask (response tokens, never across a boundary), and a block-diagonal
     causal ``attention_mask`` ``[1, s, s]`` (True = masked, megatron-core's convention)."""
-    rows, cur = [], []
+    rows: list[list[Example]] = []
+    cur: list[Example] = []
     for ex in examples:
         # an example of n tokens fills n - 1 input positions (the last token is only a label)
         if cur and sum(len(e.ids) - 1 for e in cur) + len(ex.ids) - 1 > seq_length:

@@ -101,12 +101,11 @@ class PreferenceStep:
         rows = []
         for mb in batches:
             ref = self._reference_logps(mb)
-            res = pipeline_forward(
-                self.policy,
-                [mb],
-                lambda ce, b, ref=ref: self.pair_loss(ce, ref, b),
-                with_labels=True,
-            )
+
+            def collect(ce, b, ref=ref):
+                return self.pair_loss(ce, ref, b)
+
+            res = pipeline_forward(self.policy, [mb], collect, with_labels=True)
             if res is not None:
                 rows.append(res[0])
         if not rows:

@@ -40,8 +40,9 @@ def transformers_run(
     import torch
     from transformers import AutoModelForCausalLM
 
+    # transformers wraps PreTrainedModel.to with functools.wraps, whose stub loses the bound self
     model = (
-        AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
+        AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()  # type: ignore[arg-type]
     )
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     if device == "cuda":

@@ -69,7 +69,7 @@ def shutdown() -> Optional[int]:
         return None
     from megatron.core.dist_checkpointing.strategies import filesystem_async
 
-    pid = _manager._process.pid
+    pid = _manager._process.pid  # type: ignore[attr-defined]  # SyncManager's private server process
     filesystem_async._results_queue = None
     _manager.shutdown()
     _manager = None

@@ -112,6 +112,8 @@ class Record:
     (``.args``, ``.state``) and runs nothing. ``.name`` is the class it stands for."""
 
     name = "?"
+    args: tuple[Any, ...]
+    state: Any
 
     def __new__(cls, *args, **kwargs):
         obj = object.__new__(cls)
@@ -182,7 +184,7 @@ def check_pickle(data: bytes | BinaryIO, where: str, megatron: bool = False) -> 
         raise CheckpointError(f"{where}: not a readable pickle ({type(e).__name__}: {e})") from None
 
 
-def check_torch_file(data: bytes | BinaryIO, where: str, megatron: bool = False) -> list:
+def check_torch_file(data: bytes | BinaryIO | _Slice, where: str, megatron: bool = False) -> list:
     """Check every pickle of a ``torch.save`` zip (``data.pkl``; legacy files are refused);
     returns what they hold (tensors as None)."""
     try:
@@ -257,7 +259,7 @@ class _Slice(io.RawIOBase):
     """A read-only window ``[offset, offset + length)`` of an open file, so zipfile reads
     an item's directory and ``data.pkl`` without reading its tensor bytes."""
 
-    def __init__(self, f: BinaryIO, offset: int, length: int):
+    def __init__(self, f: io.BufferedIOBase, offset: int, length: int):
         super().__init__()
         self.f, self.offset, self.length, self.pos = f, offset, length, 0
 

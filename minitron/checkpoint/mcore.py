@@ -41,7 +41,7 @@ KIND = "checkpoint"  # the output marker's kind (:mod:`minitron.checkpoint.atomi
 def _versions() -> dict:
     import importlib.metadata as md
 
-    out = {"torch": torch.__version__}
+    out: dict[str, Optional[str]] = {"torch": torch.__version__}
     for dist in ("megatron-core", "minitron", "transformers"):
         try:
             out[dist] = md.version(dist)

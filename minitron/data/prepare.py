@@ -257,7 +257,7 @@ def prepare(
     }
     todo = [name for name in sources if not _done(out / name, keys[name], cfg.overwrite, log)]
     _agree(world, _write_all, cfg, out, todo, sources, keys, tok, eod, bos, log, ranks_per_node)
-    index = None
+    index: Optional[dict] = None
     if rank == 0:
         entries = []
         for name in names:
@@ -271,7 +271,10 @@ def prepare(
             "datasets": entries + kept,
         }
         atomic.write_text(out / INDEX_FILE, json.dumps(index, indent=2))
-    return broadcast_object(index) if world > 1 else index
+    if world > 1:
+        return broadcast_object(index)
+    assert index is not None  # one rank: rank 0, which wrote it
+    return index
 
 
 def _done(prefix: Path, key: dict, overwrite: bool, log) -> bool:

@@ -138,9 +138,11 @@ def divergence_and_grad(
             _scaled(t, work, T),
             reduce_max,
             reduce_sum,
-            out=workspace and workspace.get("log_q", t.shape, work, t.device),
+            out=workspace.get("log_q", t.shape, work, t.device) if workspace is not None else None,
         )
-    q = torch.exp(log_q, out=workspace and workspace.get("q", t.shape, work, t.device))
+    q = torch.exp(
+        log_q, out=workspace.get("q", t.shape, work, t.device) if workspace is not None else None
+    )
     if kind in ("forward_kl", "topk_kl"):
         # sum q (log q - log p), with 0 log 0 = 0: where -inf can occur (top-k, padding) it is
         # clamped to the lowest finite value, so q = 0 entries add exactly 0.
@@ -173,7 +175,7 @@ class Workspace:
     page faults (an out-of-place ``exp`` of 1024 x 49,152 fp32 takes twice as long as the
     same in place). On GPU the caching allocator already reuses memory: pass none."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._bufs: dict[str, torch.Tensor] = {}
         self._tag = ""
 

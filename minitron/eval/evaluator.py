@@ -143,6 +143,8 @@ def records(
             }
         )
         return out
+    if task is None:
+        raise ValueError(f"{name}: a multiple-choice record needs its task")
     for metric in ("acc", "acc_norm"):
         if metric in result:
             out.append(

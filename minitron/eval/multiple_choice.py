@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from minitron.eval.scoring import Request, encode_pair, score_requests
+from minitron.eval.scoring import Progress, Request, encode_pair, score_requests
 from minitron.eval.tasks import MCItem
 
 
@@ -68,7 +68,7 @@ def evaluate_requests(
     batch_size: int = 32,
     max_length: int = 2048,
     pad_id: int = 0,
-    progress: Optional[object] = None,
+    progress: Optional[Progress] = None,
 ) -> dict:
     """Score prepared requests (collective over the model's ranks) and aggregate per item."""
     scores = score_requests(

@@ -14,12 +14,18 @@ the argmax (lm-eval's ``is_greedy``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Optional, Protocol, Sequence
 
 import torch
 
 from minitron.parallel.schedule import from_last_stage, pipeline_forward
 from minitron.parallel.vocab import target_logprobs
+
+
+class Progress(Protocol):
+    """What a progress bar offers the scorer (a tqdm bar has it)."""
+
+    def update(self, n: int) -> object: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +85,7 @@ def score_requests(
     max_length: int = 2048,
     pad_id: int = 0,
     greedy: bool = False,
-    progress: Optional[object] = None,
+    progress: Optional[Progress] = None,
 ) -> list[tuple[float, bool]]:
     """``(log-likelihood, is_greedy)`` per request, in order, on every rank.
 
@@ -109,6 +115,7 @@ def score_requests(
     for index, batch in _batches(requests, batch_size, max_length, pad_id):
         out = pipeline_forward(model, [batch], collect, with_labels=not greedy)
         if is_last:
+            assert out is not None  # pipeline_forward returns the results on the last stage
             ll, gr = out[0]
             for j, i in enumerate(index):
                 results[i] = (float(ll[j]), bool(gr[j]))

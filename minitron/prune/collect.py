@@ -133,6 +133,7 @@ class Collector:
         tp_group = ps.get_tensor_model_parallel_group()
 
         def final(r: BatchReducer) -> torch.Tensor:
+            assert r.acc is not None  # a reducer is made by its first add
             if r.how == "max":
                 return reduce_over_dp(r.acc, "max", dp_group)
             acc = reduce_over_dp(r.acc, "sum", dp_group)

@@ -18,7 +18,7 @@ the evaluator's layer-skip hook: no weights are copied.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -47,16 +47,20 @@ def search(
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion {criterion!r}: valid are {CRITERIA}")
+    if criterion == "block_influence" and influence is None:
+        raise ValueError("criterion block_influence needs the score file's Block Influence")
+    if criterion != "block_influence" and evaluate is None:
+        raise ValueError(f"criterion {criterion!r} needs an evaluate function")
     higher_better = criterion == "task"
     candidates = (
         contiguous_blocks(num_layers, k) if contiguous else [[i] for i in range(num_layers)]
     )
-    rows = []
+    rows: list[dict[str, Any]] = []
     for layers in candidates:
         if criterion == "block_influence":
-            table = influence["blocks.block_influence"] if contiguous else None
+            assert influence is not None
             value = (
-                float(table[layers[0], layers[-1]])
+                float(influence["blocks.block_influence"][layers[0], layers[-1]])
                 if contiguous
                 else float(influence["layers.block_influence"][layers[0]])
             )
@@ -66,6 +70,7 @@ def search(
                     "scores: rerun `minitron score` with block_scores=true at pp=1"
                 )
         else:
+            assert evaluate is not None
             value = float(evaluate(layers))
         rows.append({"layers": layers, criterion: value})
     # the least important candidate: highest accuracy / lowest loss / lowest influence

@@ -19,6 +19,8 @@ configurable: sequence ``mean | l2 | max``, batch ``l2 | mean | max``.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from minitron.choices import BATCH_AGG, SEQ_AGG
@@ -48,7 +50,8 @@ class BatchReducer:
     def __init__(self, how: str):
         if how not in BATCH_AGG:
             raise ValueError(f"batch aggregation {how!r}: valid are {BATCH_AGG}")
-        self.how, self.acc, self.count = how, None, 0
+        self.how, self.count = how, 0
+        self.acc: Optional[torch.Tensor] = None
 
     def add(self, per_sample: torch.Tensor) -> None:
         x = per_sample.detach().float()

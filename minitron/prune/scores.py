@@ -26,7 +26,7 @@ FORMAT = "minitron-scores"
 
 
 def expected_shapes(arch: ModelArch) -> dict[str, tuple[int, ...]]:
-    shapes = {"channels": (arch.hidden_size,)}
+    shapes: dict[str, tuple[int, ...]] = {"channels": (arch.hidden_size,)}
     for i in range(arch.num_layers):
         shapes[f"layers.{i}.heads"] = (arch.num_attention_heads,)
         shapes[f"layers.{i}.neurons"] = (arch.ffn_hidden_size,)

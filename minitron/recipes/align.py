@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -101,7 +102,7 @@ def sft_loss_on(model, rows: list[dict], micro: int) -> float:
     return float(total[0] / total[1].clamp(min=1))
 
 
-def run_round(cfg: AlignConfig, run_dir: Path, start: str, reference: str | None, data, log):
+def run_round(cfg: AlignConfig, run_dir: Path, start: str, reference: str, data, log):
     arch, hf_config, tok_dir = describe_source(start)
     execution = Execution.of(cfg)
     policy, arch, _ = load_model(start, cfg.dtype, execution=execution)
@@ -158,7 +159,7 @@ def run_round(cfg: AlignConfig, run_dir: Path, start: str, reference: str | None
 def main(cfg: AlignConfig, log=print) -> dict:
     arch, _, _ = describe_source(cfg.model)
     pref = cfg.algorithm != "sft"
-    planned = {
+    planned: dict[str, Any] = {
         "trained": [("policy", arch, "full")],
         "frozen": [("reference", arch)] if pref else [],
         "seq_length": cfg.seq_length,

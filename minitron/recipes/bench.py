@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 from minitron.bench import summary
-from minitron.bench.backends import BACKENDS, available
 from minitron.bench.chart import speedup_chart
 from minitron.checkpoint.load import is_checkpoint
+from minitron.choices import BENCH_BACKENDS, bench_backend_available
 from minitron.config.schema import BenchConfig, ExportConfig
 from minitron.errors import ConfigError, MinitronError
 
@@ -77,10 +77,10 @@ def main(cfg: BenchConfig, log=print) -> dict:
     dtype = ("bfloat16" if device == "cuda" else "float32") if cfg.dtype == "auto" else cfg.dtype
     backends = []
     for b in cfg.backends:
-        for name in BACKENDS if b == "auto" else (b,):
-            if available(name) and name not in backends:
+        for name in BENCH_BACKENDS if b == "auto" else (b,):
+            if bench_backend_available(name) and name not in backends:
                 backends.append(name)
-            elif b == "auto" and not available(name):
+            elif b == "auto" and not bench_backend_available(name):
                 log(f"[bench] skipping {name}: not installed")
     paths = {m.name: hf_dir(m.path, out, m.name, log) for m in cfg.models}
     rounds: dict = {}

@@ -8,6 +8,8 @@ norm-only mode. Resumable; the corrected teacher is ``<out>/final/teacher``.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from minitron.checkpoint.load import describe_source, load_model
 from minitron.config.schema import LossTaskConfig
 from minitron.config.train import CorrectConfig
@@ -24,7 +26,7 @@ from minitron.train.plan import check_memory, dry_run_plan
 from minitron.train.steps import lm_step
 
 
-def validator(model, arch, tokenizer_spec: str, cfg) -> callable:
+def validator(model, arch, tokenizer_spec: str, cfg) -> Callable[[], dict]:
     """val_loss (and a task's accuracy) of ``model`` on held-out data (collective)."""
     ev = Evaluator(
         model,

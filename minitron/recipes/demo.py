@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from minitron.checkpoint.load import load_model
 from minitron.checkpoint.mcore import read_manifest, verify_files
@@ -69,7 +70,7 @@ def main(cfg: DemoConfig, log=print) -> dict:
         )
     timings["loss"] = time.perf_counter() - t
 
-    summary = {
+    summary: dict[str, Any] = {
         "model": cfg.model,
         "checkpoint": str(ckpt),
         "timings_s": timings,

@@ -15,6 +15,8 @@ checkpoint; the distilled students are ``<out>/final/student`` (one student) or
 
 from __future__ import annotations
 
+from typing import Any
+
 from minitron.checkpoint.load import describe_source, load_model
 from minitron.config.train import DistillConfig
 from minitron.errors import ConfigError
@@ -28,7 +30,7 @@ from minitron.train.plan import check_memory, dry_run_plan
 from minitron.train.steps import Distiller
 
 
-def _describe_students(cfg: DistillConfig) -> list[tuple]:
+def _describe_students(cfg: DistillConfig) -> tuple[list[tuple], list[str]]:
     specs = cfg.student_specs()
     fields = ["student"] if not cfg.students else [f"students[{i}]" for i in range(len(specs))]
     return [describe_source(s, f) for s, f in zip(specs, fields)], fields
@@ -58,7 +60,7 @@ def main(cfg: DistillConfig, log=print) -> dict:
             "losses with one loss scaler: use bfloat16 (or float32)",
         )
     pc = cfg.parallel_correction
-    planned = {
+    planned: dict[str, Any] = {
         "trained": [(n, d[0], "full") for n, d in zip(names, described)]
         + ([("teacher", t_arch, "full")] if pc else []),
         "frozen": [] if pc else [("teacher", t_arch)],

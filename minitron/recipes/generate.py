@@ -102,7 +102,15 @@ def load(cfg: GenerateConfig):
 
 
 def main(cfg: GenerateConfig, log=print) -> Optional[list[dict]]:
-    rows = [{"id": 0, "prompt": cfg.prompt}] if cfg.prompt is not None else read_prompts(cfg.input)
+    rows: list[dict]
+    if cfg.prompt is not None:
+        rows = [{"id": 0, "prompt": cfg.prompt}]
+    elif cfg.input is not None:
+        rows = read_prompts(cfg.input)
+    else:  # validate() refuses this too
+        raise ConfigError(
+            "prompt", "give exactly one of prompt (one text) and input (a jsonl file of prompts)"
+        )
     out = Path(cfg.out) if cfg.out else None
     written = done_rows(out) if out and cfg.input else []
     if len(written) > len(rows):

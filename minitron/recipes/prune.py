@@ -198,6 +198,7 @@ def main(cfg: PruneConfig, log=print) -> dict:
     depth = choose_layers(cfg, model, arch, target, file_scores)
     if cfg.width_method == "activation":
         width_scores = file_scores if _width_changes(arch, target) else random_scores(arch, 0)
+        assert width_scores is not None  # check_inputs: a width change needs a score file
     elif cfg.width_method == "magnitude":
         width_scores = magnitude_scores(arch, FullTensors(model))
     else:

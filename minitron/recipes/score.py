@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import Any
 
 import torch
 
 from minitron.checkpoint.load import load_model
 from minitron.config.prune import ScoreConfig
 from minitron.data.datasets import microbatches, resolve_prefixes, samples
+from minitron.errors import ConfigError
 from minitron.models.full_tensors import FullTensors
 from minitron.parallel import runtime
 from minitron.parallel.schedule import pipeline_forward
@@ -51,17 +53,21 @@ def activation_scores(
 
 def main(cfg: ScoreConfig, log=print) -> dict:
     t0 = time.perf_counter()
+    data = cfg.data
     if cfg.method == "activation":
-        resolve_prefixes(cfg.data)  # a missing dataset fails before the model loads
+        if data is None:  # validate() refuses this too
+            raise ConfigError("data", "method=activation needs calibration data: data.paths=[...]")
+        resolve_prefixes(data)  # a missing dataset fails before the model loads
     lay = runtime.init(cfg.tp, cfg.pp)
     model, arch, _ = load_model(cfg.model, cfg.dtype)
-    meta = {
+    meta: dict[str, Any] = {
         "method": cfg.method,
         "model": cfg.model,
         "scored_layout": {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp},
     }
     if cfg.method == "activation":
-        batch = samples(cfg.data, "train", cfg.num_samples, arch.vocab_size)
+        assert data is not None  # checked above
+        batch = samples(data, "train", cfg.num_samples, arch.vocab_size)
         mine = {k: v[lay.dp_rank :: lay.dp] for k, v in batch.items()}  # DP ranks split the set
         bar = contextlib.nullcontext(None)
         if cfg.progress and lay.is_main:
@@ -82,10 +88,10 @@ def main(cfg: ScoreConfig, log=print) -> dict:
             aggregation={"sequence": cfg.seq_aggregation, "batch": cfg.batch_aggregation},
             calibration={
                 "samples": cfg.num_samples,
-                "seq_length": cfg.data.seq_length,
-                "seed": cfg.data.seed,
-                "data": list(cfg.data.paths),
-                "split": cfg.data.split,
+                "seq_length": data.seq_length,
+                "seed": data.seed,
+                "data": list(data.paths),
+                "split": data.split,
             },
         )
     elif cfg.method == "magnitude":

@@ -188,6 +188,7 @@ def run(
     for step in range(start, sched.steps):
         t0 = time.perf_counter()
         for t in trained:
+            assert t.engine is not None  # _engines wrapped every model
             t.model.train()
             t.engine.zero_grad()
             t.engine.set_lr(
@@ -200,6 +201,7 @@ def run(
         metrics = reduce_metrics(per_micro)
         skipped = False
         for i, t in enumerate(trained):
+            assert t.engine is not None
             t.engine.finalize(count)
             ok, norm = t.engine.step()
             skipped |= not ok

@@ -359,7 +359,10 @@ def plan(
     n = seq_length * micro_batch_size
 
     def stage_parts(stage: str) -> tuple[dict[str, int], dict[str, int]]:
-        parts, at_step, counts, logit_sets = {}, {}, {}, 0
+        parts: dict[str, float] = {}
+        at_step: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        logit_sets = 0
         in_flight = min(pp, m) if stage == "first" else 1
         for name, r in models:
             a = r.arch

@@ -7,7 +7,7 @@ The arithmetic is :mod:`minitron.train.memory`; this module only reads a stage's
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 from minitron.models.arch import ModelArch
 from minitron.models.params import count_params
@@ -32,7 +32,7 @@ def trainable_fraction(arch: ModelArch, mode: str, lora_rank: int = 16) -> float
 def stage_plan(
     cfg,
     trained: list[tuple],
-    frozen: list[tuple] = (),
+    frozen: Sequence[tuple] = (),
     seq_length: Optional[int] = None,
     loss_kind: str = "lm",
     loss_chunk_tokens: Optional[int] = None,
@@ -72,7 +72,9 @@ def stage_plan(
     )
 
 
-def dry_run_plan(cfg, trained: list[tuple], frozen: list[tuple] = (), log=print, **kwargs) -> dict:
+def dry_run_plan(
+    cfg, trained: list[tuple], frozen: Sequence[tuple] = (), log=print, **kwargs
+) -> dict:
     """Print a stage's memory plan and step time, then refuse it when over ``gpu_memory_gb``."""
     p = stage_plan(cfg, trained, frozen, **kwargs)
     log(p.format(cfg.gpu_memory_gb))
@@ -80,7 +82,7 @@ def dry_run_plan(cfg, trained: list[tuple], frozen: list[tuple] = (), log=print,
     return {"plan": p.to_dict()}
 
 
-def check_memory(cfg, trained: list[tuple], frozen: list[tuple] = (), **kwargs) -> None:
+def check_memory(cfg, trained: list[tuple], frozen: Sequence[tuple] = (), **kwargs) -> None:
     """On GPU, refuse a stage whose plan exceeds ``gpu_memory_gb`` before any model loads
     (on CPU the plan describes no device and nothing is checked)."""
     import torch

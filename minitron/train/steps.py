@@ -72,7 +72,12 @@ class Distiller:
 
         students = list(students) if isinstance(students, (list, tuple)) else [students]
         self.cfg, self.vocab_size, self.train_teacher = cfg, vocab_size, train_teacher
-        self.tags = [""] if len(students) == 1 else [f"_{n}" for n in names]
+        if len(students) == 1:
+            self.tags = [""]
+        elif names is None:
+            raise ValueError("several students need names (their metrics' suffixes)")
+        else:
+            self.tags = [f"_{n}" for n in names]
         self.tp = ps.get_tensor_model_parallel_world_size()
         self.reducers = VocabParallelReducers(ps.get_tensor_model_parallel_group())
         # CPU runs (no CUDA) reuse the loss buffers: see Workspace. Each student's gradient

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 
 from minitron.models.weights import local_parameters
+
+if TYPE_CHECKING:
+    from minitron.parallel.lora import LoRA
 
 NORM_SUFFIXES = (
     "input_layernorm.weight",
@@ -24,7 +27,7 @@ def freeze(model) -> None:
 
 def select(
     model, mode: str, lora_rank: int = 16, lora_alpha: float = 32.0, seed: int = 1234
-) -> tuple[list[torch.nn.Parameter], Optional[object]]:
+) -> tuple[list[torch.nn.Parameter], Optional[LoRA]]:
     """(trainable parameters, the LoRA object or None) for mode full | lora | norm; every other
     parameter of ``model`` gets ``requires_grad=False``."""
     if mode == "full":

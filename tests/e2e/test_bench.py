@@ -44,7 +44,7 @@ def test_bench_writes_json_and_chart(tiny_models, tmp_path):
 
 
 def test_missing_backend_fails_only_when_asked_for(tiny_models, tmp_path):
-    from minitron.bench.backends import available
+    from minitron.choices import bench_backend_available as available
 
     if available("vllm"):
         pytest.skip("vllm is installed here")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from minitron.config import align, generate, prune, run, schema, train
+from minitron.config import align, generate, prune, run, schema, search, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +204,19 @@ COMMANDS: dict[str, Command] = {
         "the whole pipeline in one experiment directory, resumable (default: SmolLM2)",
         (("--workdir", "workdir", "value"), ("--dry-run", "dry_run", "true")),
         default_config="data/embedded_run.yaml",  # examples/smollm2/run.yaml
+    ),
+    "search": Command(
+        search.SearchConfig,
+        "minitron.recipes.search",
+        "architectures under a parameter budget, ranked after a short distillation each",
+        (
+            ("--model", "model", "value"),
+            ("--scores", "scores", "value"),
+            ("--out", "out", "value"),
+            ("--shard", "shard", "value"),
+            ("--dry-run", "dry_run", "true"),
+            ("--collect", "collect", "true"),
+        ),
     ),
     "demo": Command(
         schema.DemoConfig,

@@ -146,10 +146,11 @@ def test_run_tree_is_the_union_of_the_stage_configs():
     import typing
 
     from minitron.config.run import RunConfig
+    from minitron.config.search import SearchConfig
     from minitron.config.sections import SECTIONS, sections_in
 
-    found = dict(sections_in(RunConfig))
-    assert set(map(id, found.values())) == {id(s) for s in SECTIONS.values()}  # all reachable
+    found = [s for _, s in sections_in(RunConfig) + sections_in(SearchConfig)]
+    assert set(map(id, found)) == {id(s) for s in SECTIONS.values()}  # all reachable
     stages = {s.stage.__name__ for s in SECTIONS.values()}
     assert stages >= {
         "CorrectConfig",

@@ -2,7 +2,8 @@
 candidate zero-shot and after a short distillation, the best few after a long one; rank
 correlations; the winner against the embedded default's hand-picked students.
 
-    python benchmarks/bench_search.py --run runs/default_v3 [--short 20] [--long 80] [--top 5]
+    python benchmarks/bench_search.py --run runs/default_v3 [--short 20] [--long 80] [--top 4] \
+        [--set depth.criterion=block_influence]
 
 Uses a finished `minitron run` directory (its teacher, scores and data). The search space is
 examples/smollm2/search.yaml. The long distillation uses the embedded default's LR and batch
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -34,8 +36,9 @@ def main():
     p.add_argument("--run", default="runs/default_v3")
     p.add_argument("--short", type=int, default=20)
     p.add_argument("--long", type=int, default=80)
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--top", type=int, default=4)
     p.add_argument("--out", default="benchmarks/results/search.json")
+    p.add_argument("--set", nargs="*", default=[], help="extra key=value for both searches")
     args = p.parse_args()
     run = Path(args.run)
     common = [
@@ -44,6 +47,7 @@ def main():
         f"model={run / 'checkpoints' / 'teacher'}",
         f"scores={run / 'scores'}",
         f"data.paths=[{run / 'data'}]",
+        *args.set,
     ]
     short_dir, long_dir = run / "search_short", run / "search_long"
     seconds = {}
@@ -52,6 +56,14 @@ def main():
     )
     short = json.loads((short_dir / "ranking.json").read_text())
     best = [c["name"] for c in short["candidates"]][: args.top]
+    for name in best:  # the long search reuses the short one's pruned candidates
+        src, dst = short_dir / "candidates" / name, long_dir / "candidates" / name
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in ("arch.json", "zero_shot.json"):
+            if not (dst / f).exists():
+                shutil.copy2(src / f, dst / f)
+        if not (dst / "pruned").exists():
+            (dst / "pruned").symlink_to((src / "pruned").resolve())
     seconds["long"] = cli(
         "search",
         *common,

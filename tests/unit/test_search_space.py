@@ -5,24 +5,13 @@ import itertools
 
 import pytest
 
-from minitron.models.arch import ModelArch
+from minitron.models.arch import load_arch
 from minitron.models.params import count_params
 from minitron.search.space import Axis, enumerate_candidates, shard
 
-SMOLLM2 = ModelArch(
-    family="llama",
-    vocab_size=49152,
-    hidden_size=576,
-    ffn_hidden_size=1536,
-    num_layers=30,
-    num_attention_heads=9,
-    num_query_groups=3,
-    head_dim=64,
-    tie_word_embeddings=True,
-    padded_vocab_size=49152,
-    max_position_embeddings=8192,
-    rope_theta=100000.0,
-)
+from helpers import ROOT
+
+SMOLLM2 = load_arch(ROOT / "examples" / "smollm2-135m" / "config.json")
 
 
 def brute_force(teacher, budget, tol, tp, pp, steps, shrink, hf=True):

@@ -24,6 +24,7 @@ import json
 import time
 from pathlib import Path
 
+from minitron.checkpoint import atomic
 from minitron.checkpoint.load import describe_source
 from minitron.config.loader import validate
 from minitron.config.prune import PruneConfig, TargetConfig
@@ -77,9 +78,7 @@ def _held_out(cfg: SearchConfig) -> LossTaskConfig:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
+    atomic.write_text(path, json.dumps(obj, indent=2))
 
 
 def _evaluate(cfg: SearchConfig, model: Path) -> dict:
@@ -218,7 +217,7 @@ def collect(root: Path, log) -> dict:
         "spearman_zero_shot_vs_distilled": rho,
     }
     _write_json(root / "ranking.json", result)
-    (root / "ranking.md").write_text(table(result))
+    atomic.write_text(root / "ranking.md", table(result))
     plot(result, root / "ranking.png")
     log(table(result))
     return result

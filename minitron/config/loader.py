@@ -13,6 +13,7 @@ define ``validate(self)``, which raises :class:`ConfigError` naming the field;
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
@@ -41,14 +42,23 @@ def _nested(cls) -> dict[str, type]:
 
 
 def _omegaconf_error(e: Exception, schema) -> ConfigError:
-    from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
+    from omegaconf.errors import (
+        ConfigAttributeError,
+        ConfigKeyError,
+        MissingMandatoryValue,
+        ValidationError,
+    )
 
     key = getattr(e, "full_key", None) or "config"
     msg = str(e).splitlines()[0]
-    if isinstance(e, ConfigKeyError):
+    if isinstance(e, (ConfigKeyError, ConfigAttributeError)):
         parent = schema
         for p in key.split(".")[:-1]:
-            parent = _nested(parent).get(p)
+            if p.isdigit():  # students.0.name: the list's item, already taken
+                continue
+            name = p.split("[")[0]
+            t = typing.get_type_hints(parent).get(name) if parent is not None else None
+            parent = _list_item(t) or optional_item(t) or _nested(parent).get(name)
             if parent is None:
                 break
         valid = ", ".join(_field_names(parent)) if parent is not None else ""
@@ -114,8 +124,11 @@ def load(
             cfg = OmegaConf.merge(cfg, y)
         if values:
             cfg = OmegaConf.merge(cfg, OmegaConf.create(values))
-        if overrides:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(parse_overrides(overrides)))
+        for item in parse_overrides(overrides):
+            # one at a time, so that a key may index a list: students[0].search.steps=20
+            key, raw = item.split("=", 1)
+            value = OmegaConf.from_dotlist([f"v={raw}"])["v"]
+            OmegaConf.update(cfg, key.strip(), value, merge=True)
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
         raise _omegaconf_error(e, schema) from None
@@ -146,6 +159,14 @@ def _list_item(t) -> Any:
     return None
 
 
+def optional_item(t) -> Any:
+    """The dataclass of an ``Optional[<dataclass>]`` annotation, else None."""
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    if typing.get_origin(t) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0] if dataclasses.is_dataclass(args[0]) else None
+    return None
+
+
 def describe(
     schema: type, prefix: str = "", instance: Any = None
 ) -> list[tuple[str, str, str, str]]:
@@ -163,10 +184,14 @@ def describe(
         default = "(required)" if value is dataclasses.MISSING or value == REQUIRED else repr(value)
         t = hints[f.name]
         tname = t.__name__ if isinstance(t, type) else str(t).replace("typing.", "")
-        item = _list_item(t)
+        item, opt = _list_item(t), optional_item(t)
         if item is not None:
             tname = f"List[{item.__name__}]"
+        if opt is not None:
+            tname = f"Optional[{opt.__name__}]"
         rows.append((prefix + f.name, tname, default, f.metadata.get("doc", "")))
         if item is not None:
             rows += describe(item, f"{prefix}{f.name}[i].")
+        if opt is not None:  # its fields, when it is set
+            rows += describe(opt, f"{prefix}{f.name}.")
     return rows

@@ -163,6 +163,9 @@ def sections_in(schema: type, prefix: str = "") -> list[tuple[str, Section]]:
             t, key = args[0], f"{prefix}{f.name}[i]"
         else:
             key = f"{prefix}{f.name}"
+            inner = [a for a in args if a is not type(None)]
+            if type(None) in args and len(inner) == 1:  # Optional[<config>]
+                t = inner[0]
         if not (isinstance(t, type) and dataclasses.is_dataclass(t)):
             continue
         if t in SECTIONS:

@@ -27,7 +27,8 @@ from minitron.train.steps import lm_step
 
 
 def validator(model, arch, tokenizer_spec: str, cfg) -> Callable[[], dict]:
-    """val_loss (and a task's accuracy) of ``model`` on held-out data (collective)."""
+    """val_loss, its standard error over the held-out samples (and a task's accuracy) of
+    ``model`` on held-out data (collective)."""
     ev = Evaluator(
         model,
         arch,
@@ -42,7 +43,8 @@ def validator(model, arch, tokenizer_spec: str, cfg) -> Callable[[], dict]:
 
     def validate() -> dict:
         was_training = model.training
-        out = {"val_loss": ev.loss(loss)["loss"]}
+        r = ev.loss(loss)
+        out = {"val_loss": r["loss"], "val_loss_stderr": r["stderr"]}
         if task is not None:
             out[f"val_{task.config.name}_acc"] = ev.multiple_choice(task)["acc"]
         model.train(was_training)

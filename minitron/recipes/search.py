@@ -18,6 +18,7 @@ repeats no candidate; a distillation group resumes from its checkpoint.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import json
@@ -149,29 +150,61 @@ def _group_dir(root: Path, names: list[str]) -> Path:
     return root / "distill" / key
 
 
-def _distil(cfg: SearchConfig, names: list[str], root: Path, log) -> None:
-    """One group: distilled together, then each one's held-out loss."""
-    from minitron.recipes import distill
-
-    run = _group_dir(root, names)
+def distill_config(cfg: SearchConfig, names: list[str], root: Path):
+    """The ``minitron distill`` config of one group: its candidates distilled together."""
     dc = stage_config(
         cfg.distill,
         student="",
         students=[str(root / "candidates" / n / "pruned") for n in names],
         names=list(names),
         teacher=cfg.model,
-        out=str(run),
+        out=str(_group_dir(root, names)),
         data=cfg.data,
         **cfg.training_values(dry_run=False, progress=False),
     )
     if dc.validation.loss is None:
         dc.validation.loss = _held_out(cfg)
+    return dc
+
+
+def final_validation(run: Path, names: list[str], steps: int) -> dict | None:
+    """{name: (loss, stderr)} of the validation at the last step of the group ``run`` (its
+    metrics.csv), or None where a value is missing."""
+    f = run / "metrics.csv"
+    if not f.is_file():
+        return None
+    row = next((r for r in csv.DictReader(f.open()) if int(r["step"]) == steps), None)
+    out = {}
+    for n in names:
+        tag = "" if len(names) == 1 else f"_{n}"
+        loss, se = (row or {}).get(f"val_loss{tag}"), (row or {}).get(f"val_loss_stderr{tag}")
+        if not loss or not se:
+            return None
+        out[n] = (float(loss), float(se))
+    return out
+
+
+def _distil(cfg: SearchConfig, names: list[str], root: Path, log) -> None:
+    """One group: distilled together, then each one's held-out loss: the training's last
+    validation when that is the search's held-out loss and no task is asked for, else
+    measured again on the final checkpoint."""
+    from minitron.recipes import distill
+
+    dc = distill_config(cfg, names, root)
+    run = Path(dc.out)
     t0 = time.perf_counter()
     distill.main(validate(dc), log=lambda s: None)
     seconds = time.perf_counter() - t0
+    same = dc.validation.loss == _held_out(cfg) and cfg.task is None
+    known = final_validation(run, names, dc.schedule.steps) if same else None
     for n in names:
         final = run / "final" / n
-        res = _evaluate(cfg, final)
+        if known is not None:
+            res = {"heldout.loss": known[n][0], "loss": known[n][0], "loss_stderr": known[n][1]}
+            res["measured"] = "the distillation's validation at its last step"
+        else:
+            res = _evaluate(cfg, final)
+            res["measured"] = "evaluation of the final checkpoint"
         res.update(
             steps=dc.schedule.steps, group=run.name, group_seconds=seconds, checkpoint=str(final)
         )
@@ -307,6 +340,8 @@ def main(cfg: SearchConfig, log=print) -> dict:
     g = cfg.distill.group_size
     for k in range(0, len(todo), g):
         _distil(cfg, todo[k : k + g], root, log)
-    if n == 1:
-        return collect(root, log)
+    if n == 1:  # written once, under torchrun too
+        from minitron.parallel import runtime
+
+        return runtime.on_main(collect, root, log)
     return {"zero_shot": zero, "distilled": todo}

@@ -83,6 +83,25 @@ def test_search_prunes_scores_distils_and_ranks_every_candidate(whole, tiny_mode
         arch = read_json(out / "candidates" / c["name"] / "pruned" / "manifest.json")["arch"]
         assert {k: arch[k] for k in c["sizes"]} == c["sizes"]
     assert (out / "ranking.md").exists() and "Spearman" in (out / "ranking.md").read_text()
+    # the distilled loss is the distillation's last validation, not measured twice: it
+    # equals `minitron loss` on the final checkpoint over the same held-out windows
+    best = read_json(out / "candidates" / r["best"] / "distilled.json")
+    assert best["measured"].startswith("the distillation's validation") and best["loss_stderr"] > 0
+    again = out.with_name("again.json")
+    minitron(
+        [
+            "loss",
+            "--model",
+            best["checkpoint"],
+            f"data.paths=[{calib}]",
+            "data.seq_length=16",
+            "data.seed=99",
+            "split=valid",
+            "num_samples=4",
+            f"out={again}",
+        ]
+    )
+    assert abs(read_json(again)["loss"] - best["loss"]) < 1e-5
     # a rerun does nothing and ranks the same
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("candidates/*/*.json")}
     minitron(args(tiny_models["llama-untied"], calib, out))

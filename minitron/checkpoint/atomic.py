@@ -171,3 +171,18 @@ def verify(root: Path, files: dict[str, dict], full: bool = True) -> Optional[st
         if full and sha256(f) != info["sha256"]:
             return f"{rel} does not match its sha256; the file is corrupted"
     return None
+
+
+def copy_dir(src: Path, out: Path, kind: str) -> None:
+    """Copy the output ``src`` to ``out`` atomically, hard-linking its files where the file
+    system allows (outputs are never changed in place: a rewrite is a new file)."""
+
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    tmp = begin(Path(out))
+    shutil.copytree(src, tmp, dirs_exist_ok=True, copy_function=link)
+    commit(tmp, Path(out), overwrite=True, kind=kind)

@@ -17,11 +17,11 @@ from typing import List, Optional
 from minitron.config.align import AlignConfig
 from minitron.config.checks import DTYPE_CHOICES, choice, positive
 from minitron.config.loader import REQUIRED, doc
+from minitron.config.owned import LAYOUT, PLACEHOLDER_DATA, RUN_TRAINING, TRAINED
 from minitron.config.prune import PruneConfig, ScoreConfig
 from minitron.config.schema import (
     BenchConfig,
     BenchModelConfig,
-    DataConfig,
     EvalConfig,
     ExportConfig,
     LmEvalConfig,
@@ -29,6 +29,7 @@ from minitron.config.schema import (
     PrepareConfig,
     check_split,
 )
+from minitron.config.search import SearchConfig, SearchDistillConfig
 from minitron.config.sections import check_as_stage, section
 from minitron.config.train import CorrectConfig, DistillConfig, TrainingBase
 from minitron.errors import ConfigError
@@ -39,6 +40,7 @@ STAGES = (
     "prepare",
     "correct",
     "score",
+    "search",
     "prune",
     "distill",
     "align",
@@ -48,14 +50,6 @@ STAGES = (
     "report",
 )
 
-
-RUN_TRAINING = {f.name: "the run's top-level value" for f in dataclasses.fields(TrainingBase)} | {
-    "dry_run": "false (the run's dry_run plans every stage)",
-    "progress": "false",
-}
-LAYOUT = {"tp": "the run's", "pp": "the run's", "dtype": "the run's"}
-PLACEHOLDER_DATA = DataConfig(paths=["<workdir>/data"])
-TRAINED = {"model": "<checkpoint>", "out": "<workdir>/<stage>", "data": PLACEHOLDER_DATA}
 
 # Each section below is declared as a subclass of its stage's config so that a type checker
 # sees the stage's fields; @section replaces it with the stage's fields less the owned ones,
@@ -137,28 +131,92 @@ class RunScoreConfig(ScoreConfig):
     """Importance estimation on calibration samples of the train share (``minitron score``)."""
 
 
+PRUNED = {
+    "model": "the (corrected) teacher",
+    "scores": "<workdir>/scores",
+    "tp": "the run's",
+    "pp": "the run's",
+    "dry_run": "false",
+    "overwrite": "true",
+    "progress": "false",
+}
+
+
+@section(
+    SearchConfig,
+    owned=RUN_TRAINING
+    | {
+        "model": "the (corrected) teacher",
+        "scores": "<workdir>/scores",
+        "out": "<workdir>/search/<name>",
+        "data": "the run's data",
+        "distill": "the run's distill section, with the steps and group_size below",
+        "shard": "none (the run's ranks search together)",
+        "collect": "false",
+    },
+    placeholders=TRAINED | {"scores": "<workdir>/scores", "distill": SearchDistillConfig()},
+)
+class RunSearchConfig(SearchConfig):
+    """The architecture search that chooses a student (``minitron search``): every
+    architecture inside the budget, pruned, scored zero-shot, the best ``top_k`` distilled
+    for ``steps`` with the run's distillation settings, the winner kept."""
+
+    steps: int = doc(
+        100,
+        "Distillation steps of every kept candidate (the run's distill section gives the "
+        "rest: LR, batches, loss).",
+    )
+    group_size: int = doc(
+        4,
+        "Candidates distilled together, one teacher forward per micro-batch for all of them "
+        "(bounds the memory of a group).",
+    )
+
+    def validate_own(self):
+        positive(self.steps, "steps")
+        positive(self.group_size, "group_size")
+
+
+PRUNE_PLACEHOLDERS = {"model": "<teacher>", "out": "<workdir>/checkpoints/x", "scores": "<s>"}
+
+
 @section(
     PruneConfig,
-    owned={
-        "model": "the (corrected) teacher",
-        "out": "<workdir>/checkpoints/<name>",
-        "scores": "<workdir>/scores",
-        "tp": "the run's",
-        "pp": "the run's",
-        "dry_run": "false",
-        "overwrite": "true",
-        "progress": "false",
-    },
-    placeholders={
-        "model": "<teacher>",
-        "out": "<workdir>/checkpoints/x",
-        "scores": "<workdir>/scores",
-    },
+    owned=PRUNED | {"out": "<workdir>/checkpoints/<name>"},
+    placeholders=PRUNE_PLACEHOLDERS,
 )
 class StudentConfig(PruneConfig):
-    """One pruned student (``minitron prune``): its target and how it is chosen."""
+    """One pruned student (``minitron prune``): its target and how it is chosen, or the
+    search that chooses it."""
 
     name: str = doc(REQUIRED, "Name (a directory name in the run).")
+    search: Optional[RunSearchConfig] = doc(
+        None,
+        "Choose the target by an architecture search instead (docs/search.md): the "
+        "search's winner, pruned as the search pruned it, is this student. Leave target, "
+        "width_method and depth unset (the search has its own).",
+    )
+
+    def validate(self):
+        if self.search is None:
+            check_as_stage(self, PRUNE_PLACEHOLDERS)
+            return
+        searched = {f.name for f in dataclasses.fields(SearchConfig)}
+        default = PruneConfig(model="-", out="-")
+        for f in dataclasses.fields(PruneConfig):
+            if f.name in PRUNED or f.name == "out":
+                continue
+            if getattr(self, f.name) != getattr(default, f.name):
+                fix = (
+                    f"set search.{f.name} instead"
+                    if f.name in searched
+                    else "the search prunes every candidate with its default"
+                )
+                raise ConfigError(
+                    f.name,
+                    "a searched student is the search's winner, pruned as the search pruned "
+                    f"every candidate: remove {f.name} here ({fix})",
+                )
 
 
 @section(
@@ -319,8 +377,8 @@ class RunBenchConfig(BenchConfig):
 
 @dataclass
 class RunConfig(TrainingBase):
-    """``minitron run``: import -> (correct) -> score -> prune -> distill -> (align) -> eval ->
-    export -> bench -> report, in one experiment directory, resumable."""
+    """``minitron run``: import -> (correct) -> score -> (search) -> prune -> distill ->
+    (align) -> eval -> export -> bench -> report, in one experiment directory, resumable."""
 
     model: str = doc(
         REQUIRED,

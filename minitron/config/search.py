@@ -11,8 +11,8 @@ from typing import List, Optional
 
 from minitron.config.checks import choice, number, positive
 from minitron.config.loader import REQUIRED, doc
+from minitron.config.owned import RUN_TRAINING, TRAINED
 from minitron.config.prune import WIDTH_METHODS, DepthConfig
-from minitron.config.run import RUN_TRAINING, TRAINED
 from minitron.config.schema import DataConfig, MCTaskConfig
 from minitron.config.sections import section
 from minitron.config.train import DistillConfig, TrainingBase

@@ -165,6 +165,39 @@ def instruction_lines(ctx) -> list[str]:
     ]
 
 
+def search_lines(ctx) -> list[str]:
+    """Per searched student: the search's ranking table (``ranking.md``) and plot."""
+    out = []
+    for st in ctx.searched():
+        d = ctx.search_dir(st.name)
+        f = d / "ranking.json"
+        if not f.is_file():
+            continue
+        r = json.loads(f.read_text())
+        s = st.search
+        budget = next(
+            f"{k.replace('_', ' ')} {getattr(s.budget, k)}"
+            for k in ("params", "non_embedding_params", "fraction")
+            if getattr(s.budget, k) is not None
+        )
+        out += [
+            "",
+            f"### Architecture search: {st.name}",
+            "",
+            f"`{st.name}` is the winner of a search (`{d.relative_to(ctx.work)}/`): "
+            f"{len(r['candidates'])} architectures within the budget ({budget}, tolerance "
+            f"{s.budget.tolerance}), each pruned and scored zero-shot; {r['distilled']} "
+            f"distilled for {s.steps} steps with the run's distillation settings and ranked "
+            f"by held-out loss after it. Winner: **{r['best']}** (h: hidden, f: MLP, a: heads, "
+            "l: layers).",
+            "",
+            (d / "ranking.md").read_text().rstrip(),
+        ]
+        if (d / "ranking.png").is_file():
+            out += ["", f"![search of {st.name}]({(d / 'ranking.png').relative_to(ctx.work)})"]
+    return out
+
+
 def write_report(ctx) -> Path:
     from minitron.pipeline.workdir import eval_file, models_to_evaluate
 
@@ -203,6 +236,7 @@ def write_report(ctx) -> Path:
     for name, m in prune_metrics.items():
         if m.get("dropped_layers"):
             lines.append(f"\n`{name}` drops layers {m['dropped_layers']}.")
+    lines += search_lines(ctx)
     lines += [
         "",
         "## Quality",

@@ -5,7 +5,7 @@
     torchrun --nproc_per_node 8 -m minitron run --config examples/llama-3.1-8b/run_width.yaml
     sbatch launch/slurm.sbatch examples/llama-3.1-8b/run_width.yaml
 
-Stages: import -> (correct) -> score -> prune -> distill -> (align) -> eval -> export ->
+Stages: import -> (correct) -> score -> (search) -> prune -> distill -> (align) -> eval -> export ->
 bench -> report. A rerun skips finished stages and resumes an interrupted one; a stage
 whose settings changed runs again, and so does everything after it. ``stages=[...]``
 runs a subset; ``--dry-run`` prints the plan, the architectures with their parameter
@@ -28,6 +28,7 @@ from minitron.pipeline.workdir import Ctx
 
 DISABLED = {
     "correct": lambda c: not c.correct.enabled,
+    "search": lambda c: not any(s.search for s in c.students),
     "align": lambda c: not c.align.enabled,
     "bench": lambda c: not c.bench.enabled,
 }
@@ -37,7 +38,8 @@ def plan(cfg: RunConfig, manifest: Manifest) -> list[tuple[str, str, str]]:
     """(stage, hash, action) with action in done | skip | run | resume | rerun | not selected."""
     out, prev = [], ""
     for st in STAGES:
-        h = stage_hash(S.section(cfg, st), prev)
+        sec = S.section(cfg, st)
+        h = prev if sec is None else stage_hash(sec, prev)
         prev = h
         rec = manifest.stage(st)
         if cfg.stages is not None and st not in cfg.stages:
@@ -56,8 +58,9 @@ def plan(cfg: RunConfig, manifest: Manifest) -> list[tuple[str, str, str]]:
     return out
 
 
-def budget(cfg: RunConfig, teacher, students: dict) -> list[str]:
-    """Tokens and a rough time from FLOP counts (6 N per trained token, 2 N per forward token)."""
+def budget(cfg: RunConfig, teacher, students: dict, searches: dict | None = None) -> list[str]:
+    """Tokens and a rough time from FLOP counts (6 N per trained token, 2 N per forward token;
+    a search's candidates counted at the largest one's size)."""
     nt = count_params(teacher)["total"]
     lines, flops = [], 0.0
     if cfg.correct.enabled:
@@ -67,6 +70,19 @@ def budget(cfg: RunConfig, teacher, students: dict) -> list[str]:
         lines.append(f"teacher correction: {tok:,} tokens ({human(tok)})")
     flops += 2 * nt * cfg.score.num_samples * cfg.data.seq_length
     d = cfg.distill.schedule
+    for st in cfg.students:
+        if st.search is None or not searches:
+            continue
+        archs = searches[st.name]
+        kept = min(st.search.top_k or len(archs), len(archs))
+        tok = st.search.steps * d.global_batch_size * cfg.data.seq_length
+        groups = -(-kept // st.search.group_size)
+        flops += tok * (6 * kept * count_params(archs[0])["total"] + 2 * groups * nt)
+        lines.append(
+            f"search of {st.name}: {len(archs)} candidates, {kept} distilled for "
+            f"{tok:,} tokens each ({human(tok)}) = {st.search.steps} steps x "
+            f"{d.global_batch_size} x {cfg.data.seq_length}, in {groups} group(s)"
+        )
     for name, a in students.items():
         ns = count_params(a)["total"]
         tok = d.steps * d.global_batch_size * cfg.data.seq_length
@@ -130,8 +146,25 @@ def preflight(cfg: RunConfig, steps: list) -> tuple:
             f"{loss.topk} is more than the vocabulary "
             f"({teacher.vocab_size} tokens); give topk <= {teacher.vocab_size}",
         )
-    students = {}
+    students, searches = {}, {}
     for i, s in enumerate(cfg.students):
+        if s.search is not None:
+            try:
+                searches[s.name] = searched_archs(cfg, s, teacher)
+            except ConfigError as e:
+                raise ConfigError(f"students[{i}].search.{e.field}", e.message) from None
+            # the largest candidate stands for the winner until the search has run
+            students[s.name] = searches[s.name][0]
+            if not s.search.space.hf_compatible and (
+                "hf" in cfg.export.formats or cfg.bench.enabled
+            ):
+                raise ConfigError(
+                    f"students[{i}].search.space.hf_compatible",
+                    "false lets the search pick a hidden size that transformers refuses for "
+                    "the heads, so the HF export and the benchmark could fail; set it true, "
+                    "or drop hf from export.formats and disable bench",
+                )
+            continue
         pc = stage_config(
             s,
             model=cfg.model,
@@ -163,7 +196,28 @@ def preflight(cfg: RunConfig, steps: list) -> tuple:
                 f"{a.hidden_size // heads * heads} or "
                 f"{(a.hidden_size // heads + 1) * heads}), or prune heads too",
             )
-    return teacher, students
+    return teacher, students, searches
+
+
+def searched_archs(cfg: RunConfig, st, teacher) -> list:
+    """The architectures the search of student ``st`` will try, largest first (a budget
+    that admits none fails here, naming the key)."""
+    from minitron.config.loader import validate
+    from minitron.config.prune import PruneConfig, TargetConfig
+    from minitron.pipeline.search import search_config
+    from minitron.recipes.prune import check_target
+    from minitron.recipes.search import candidates
+
+    ctx = Ctx(cfg=cfg, work=Path(cfg.workdir), log=lambda s: None, main=False)
+    sc = validate(search_config(ctx, st, model=cfg.model))
+    found, _ = candidates(sc, lambda s: None)
+    return [
+        check_target(
+            teacher,
+            PruneConfig(model=cfg.model, out="-", target=TargetConfig(**c.target(teacher))),
+        )
+        for c in found
+    ]
 
 
 def check_stage_configs(cfg: RunConfig) -> list:
@@ -184,7 +238,7 @@ def check_stage_configs(cfg: RunConfig) -> list:
 
 
 def dry_run(cfg: RunConfig, steps: list, log) -> dict:
-    teacher, students = preflight(cfg, steps)
+    teacher, students, searches = preflight(cfg, steps)
     log(f"plan for {cfg.workdir}:")
     for st, h, action in steps:
         log(f"  {st:<9} {action:<13} {h}")
@@ -196,18 +250,24 @@ def dry_run(cfg: RunConfig, steps: list, log) -> dict:
     )
     for name, a in students.items():
         m = count_params(a)
+        if name in searches:
+            log(
+                f"  {name:<9} the winner of a search over {len(searches[name])} candidates; "
+                "the largest, which the budget and memory plans assume:"
+            )
         log(
             f"  {name:<9} {describe_arch(a)}\n            {m['total']:,} total ({human(m['total'])}), "
             f"{m['non_embedding']:,} non-embedding ({human(m['non_embedding'])}), "
             f"{100 * m['non_embedding'] / n['non_embedding']:.1f}% of the teacher's"
         )
     log("\nbudget:")
-    for line in budget(cfg, teacher, students):
+    for line in budget(cfg, teacher, students, searches):
         log(f"  {line}")
     plans = memory_plans(cfg, teacher, students, log)
     return {
         "plan": steps,
         "students": {k: v.to_dict() for k, v in students.items()},
+        "searches": {k: len(v) for k, v in searches.items()},
         "memory": plans,
     }
 
@@ -224,6 +284,15 @@ def memory_plans(cfg: RunConfig, teacher, students: dict, log) -> dict:
         kind = name.split(".")[0]
         if kind == "correct":
             p = stage_plan(sc, [("teacher", teacher, sc.mode)])
+        elif kind == "search":  # a group of candidates, each as large as the largest
+            upper = students[name.split(".", 1)[1]]
+            p = stage_plan(
+                sc,
+                [(n, upper, "full") for n in sc.student_names()],
+                [("teacher", teacher)],
+                loss_kind="kd",
+                loss_chunk_tokens=sc.loss.chunk_size,
+            )
         elif kind == "distill":
             who = [name.split(".", 1)[1]] if "." in name else sc.student_names()
             p = stage_plan(

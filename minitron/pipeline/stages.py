@@ -10,6 +10,7 @@ from pathlib import Path
 from minitron.config.loader import validate
 from minitron.config.run import RunConfig
 from minitron.config.sections import stage_config
+from minitron.pipeline.search import stage_search
 from minitron.pipeline.workdir import (
     Ctx,
     eval_file,
@@ -131,15 +132,21 @@ def prune_config(ctx: Ctx, st):
 
 
 def stage_prune(ctx: Ctx) -> dict:
+    from minitron.pipeline.search import take_winner
     from minitron.recipes import prune
 
     out = {}
     for st in ctx.cfg.students:
-        record = _run(prune, prune_config(ctx, st), ctx)
+        if st.search is not None:
+            record = take_winner(ctx, st.name)
+        else:
+            record = _run(prune, prune_config(ctx, st), ctx)
         out[st.name] = {
             "dropped_layers": record["depth"]["drop"],
             "candidates": record["depth"].get("candidates", []),
         }
+        if "searched" in record:
+            out[st.name]["searched"] = record["searched"]
     return {"outputs": [str(ctx.pruned(s.name)) for s in ctx.cfg.students], "metrics": out}
 
 
@@ -213,9 +220,19 @@ def stage_align(ctx: Ctx) -> dict:
 
 def training_configs(ctx: Ctx) -> list:
     """(the run's key of the section, a label, the config) of every training stage, built as
-    the stages will build them (validated by the caller before the first stage runs)."""
+    the stages will build them (validated by the caller before the first stage runs); a
+    search's group stands for every group of its candidates (placeholder paths)."""
+    from minitron.pipeline.search import search_config
+    from minitron.recipes.search import distill_config as group_config
+
     c = ctx.cfg
     out = [("correct", "correct", correct_config(ctx))] if c.correct.enabled else []
+    for i, st in enumerate(c.students):
+        if st.search is not None:
+            sc = search_config(ctx, st)
+            names = [f"candidate{k}" for k in range(st.search.group_size)]
+            group = group_config(sc, names, ctx.search_dir(st.name))
+            out.append((f"students[{i}].search", f"search.{st.name}", group))
     if c.distill.together:
         out += [("distill", "distill", distill_config(ctx))]
     else:
@@ -306,6 +323,7 @@ STAGE_FUNCS = {
     "prepare": stage_prepare,
     "correct": stage_correct,
     "score": stage_score,
+    "search": stage_search,
     "prune": stage_prune,
     "distill": stage_distill,
     "align": stage_align,
@@ -317,16 +335,26 @@ STAGE_FUNCS = {
 
 
 def section(cfg: RunConfig, stage: str):
-    """The config a stage depends on (besides the stages before it)."""
+    """The config a stage depends on (besides the stages before it); None: the stage is
+    off and leaves the hashes after it as they were (the search stage without a searched
+    student, so that runs from before it existed stay done)."""
     d = dataclasses.asdict(cfg)
     common = {"tp": d["tp"], "pp": d["pp"], "dtype": d["dtype"]}
     tok = {"tokenizer": d["tokenizer"]} if d["tokenizer"] else {}  # older runs: unchanged hash
+    # a student without a search hashes as before searches existed
+    students = [{k: v for k, v in s.items() if k != "search" or v} for s in d["students"]]
+    searched = {s["name"]: s["search"] for s in d["students"] if s["search"]}
+    search = None
+    if searched:  # the search distils with the run's distillation settings
+        distill = {k: v for k, v in d["distill"].items() if k != "together"}
+        search = {"students": searched, "distill": distill, **common}
     return {
         "import": {"model": d["model"], **tok, **common},
         "prepare": d["data"],
         "correct": d["correct"],
         "score": d["score"],
-        "prune": d["students"],
+        "search": search,
+        "prune": students,
         "distill": d["distill"],
         "align": d["align"],
         "eval": d["eval"],
@@ -344,6 +372,7 @@ def outputs(ctx: Ctx, stage: str) -> list[Path]:
         "prepare": [ctx.data_dir],
         "correct": [w / "correct"],
         "score": [w / "scores"],
+        "search": [w / "search"],
         "prune": [ctx.pruned(n) for n in names],
         "distill": [w / "distill"],
         "align": [w / "align"],

@@ -5,6 +5,7 @@ Layout of ``<workdir>``::
 
     checkpoints/teacher              import          data/             prepare
     correct/final/teacher            correct         scores/           score
+    search/<student>/                search          (a searched student's candidates)
     checkpoints/<student>            prune           distill/final/<student> (together)
     align/<student>/{sft,pref}/      align           eval/<model>.json eval
     export/<student>/{hf,trtllm}     export          bench/            bench
@@ -44,6 +45,14 @@ class Ctx:
 
     def pruned(self, s: str) -> Path:
         return self.work / "checkpoints" / s
+
+    def search_dir(self, s: str) -> Path:
+        """The architecture search that chooses student ``s`` (``minitron search``'s out)."""
+        return self.work / "search" / s
+
+    def searched(self) -> list:
+        """The students chosen by a search."""
+        return [st for st in self.cfg.students if st.search is not None]
 
     def distilled(self, s: str) -> Path:
         if self.cfg.distill.together:

@@ -186,10 +186,67 @@ def test_killed_in_distillation_resumes_to_the_same_weights(config, complete, tm
     assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
+SEARCH = (
+    "search: {budget: {fraction: 0.6, tolerance: 0.15}, steps: 2, top_k: 3, group_size: 2, "
+    "heldout_samples: 4, space: {hidden_size: {step: 16, max_shrink: 0.5}, "
+    "ffn_hidden_size: {step: 32, max_shrink: 0.5}, num_attention_heads: {max_shrink: 0.5}, "
+    "num_layers: {step: 1, max_shrink: 0.5}}}"
+)
+SEARCHED = (
+    "students=[{name: width, target: {hidden_size: 48, ffn_hidden_size: 64, "
+    "num_attention_heads: 2}}, {name: best, " + SEARCH + "}]"
+)
+
+
+def test_searched_student_is_the_search_winner(config, complete, tmp_path):
+    import shutil
+
+    work = tmp_path / "w"
+    shutil.copytree(complete, work)
+    dry = run(config, work, SEARCHED, "dry_run=true")
+    assert "the winner of a search over 4 candidates" in dry.stdout, dry.stdout
+    assert "search of best: 4 candidates, 3 distilled" in dry.stdout
+    assert "memory plan per GPU, search.best" in dry.stdout
+    before = read_json(work / "manifest.json")["stages"]
+    run(config, work, SEARCHED, "bench.enabled=false")
+    m = read_json(work / "manifest.json")["stages"]
+    for stage in ("import", "prepare", "score"):
+        assert m[stage]["finished"] == before[stage]["finished"], stage
+    assert m["search"]["status"] == "done" and m["prune"]["status"] == "done"
+    best = m["search"]["metrics"]["best"]["best"]
+    ranking = read_json(work / "search" / "best" / "ranking.json")
+    assert ranking["best"] == best and ranking["distilled"] == 3 and len(ranking["candidates"]) == 4
+    # the student is the very checkpoint the search ranked first
+    mine = read_json(work / "checkpoints" / "best" / "manifest.json")
+    ranked = read_json(work / "search" / "best" / "candidates" / best / "pruned" / "manifest.json")
+    assert mine["files"] == ranked["files"] and m["prune"]["metrics"]["best"]["searched"] == best
+    sizes = read_json(work / "search" / "best" / "candidates" / best / "arch.json")["sizes"]
+    assert {k: mine["arch"][k] for k in sizes} == sizes
+    assert (work / "distill" / "final" / "best" / "manifest.json").is_file()
+    report = (work / "report.md").read_text()
+    for text in (
+        "### Architecture search: best",
+        f"Winner: **{best}**",
+        "](search/best/ranking.png)",
+        "| best (distilled) |",
+        "Spearman rank correlation",
+    ):
+        assert text in report, text
+    assert "up to date: nothing to do" in run(config, work, SEARCHED, "bench.enabled=false").stdout
+
+
 @pytest.mark.parametrize(
     "override,text",
     [
         ("distill.schedule.stepz=3", "distill.schedule.stepz: unknown key"),
+        (
+            "students=[{name: b, target: {num_layers: 2}, " + SEARCH + "}]",
+            "students[0].target: a searched student is the search's winner",
+        ),
+        (
+            "students=[{name: b, search: {budget: {params: 10}}}]",
+            "students[0].search.budget: no architecture of the space",
+        ),
         ("score.num_samples=many", "score.num_samples: invalid value"),
         (
             "students=[{name: w, target: {num_attention_heads: 3}}]",

@@ -222,3 +222,74 @@ def test_minitron_run_without_config_is_the_embedded_default():
     assert cfg.distill.schedule.steps == spelled["distill"]["schedule"]["steps"]
     link = Path(cli.__file__).parent / cli.COMMANDS["run"].default_config
     assert link.resolve() == (ROOT / "examples/smollm2/run.yaml").resolve()
+
+
+SEARCHED_BEST = (
+    "students=[{name: width, target: {hidden_size: 432}}, "
+    "{name: best, search: {budget: {fraction: 0.5}, steps: 7, group_size: 3}}]"
+)
+
+
+def test_a_search_distils_with_the_runs_distillation_settings(tmp_path):
+    """A searched student's search takes the run's teacher, scores, data and distill section,
+    with its own steps and group size, and validates only at the end."""
+    from pathlib import Path
+
+    from minitron.config.run import RunConfig
+    from minitron.pipeline.search import search_config
+    from minitron.pipeline.workdir import Ctx
+
+    cfg = loader.load(
+        RunConfig,
+        str(ROOT / "examples/smollm2/run.yaml"),
+        [SEARCHED_BEST, "distill.loss.kind=reverse_kl", f"workdir={tmp_path}"],
+    )
+    ctx = Ctx(cfg=cfg, work=Path(tmp_path), log=lambda s: None, main=True)
+    sc = loader.validate(search_config(ctx, cfg.students[1]))
+    d, run = sc.distill, cfg.distill
+    assert (d.optim, d.loss.kind) == (run.optim, "reverse_kl")
+    assert d.schedule.global_batch_size == run.schedule.global_batch_size
+    assert (d.schedule.steps, d.schedule.eval_every, d.group_size) == (7, 0, 3)
+    assert sc.out == str(tmp_path / "search" / "best") and sc.scores == str(tmp_path / "scores")
+    assert sc.model == str(tmp_path / "checkpoints" / "teacher") and sc.shard is None
+
+
+def test_a_run_without_a_search_keeps_the_hashes_it_had():
+    """The search stage, and a student's search field, change no hash of a run that searches
+    nothing: its finished stages stay done. The plan's hashes equal those of the pipeline
+    before the stage existed (no search stage, students without the field)."""
+    import dataclasses
+
+    from minitron.config.run import STAGES, RunConfig
+    from minitron.pipeline import stages as S
+    from minitron.pipeline.manifest import stage_hash
+    from minitron.pipeline.run import plan
+
+    cfg = loader.load(RunConfig, str(ROOT / "examples/smollm2/run.yaml"))
+
+    class Empty:
+        def stage(self, name):
+            return {}
+
+        def is_done(self, *a):
+            return False
+
+        def was_started(self, *a):
+            return False
+
+    got = {st: h for st, h, _ in plan(cfg, Empty())}
+    old, prev = {}, ""
+    for st in STAGES:
+        if st == "search":
+            continue
+        sec = S.section(cfg, st)
+        if st == "prune":
+            sec = [
+                {k: v for k, v in dataclasses.asdict(s).items() if k != "search"}
+                for s in cfg.students
+            ]
+        prev = old[st] = stage_hash(sec, prev)
+    assert {k: v for k, v in got.items() if k != "search"} == old
+    with_search = loader.load(RunConfig, str(ROOT / "examples/smollm2/run.yaml"), [SEARCHED_BEST])
+    searched = {st: h for st, h, _ in plan(with_search, Empty())}
+    assert searched["search"] != searched["score"] == got["score"]

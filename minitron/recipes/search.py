@@ -22,6 +22,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -210,6 +211,11 @@ def _distil(cfg: SearchConfig, names: list[str], root: Path, log) -> None:
         )
         _write_json(root / "candidates" / n / "distilled.json", res)
         log(f"[search] {n}: distilled loss {res['loss']:.4f}")
+    # the group is done and never resumed: its resume checkpoints (weights and optimizer
+    # state of every candidate) would only fill the disk; final/ keeps the weights
+    from minitron.parallel import runtime
+
+    runtime.on_main(shutil.rmtree, run / "checkpoints", ignore_errors=True)
 
 
 def collect(root: Path, log) -> dict:

@@ -83,6 +83,10 @@ def test_search_prunes_scores_distils_and_ranks_every_candidate(whole, tiny_mode
         arch = read_json(out / "candidates" / c["name"] / "pruned" / "manifest.json")["arch"]
         assert {k: arch[k] for k in c["sizes"]} == c["sizes"]
     assert (out / "ranking.md").exists() and "Spearman" in (out / "ranking.md").read_text()
+    groups = list(out.glob("distill/*"))  # done groups keep final weights, not resume state
+    assert groups and all(
+        (g / "final").is_dir() and not (g / "checkpoints").exists() for g in groups
+    )
     # the distilled loss is the distillation's last validation, not measured twice: it
     # equals `minitron loss` on the final checkpoint over the same held-out windows
     best = read_json(out / "candidates" / r["best"] / "distilled.json")

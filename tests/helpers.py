@@ -188,3 +188,40 @@ def write_lm_eval_task(task_dir: Path, name: str, data: Path) -> Path:
         "metric_list:\n  - metric: acc\n  - metric: acc_norm\n"
     )
     return task_dir
+
+
+SEARCH_SPACE = [
+    "budget.fraction=0.6",
+    "budget.tolerance=0.15",
+    "space.hidden_size.step=16",
+    "space.hidden_size.max_shrink=0.5",
+    "space.ffn_hidden_size.step=32",
+    "space.ffn_hidden_size.max_shrink=0.5",
+    "space.num_attention_heads.max_shrink=0.5",
+    "space.num_layers.step=1",
+    "space.num_layers.max_shrink=0.5",
+]
+
+
+def search_args(teacher, calib, out, *extra) -> list[str]:
+    """`minitron search` on a tiny model: 4 candidates, each distilled for 2 steps."""
+    return [
+        "search",
+        "--model",
+        str(teacher),
+        "--out",
+        str(out),
+        "width_method=magnitude",
+        f"data.paths=[{calib}]",
+        "data.seq_length=16",
+        "heldout_samples=4",
+        "distill.schedule.steps=2",
+        "distill.optim.lr=1e-3",
+        "distill.optim.warmup_steps=1",
+        "distill.schedule.global_batch_size=2",
+        "distill.schedule.micro_batch_size=2",
+        "distill.group_size=2",
+        "progress=false",
+        *SEARCH_SPACE,
+        *extra,
+    ]

@@ -5,8 +5,8 @@
     torchrun --nproc_per_node 8 -m minitron run --config examples/llama-3.1-8b/run_width.yaml
     sbatch launch/slurm.sbatch examples/llama-3.1-8b/run_width.yaml
 
-Stages: import -> (correct) -> score -> (search) -> prune -> distill -> (align) -> eval -> export ->
-bench -> report. A rerun skips finished stages and resumes an interrupted one; a stage
+Stages: import -> (correct) -> score -> (search) -> prune -> distill -> (align) -> eval ->
+export -> bench -> report. A rerun skips finished stages and resumes an interrupted one; a stage
 whose settings changed runs again, and so does everything after it. ``stages=[...]``
 runs a subset; ``--dry-run`` prints the plan, the architectures with their parameter
 counts, and the token and time budget.
@@ -73,7 +73,7 @@ def budget(cfg: RunConfig, teacher, students: dict, searches: dict | None = None
     for st in cfg.students:
         if st.search is None or not searches:
             continue
-        archs = searches[st.name]
+        archs = list(searches[st.name].values())
         kept = min(st.search.top_k or len(archs), len(archs))
         tok = st.search.steps * d.global_batch_size * cfg.data.seq_length
         groups = -(-kept // st.search.group_size)
@@ -147,6 +147,7 @@ def preflight(cfg: RunConfig, steps: list) -> tuple:
             f"({teacher.vocab_size} tokens); give topk <= {teacher.vocab_size}",
         )
     students, searches = {}, {}
+    winners = searched_winners(cfg, steps)
     for i, s in enumerate(cfg.students):
         if s.search is not None:
             try:
@@ -154,7 +155,8 @@ def preflight(cfg: RunConfig, steps: list) -> tuple:
             except ConfigError as e:
                 raise ConfigError(f"students[{i}].search.{e.field}", e.message) from None
             # the largest candidate stands for the winner until the search has run
-            students[s.name] = searches[s.name][0]
+            found = searches[s.name]
+            students[s.name] = found.get(winners.get(s.name, ""), next(iter(found.values())))
             if not s.search.space.hf_compatible and (
                 "hf" in cfg.export.formats or cfg.bench.enabled
             ):
@@ -199,9 +201,19 @@ def preflight(cfg: RunConfig, steps: list) -> tuple:
     return teacher, students, searches
 
 
-def searched_archs(cfg: RunConfig, st, teacher) -> list:
-    """The architectures the search of student ``st`` will try, largest first (a budget
-    that admits none fails here, naming the key)."""
+def searched_winners(cfg: RunConfig, steps: list) -> dict:
+    """{student: the candidate its search ranked first}, when the search stage is done."""
+    from minitron.pipeline.search import winner
+
+    if ("search", "done") not in {(st, action) for st, _, action in steps}:
+        return {}
+    ctx = Ctx(cfg=cfg, work=Path(cfg.workdir), log=lambda s: None, main=False)
+    return {s.name: winner(ctx, s.name) for s in cfg.students if s.search is not None}
+
+
+def searched_archs(cfg: RunConfig, st, teacher) -> dict:
+    """{name: architecture} of the candidates the search of student ``st`` will try, largest
+    first (a budget that admits none fails here, naming the key)."""
     from minitron.config.loader import validate
     from minitron.config.prune import PruneConfig, TargetConfig
     from minitron.pipeline.search import search_config
@@ -211,13 +223,13 @@ def searched_archs(cfg: RunConfig, st, teacher) -> list:
     ctx = Ctx(cfg=cfg, work=Path(cfg.workdir), log=lambda s: None, main=False)
     sc = validate(search_config(ctx, st, model=cfg.model))
     found, _ = candidates(sc, lambda s: None)
-    return [
-        check_target(
+    return {
+        c.name: check_target(
             teacher,
             PruneConfig(model=cfg.model, out="-", target=TargetConfig(**c.target(teacher))),
         )
         for c in found
-    ]
+    }
 
 
 def check_stage_configs(cfg: RunConfig) -> list:
@@ -239,6 +251,7 @@ def check_stage_configs(cfg: RunConfig) -> list:
 
 def dry_run(cfg: RunConfig, steps: list, log) -> dict:
     teacher, students, searches = preflight(cfg, steps)
+    winners = searched_winners(cfg, steps)
     log(f"plan for {cfg.workdir}:")
     for st, h, action in steps:
         log(f"  {st:<9} {action:<13} {h}")
@@ -251,10 +264,13 @@ def dry_run(cfg: RunConfig, steps: list, log) -> dict:
     for name, a in students.items():
         m = count_params(a)
         if name in searches:
-            log(
-                f"  {name:<9} the winner of a search over {len(searches[name])} candidates; "
-                "the largest, which the budget and memory plans assume:"
+            which = (
+                f"{winners[name]}, the winner of its search over {len(searches[name])} candidates:"
+                if name in winners
+                else f"the winner of a search over {len(searches[name])} candidates; the "
+                "largest, which the budget and memory plans assume:"
             )
+            log(f"  {name:<9} {which}")
         log(
             f"  {name:<9} {describe_arch(a)}\n            {m['total']:,} total ({human(m['total'])}), "
             f"{m['non_embedding']:,} non-embedding ({human(m['non_embedding'])}), "
@@ -263,7 +279,7 @@ def dry_run(cfg: RunConfig, steps: list, log) -> dict:
     log("\nbudget:")
     for line in budget(cfg, teacher, students, searches):
         log(f"  {line}")
-    plans = memory_plans(cfg, teacher, students, log)
+    plans = memory_plans(cfg, teacher, students, log, searches)
     return {
         "plan": steps,
         "students": {k: v.to_dict() for k, v in students.items()},
@@ -272,7 +288,7 @@ def dry_run(cfg: RunConfig, steps: list, log) -> dict:
     }
 
 
-def memory_plans(cfg: RunConfig, teacher, students: dict, log) -> dict:
+def memory_plans(cfg: RunConfig, teacher, students: dict, log, searches=None) -> dict:
     """The memory plan per GPU of every training stage (printed), each checked against
     ``gpu_memory_gb``: the first that does not fit is refused, naming its largest part."""
     from minitron.errors import ConfigError
@@ -285,7 +301,7 @@ def memory_plans(cfg: RunConfig, teacher, students: dict, log) -> dict:
         if kind == "correct":
             p = stage_plan(sc, [("teacher", teacher, sc.mode)])
         elif kind == "search":  # a group of candidates, each as large as the largest
-            upper = students[name.split(".", 1)[1]]
+            upper = next(iter((searches or {})[name.split(".", 1)[1]].values()))
             p = stage_plan(
                 sc,
                 [(n, upper, "full") for n in sc.student_names()],

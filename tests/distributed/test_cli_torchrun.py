@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from helpers import ROOT, clean_env, free_port, minitron, read_json
+from helpers import ROOT, clean_env, free_port, minitron, read_json, search_args
 
 pytestmark = pytest.mark.distributed
 
@@ -86,3 +86,19 @@ def test_import_and_loss_under_torchrun(tiny_models, data, tmp_path):
         other = read_json(tmp_path / f"{name}.json")
         assert other["tokens"] == ref["tokens"] == 6 * 32
         assert abs(other["loss"] - ref["loss"]) <= 1e-5, name
+
+
+def test_search_under_torchrun_ranks_as_one_process(tiny_models, calib, tmp_path):
+    """`minitron search` at TP=2 (every rank prunes, scores and distils its shard of each
+    model; rank 0 writes the ranking) finds the same candidates, with the same losses, as
+    one process."""
+    teacher = tiny_models["llama-untied"]
+    minitron(search_args(teacher, calib, tmp_path / "tp1"), timeout=1200)
+    launch(2, search_args(teacher, calib, tmp_path / "tp2", "tp=2"))
+    one, two = (read_json(tmp_path / d / "ranking.json") for d in ("tp1", "tp2"))
+    by_name = {c["name"]: c for c in two["candidates"]}
+    assert sorted(by_name) == sorted(c["name"] for c in one["candidates"]) and len(by_name) == 4
+    for c in one["candidates"]:
+        other = by_name[c["name"]]
+        assert abs(other["zero_shot"] - c["zero_shot"]) <= 1e-4, c["name"]
+        assert abs(other["distilled"] - c["distilled"]) <= 1e-4, c["name"]

@@ -233,6 +233,8 @@ def test_searched_student_is_the_search_winner(config, complete, tmp_path):
     ):
         assert text in report, text
     assert "up to date: nothing to do" in run(config, work, SEARCHED, "bench.enabled=false").stdout
+    dry = run(config, work, SEARCHED, "bench.enabled=false", "dry_run=true")
+    assert f"{best}, the winner of its search over 4 candidates" in dry.stdout, dry.stdout
 
 
 @pytest.mark.parametrize(

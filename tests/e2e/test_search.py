@@ -11,42 +11,11 @@ import time
 
 import pytest
 
-from helpers import clean_env, minitron, read_json
-
-SPACE = [
-    "budget.fraction=0.6",
-    "budget.tolerance=0.15",
-    "space.hidden_size.step=16",
-    "space.hidden_size.max_shrink=0.5",
-    "space.ffn_hidden_size.step=32",
-    "space.ffn_hidden_size.max_shrink=0.5",
-    "space.num_attention_heads.max_shrink=0.5",
-    "space.num_layers.step=1",
-    "space.num_layers.max_shrink=0.5",
-]
+from helpers import clean_env, minitron, read_json, search_args
 
 
 def args(teacher, calib, out, *extra):
-    return [
-        "search",
-        "--model",
-        str(teacher),
-        "--out",
-        str(out),
-        "width_method=magnitude",
-        f"data.paths=[{calib}]",
-        "data.seq_length=16",
-        "heldout_samples=4",
-        "distill.schedule.steps=2",
-        "distill.optim.lr=1e-3",
-        "distill.optim.warmup_steps=1",
-        "distill.schedule.global_batch_size=2",
-        "distill.schedule.micro_batch_size=2",
-        "distill.group_size=2",
-        "progress=false",
-        *SPACE,
-        *extra,
-    ]
+    return search_args(teacher, calib, out, *extra)
 
 
 def same_ranking(a, b, tol=1e-5):

@@ -125,10 +125,13 @@ def load(
         if values:
             cfg = OmegaConf.merge(cfg, OmegaConf.create(values))
         for item in parse_overrides(overrides):
-            # one at a time, so that a key may index a list: students[0].search.steps=20
             key, raw = item.split("=", 1)
-            value = OmegaConf.from_dotlist([f"v={raw}"])["v"]
-            OmegaConf.update(cfg, key.strip(), value, merge=True)
+            if "[" in key or any(p.isdigit() for p in key.split(".")):
+                # a key into a list item: students[0].search.steps=20 (a merge cannot)
+                value = OmegaConf.from_dotlist([f"v={raw}"])["v"]
+                OmegaConf.update(cfg, key.strip(), value, merge=True)
+            else:  # a merge also creates an unset optional section (data.paths=[...])
+                cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
         raise _omegaconf_error(e, schema) from None

@@ -293,3 +293,23 @@ def test_a_run_without_a_search_keeps_the_hashes_it_had():
     with_search = loader.load(RunConfig, str(ROOT / "examples/smollm2/run.yaml"), [SEARCHED_BEST])
     searched = {st: h for st, h, _ in plan(with_search, Empty())}
     assert searched["search"] != searched["score"] == got["score"]
+
+
+def test_overrides_reach_list_items_and_unset_sections(tmp_path):
+    """`students[0].search.steps=7` sets a list item's key; `data.paths=[...]` creates an
+    unset optional section; a wrong key inside a list item is named with its valid keys."""
+    from minitron.config.prune import ScoreConfig
+    from minitron.config.run import RunConfig
+
+    cfg = loader.load(
+        RunConfig,
+        str(ROOT / "examples/smollm2/run.yaml"),
+        [SEARCHED_BEST, "students[1].search.steps=9", "students.0.target.hidden_size=384"],
+    )
+    assert cfg.students[1].search.steps == 9 and cfg.students[0].target.hidden_size == 384
+    score = loader.load(
+        ScoreConfig, None, ["model=m", f"out={tmp_path}/s", f"data.paths=[{tmp_path}]"]
+    )
+    assert score.data.paths == [str(tmp_path)]
+    e = err(loader.load, RunConfig, str(ROOT / "examples/smollm2/run.yaml"), ["students[0].nam=x"])
+    assert e.field == "students[0].nam" and "valid keys here" in e.message and "name" in e.message

@@ -95,7 +95,6 @@ def take_winner(ctx: Ctx, name: str) -> dict:
 
     best = winner(ctx, name)
     src: Path = ctx.search_dir(name) / "candidates" / best / "pruned"
-    runtime.on_main(atomic.copy_dir, src, ctx.pruned(name), "checkpoint")
-    runtime.barrier()
+    runtime.on_main(atomic.copy_dir, src, ctx.pruned(name), "checkpoint")  # every rank waits
     ctx.log(f"[run] {name} is the search's winner {best}")
     return dict(read_manifest(src).get("extra", {}), searched=best)

@@ -20,6 +20,7 @@ from typing import Callable
 
 from minitron.config.run import RunConfig
 from minitron.config.schema import DataConfig, LossTaskConfig
+from minitron.train.metrics import student_tags
 
 
 @dataclasses.dataclass
@@ -62,9 +63,8 @@ class Ctx:
     def distill_metrics(self, s: str) -> tuple[Path, str]:
         """(metrics.csv of the run that distilled ``s``, the suffix of its columns)."""
         if self.cfg.distill.together:
-            return self.work / "distill" / "metrics.csv", (
-                f"_{s}" if len(self.cfg.students) > 1 else ""
-            )
+            names = [st.name for st in self.cfg.students]
+            return self.work / "distill" / "metrics.csv", student_tags(names)[names.index(s)]
         return self.work / "distill" / s / "metrics.csv", ""
 
     def aligned(self, s: str) -> Path:

@@ -26,6 +26,7 @@ from minitron.recipes.correct import check_data, validator
 from minitron.train import settings as run_settings
 from minitron.train import trainable
 from minitron.train.loop import Trained, gpt_batches, run
+from minitron.train.metrics import student_tags
 from minitron.train.plan import check_memory, dry_run_plan
 from minitron.train.steps import Distiller
 
@@ -85,7 +86,7 @@ def main(cfg: DistillConfig, log=print) -> dict:
     else:
         trainable.freeze(teacher)
         teacher.eval()
-    tags = [""] if len(students) == 1 else [f"_{n}" for n in names]
+    tags = student_tags(names)
     for t, tag in zip(students, tags):
         t.tag = tag  # grad_norm_<name>, lr_<name>: every student's own
 

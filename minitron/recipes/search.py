@@ -38,6 +38,7 @@ from minitron.models.arch import ModelArch
 from minitron.models.params import count_params, human
 from minitron.search.rank import spearman, top_k
 from minitron.search.space import AXES, Axis, Candidate, enumerate_candidates, shard
+from minitron.train.metrics import student_tags
 
 
 def candidates(cfg: SearchConfig, log) -> tuple[list[Candidate], ModelArch]:
@@ -174,10 +175,10 @@ def final_validation(run: Path, names: list[str], steps: int) -> dict | None:
     f = run / "metrics.csv"
     if not f.is_file():
         return None
-    row = next((r for r in csv.DictReader(f.open()) if int(r["step"]) == steps), None)
+    with f.open() as fh:
+        row = next((r for r in csv.DictReader(fh) if int(r["step"]) == steps), None)
     out = {}
-    for n in names:
-        tag = "" if len(names) == 1 else f"_{n}"
+    for n, tag in zip(names, student_tags(names)):
         loss, se = (row or {}).get(f"val_loss{tag}"), (row or {}).get(f"val_loss_stderr{tag}")
         if not loss or not se:
             return None

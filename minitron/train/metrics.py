@@ -11,6 +11,12 @@ from pathlib import Path
 from typing import Optional
 
 
+def student_tags(names: list[str]) -> list[str]:
+    """The suffix of each student's metric columns (``kd_<name>``, ``val_loss_<name>``): none
+    for a single student, ``_<name>`` for each of several."""
+    return [""] if len(names) == 1 else [f"_{n}" for n in names]
+
+
 class MetricsLogger:
     def __init__(
         self,

@@ -19,6 +19,7 @@ from minitron.distill.losses import Workspace, distill_loss
 from minitron.parallel.coupled import Coupled, unwrap
 from minitron.parallel.schedule import model_device, pipeline_train_step
 from minitron.parallel.vocab import VocabParallelReducers
+from minitron.train.metrics import student_tags
 
 
 def masked_sum(per_token: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,12 +73,9 @@ class Distiller:
 
         students = list(students) if isinstance(students, (list, tuple)) else [students]
         self.cfg, self.vocab_size, self.train_teacher = cfg, vocab_size, train_teacher
-        if len(students) == 1:
-            self.tags = [""]
-        elif names is None:
+        if len(students) > 1 and names is None:
             raise ValueError("several students need names (their metrics' suffixes)")
-        else:
-            self.tags = [f"_{n}" for n in names]
+        self.tags = student_tags(list(names)) if names is not None else [""]
         self.tp = ps.get_tensor_model_parallel_world_size()
         self.reducers = VocabParallelReducers(ps.get_tensor_model_parallel_group())
         # CPU runs (no CUDA) reuse the loss buffers: see Workspace. Each student's gradient
